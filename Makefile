@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (offline but for PyPI):
+#   make demo   fine-tune the bundled MiniLM on SST-2, evaluate it, predict a few sentences
+#   make test   the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+export SENTITUNE_DATA_DIR ?= $(SHARED)/data
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test lint install bench clean
+
+$(BIN)/sentitune: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of torch first: an unpinned torch would pull several GB of CUDA packages.
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,onnx]"
+	touch $(BIN)/sentitune
+
+install: $(BIN)/sentitune
+
+demo: install
+	$(BIN)/sentitune train --config sst2-minilm --output runs/demo --overwrite
+	$(BIN)/sentitune evaluate runs/demo --split validation
+	$(BIN)/sentitune predict runs/demo \
+	  "A gorgeous, deeply moving film." \
+	  "The plot is a mess and the jokes fall flat." \
+	  "Not bad at all, though it drags in the middle."
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/train_speed.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,206 @@
+"""Command line: a thin shell over the Python API.
+
+Every `train` flag is generated from the config dataclasses (same names, same help),
+so the CLI, YAML presets and the saved config.yaml can never drift apart. User
+mistakes print one line and exit 2; nothing here holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sentitune import __version__
+from sentitune.config import SECTIONS, RunConfig, available_presets, load_preset, validate
+from sentitune.errors import SentituneError
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, sections=tuple(SECTIONS),
+                      skip: tuple[str, ...] = ()) -> None:
+    for section in sections:
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(SECTIONS[section]):
+            if f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if "bool" in kind:
+                convert = _bool
+            elif "int" in kind:
+                convert = int
+            elif "float" in kind:
+                convert = float
+            else:
+                convert = str
+            default = f.default if f.default is not dataclasses.MISSING else None
+            group.add_argument(flag, dest=f.name, type=convert, default=None,
+                               help=f"{f.metadata.get('help', '')} (default: {default})")
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    base = load_preset(args.config) if args.config else RunConfig()
+    overrides: dict[str, Any] = {}
+    for section in SECTIONS.values():
+        for f in dataclasses.fields(section):
+            value = getattr(args, f.name, None)
+            if value is not None:
+                overrides[f.name] = value
+    return validate(base.replace(**overrides))
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+# ----------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from sentitune.train import train
+
+    config = _config_from_args(args)
+    output = Path(args.output or f"runs/{Path(config.data.dataset).stem}-{config.model.model}")
+    result = train(config, output, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    v = result.metrics["validation"]
+    print(f"run saved to {result.run_dir}: validation accuracy {v['accuracy']:.4f}, "
+          f"F1 {v['f1']:.4f} (best epoch {result.metrics['best_epoch']})")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from sentitune.explore import data_report
+
+    config = _config_from_args(args).data
+    output = Path(args.output or f"runs/data-{Path(config.dataset).stem}")
+    report = data_report(config, args.model or "minilm", output)
+    _print_json(report)
+    print(f"report saved to {output}/data_report.json and {output}/lengths.png")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from sentitune.evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.data, split=args.split, output=args.output,
+                      text_column=args.text_column, label_column=args.label_column,
+                      batch_size=args.batch_size)
+    m = result.metrics
+    shown = {k: m[k] for k in ("accuracy", "f1", "precision", "recall", "loss", "n") if k in m}
+    _print_json(shown)
+    print(f"evaluation saved to {result.output}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from sentitune.predict import Classifier, predict_file
+
+    if not args.texts and not args.input:
+        raise SentituneError("give texts to classify or --input FILE")
+    classifier = Classifier.from_pretrained(args.run_dir, backend=args.backend)
+    if args.input:
+        if not args.output:
+            raise SentituneError("--input needs --output FILE.jsonl or FILE.csv")
+        counts = predict_file(classifier, Path(args.input), Path(args.output),
+                              text_column=args.text_column, batch_size=args.batch_size,
+                              review_threshold=args.review_threshold, progress=not args.quiet)
+        print(f"{counts['texts']} predictions written to {args.output} "
+              f"({counts['needs_review']} need review, {counts['empty']} empty lines skipped)")
+        return
+    texts = [t for t in args.texts if t.strip()]
+    if not texts:
+        raise SentituneError("all given texts are empty; pass some words to classify")
+    for result in classifier.predict(texts, batch_size=args.batch_size,
+                                     review_threshold=args.review_threshold):
+        print(json.dumps(result, ensure_ascii=False))
+
+
+def cmd_presets(_: argparse.Namespace) -> None:
+    for name in available_presets():
+        print(name)
+
+
+# ----------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentitune",
+        description="Fine-tune transformers into sentiment classifiers and put them to work.")
+    parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="fine-tune a model into a run directory")
+    p.add_argument("--config", help=f"preset name or YAML file ({', '.join(available_presets())})")
+    p.add_argument("--output", help="run directory to create (default: runs/DATA-MODEL)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("data", help="exploratory report on a dataset")
+    p.add_argument("dataset", help="built-in name, file or aclImdb/ folder")
+    p.add_argument("--config", help="preset whose data settings to start from")
+    p.add_argument("--output", help="folder for data_report.json and lengths.png")
+    p.add_argument("--model", help="tokenizer to measure lengths with (default: minilm)")
+    _add_config_flags(p, ("data",), skip=("dataset",))
+    p.set_defaults(func=cmd_data)
+
+    p = commands.add_parser("evaluate", help="metrics of a run on a labelled split")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="name or file (default: the run's training dataset)")
+    p.add_argument("--split", help="split to score (default: test, else validation)")
+    p.add_argument("--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="classify texts or a file")
+    p.add_argument("run_dir")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", help="CSV/TSV/JSONL/TXT file to score")
+    p.add_argument("--output", help="where to write results (.jsonl or .csv)")
+    p.add_argument("--text-column")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--review-threshold", type=float,
+                   help="flag predictions whose probability is below this (default: the run's)")
+    p.add_argument("--backend", default="torch", help="torch or onnx (after `sentitune export`)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("presets", help="list the YAML presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
+    try:
+        args.func(args)
+    except SentituneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Typed, frozen configuration: what a run was asked to do.
+
+Three sections (data, model, training) with a help string on every field. The same
+dataclasses are filled from a YAML preset in `configs/`, then from command-line flags,
+and the resolved result is saved in every run directory, so a run can be repeated
+from its `config.yaml` alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sentitune.errors import SentituneError
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+TASKS = ("binary", "multiclass", "multilabel")
+METHODS = ("full", "lora")
+
+
+def _help(text: str, default: Any = None, **kwargs: Any) -> Any:
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _help(
+        "Built-in name (imdb, sst2, sst5, emotion, goemotions), a CSV/TSV/JSON/JSONL/parquet "
+        "file, or an aclImdb/ folder.",
+        "sst2",
+    )
+    text_column: str | None = _help("Column holding the text (default: guessed).")
+    label_column: str | None = _help("Column holding the label (default: guessed).")
+    validation_data: str | None = _help(
+        "Separate validation file; default: the source's own split or a stratified hold-out."
+    )
+    train_samples: int | None = _help("Seeded, stratified subset of training rows (None = all).")
+    val_samples: int | None = _help("Seeded, stratified subset of validation rows (None = all).")
+    val_fraction: float = _help(
+        "Share of training rows held out when the source has no validation split.", 0.1
+    )
+    max_length: int = _help("Longest input in tokens; longer texts are truncated.", 128)
+    task: str | None = _help("binary, multiclass or multilabel (default: inferred).")
+    clean_html: bool = _help("Strip HTML tags such as IMDb's <br /> and unescape entities.", True)
+    drop_duplicates: bool = _help("Drop exact duplicate texts inside the training split.", False)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = _help(
+        "Alias (minilm, distilbert, bert, roberta, albert), hub id or local directory.", "minilm"
+    )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    method: str = _help("full (all weights) or lora (low-rank adapters via peft).", "full")
+    learning_rate: float = _help("Peak AdamW learning rate.", 5e-5)
+    batch_size: int = _help("Training batch size per step.", 32)
+    eval_batch_size: int = _help("Batch size for validation.", 64)
+    epochs: float = _help("Training epochs.", 3.0)
+    weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm).", 0.01)
+    warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
+    gradient_accumulation: int = _help("Steps to accumulate before each optimizer update.", 1)
+    seed: int = _help("Seed for data order, subsets, dropout and the new head.", 42)
+    patience: int | None = _help("Stop after this many epochs without improvement (None: off).")
+    metric: str | None = _help(
+        "Validation metric that picks the best epoch (default: f1 for binary, f1_macro else)."
+    )
+    group_by_length: bool = _help("Batch texts of similar length together (less padding).", True)
+    dynamic_padding: bool = _help("Pad each batch to its longest text, not to max_length.", True)
+    precision: str = _help("auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.", "auto")
+    class_weights: str = _help("none, auto (inverse frequency) or a JSON file of weights.", "none")
+    lora_r: int = _help("LoRA rank.", 8)
+    lora_alpha: int = _help("LoRA scaling numerator (scale = alpha / r).", 16)
+    lora_dropout: float = _help("Dropout on the LoRA branch.", 0.05)
+    lora_targets: str | None = _help(
+        "Comma-separated module names, or all-linear (default: chosen per architecture)."
+    )
+    merge_lora: bool = _help("Also save model/ with the adapter merged in (LoRA only).", True)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides: Any) -> RunConfig:
+        """Return a copy with flat `field=value` overrides routed to their section."""
+        return _apply(self, overrides)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
+
+
+def section_of(name: str) -> str:
+    for section, cls in SECTIONS.items():
+        if name in {f.name for f in fields(cls)}:
+            return section
+    raise SentituneError(f"unknown setting '{name}'; see `sentitune train --help` for the list")
+
+
+def _apply(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    by_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in overrides.items():
+        if value is not None:
+            by_section[section_of(key)][key] = value
+    return RunConfig(
+        **{
+            name: dataclasses.replace(getattr(config, name), **values)
+            for name, values in by_section.items()
+        }
+    )
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> RunConfig:
+    """Read a preset by name (configs/NAME.yaml) or a YAML file path, e.g. a run's config.yaml."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise SentituneError(
+            f"no preset or YAML file '{name_or_path}'; presets: {', '.join(available_presets())}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SentituneError(f"{path} is not valid YAML ({exc.__class__.__name__})") from exc
+    flat: dict[str, Any] = {}
+    for section in SECTIONS:
+        values = raw.get(section) or {}
+        if not isinstance(values, dict):
+            raise SentituneError(f"{path}: section '{section}' must be a mapping")
+        for key, value in values.items():
+            if section_of(key) != section:
+                raise SentituneError(f"{path}: '{key}' belongs in section '{section_of(key)}'")
+            flat[key] = value
+    return validate(RunConfig().replace(**flat))
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Reject settings that cannot work, before any model or data is loaded."""
+    d, t = config.data, config.training
+    if d.task is not None and d.task not in TASKS:
+        raise SentituneError(f"--task must be one of {', '.join(TASKS)}, not '{d.task}'")
+    if t.method not in METHODS:
+        raise SentituneError(f"--method must be full or lora, not '{t.method}'")
+    positive = {
+        "max_length": d.max_length,
+        "batch_size": t.batch_size,
+        "eval_batch_size": t.eval_batch_size,
+        "gradient_accumulation": t.gradient_accumulation,
+        "lora_r": t.lora_r,
+        "train_samples": d.train_samples,
+        "val_samples": d.val_samples,
+    }
+    for name, value in positive.items():
+        if value is not None and value <= 0:
+            raise SentituneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if t.learning_rate <= 0 or t.epochs <= 0:
+        raise SentituneError("--learning-rate and --epochs must be > 0")
+    if not 0 < d.val_fraction < 1:
+        raise SentituneError(f"--val-fraction must be between 0 and 1, got {d.val_fraction}")
+    if not 0 <= t.warmup_ratio < 1:
+        raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
+    if t.precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise SentituneError(f"--precision must be auto, fp32, fp16 or bf16, not '{t.precision}'")
+    return config
+
+
+def save_config(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the resolved config (plus facts such as the data fingerprint) as YAML."""
+    import json
+
+    # A JSON round trip turns numpy scalars and other strays into plain YAML types.
+    payload = json.loads(json.dumps(config.to_dict() | (extra or {}), default=str))
+    path.write_text(yaml.safe_dump(payload, sort_keys=False))

@@ -1,0 +1,97 @@
+"""Classification metrics for every task type, from probabilities.
+
+Training (per epoch) and evaluation call the same function, so the numbers in
+history.csv, metrics.json and evaluation reports always mean the same thing.
+`f1` is the headline F1: binary F1 of the positive class for binary tasks, macro F1
+otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    return sigmoid(logits) if task == "multilabel" else softmax(logits)
+
+
+def multi_hot(label_lists: Sequence[Sequence[int]], n_labels: int) -> np.ndarray:
+    out = np.zeros((len(label_lists), n_labels), dtype=np.float32)
+    for row, ids in enumerate(label_lists):
+        out[row, list(ids)] = 1.0
+    return out
+
+
+def default_metric(task: str) -> str:
+    return "f1" if task == "binary" else "f1_macro"
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    labels: list[str],
+    thresholds: np.ndarray | None = None,
+) -> dict:
+    """Headline metrics plus a per-class report.
+
+    `y_true` holds class ids (single-label) or a multi-hot matrix (multi-label);
+    `thresholds` are the multi-label decision thresholds (0.5 when not given).
+    """
+    eps = 1e-12
+    ids = list(range(len(labels)))
+    if task == "multilabel":
+        cut = np.full(len(labels), 0.5) if thresholds is None else np.asarray(thresholds)
+        y_pred = (probs >= cut).astype(int)
+        y = y_true.astype(int)
+        clipped = np.clip(probs, eps, 1 - eps)
+        out = {
+            "accuracy": float(skm.accuracy_score(y, y_pred)),  # exact match
+            "exact_match": float(skm.accuracy_score(y, y_pred)),
+            "f1": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
+            "f1_macro": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
+            "f1_micro": float(skm.f1_score(y, y_pred, average="micro", zero_division=0)),
+            "f1_samples": float(skm.f1_score(y, y_pred, average="samples", zero_division=0)),
+            "precision": float(skm.precision_score(y, y_pred, average="macro", zero_division=0)),
+            "recall": float(skm.recall_score(y, y_pred, average="macro", zero_division=0)),
+            "hamming_loss": float(skm.hamming_loss(y, y_pred)),
+            "label_cardinality_true": float(y.sum(axis=1).mean()),
+            "label_cardinality_pred": float(y_pred.sum(axis=1).mean()),
+            "loss": float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean()),
+        }
+    else:
+        y_pred = probs.argmax(axis=1)
+        y = np.asarray(y_true, dtype=int)
+        average = "binary" if task == "binary" else "macro"
+        out = {
+            "accuracy": float(skm.accuracy_score(y, y_pred)),
+            "f1": float(skm.f1_score(y, y_pred, average=average, zero_division=0)),
+            "precision": float(skm.precision_score(y, y_pred, average=average, zero_division=0)),
+            "recall": float(skm.recall_score(y, y_pred, average=average, zero_division=0)),
+            "f1_macro": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
+            "f1_weighted": float(skm.f1_score(y, y_pred, average="weighted", zero_division=0)),
+            "loss": float(skm.log_loss(y, np.clip(probs, eps, 1), labels=ids)),
+            "confusion_matrix": skm.confusion_matrix(y, y_pred, labels=ids).tolist(),
+        }
+    report = skm.classification_report(
+        y, y_pred, labels=None if task == "multilabel" else ids, target_names=labels,
+        output_dict=True, zero_division=0,
+    )
+    out["per_class"] = {
+        name: {k: float(v) for k, v in report[name].items()} for name in labels if name in report
+    }
+    out["n"] = int(len(y))
+    return out

