@@ -1,0 +1,396 @@
+"""Evaluation figures and the human-readable report (Markdown plus self-contained HTML).
+
+The report is built once as a list of blocks (headings, paragraphs, tables, figures) and
+rendered twice, so ``report.md`` and ``report.html`` always say the same thing. The HTML
+embeds every PNG as a base64 data URI and escapes all text, so it can be mailed or
+attached to a ticket as one file. Any section whose metrics are missing is left out.
+
+Figures use `matplotlib.figure.Figure` directly (Agg rendering, no pyplot), so making
+them neither changes the caller's matplotlib backend nor leaks open figures. All files
+are written atomically: a temporary file in the same directory, then `os.replace`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+HEADLINE_KEYS = ("accuracy", "f1", "precision", "recall", "loss")
+# Values under these keys are fractions that read better as percentages.
+PERCENT_KEYS = ("share", "coverage", "failure_rate")
+MAX_ERRORS = 25
+MAX_BEHAVIOURAL_EXAMPLES = 3
+MAX_TEXT_CHARS = 300
+
+# ("h1" | "h2" | "p", text) | ("table", headers, rows) | ("figure", caption, path)
+Block = tuple
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Render `fig` as a PNG at `path` (atomically) and return the path."""
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    path = Path(path)
+    _write_atomic(path, buffer.getvalue())
+    return path
+
+
+def plot_reliability(bins: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Reliability diagram from `calibration.reliability_bins`: accuracy per confidence bin."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    used = [b for b in bins if b["count"]]
+    ax.bar(
+        [(b["lower"] + b["upper"]) / 2 for b in used],
+        [b["accuracy"] for b in used],
+        width=[b["upper"] - b["lower"] for b in used],
+        edgecolor="black",
+        alpha=0.7,
+        label="accuracy in bin",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top-class probability)",
+           ylabel="Accuracy", title="Reliability diagram")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_coverage_accuracy(
+    curve: Sequence[dict], path: str | os.PathLike, chosen: dict | None = None
+) -> Path:
+    """Accuracy of auto-accepted predictions against the share accepted.
+
+    `chosen` (from `calibration.threshold_for_target_accuracy`) is marked when reached.
+    """
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot([p["coverage"] for p in curve], [p["accuracy"] for p in curve], marker=".")
+    if chosen and chosen.get("reached"):
+        ax.scatter([chosen["coverage"]], [chosen["accuracy_accepted"]], color="red", zorder=3,
+                   label=f"threshold {chosen['threshold']:.3f}")
+        ax.legend(loc="lower left")
+    ax.set(xlim=(0, 1.02), xlabel="Coverage (share of predictions accepted)",
+           ylabel="Accuracy on accepted", title="Coverage vs accuracy")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_slice_accuracy(slice_metrics: dict[str, dict], path: str | os.PathLike) -> Path:
+    """Horizontal bars of accuracy per slice; the dashed line is the whole set."""
+    names = [n for n in slice_metrics if n != "all"]
+    fig = Figure(figsize=(7, max(2.5, 0.35 * len(names) + 1.2)))
+    ax = fig.add_subplot()
+    bars = ax.barh(
+        [f"{n} (n={slice_metrics[n]['count']})" for n in names],
+        [slice_metrics[n]["accuracy"] for n in names],
+        color="tab:blue",
+    )
+    ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+    if "all" in slice_metrics:
+        ax.axvline(slice_metrics["all"]["accuracy"], color="black", linestyle="--",
+                   label=f"all ({slice_metrics['all']['accuracy']:.3f})")
+        ax.legend(loc="lower right")
+    ax.invert_yaxis()  # first slice on top
+    ax.set(xlim=(0, 1), xlabel="Accuracy", title="Accuracy by slice")
+    return _save(fig, path)
+
+
+def plot_error_lengths(
+    lengths_all: Sequence[int], lengths_errors: Sequence[int], path: str | os.PathLike
+) -> Path:
+    """Length distribution of all examples against that of the misclassified ones."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    edges = np.histogram_bin_edges(np.asarray(lengths_all, dtype=float), bins=30)
+    # Densities, not counts: errors are few, and the question is whether they skew long.
+    ax.hist(lengths_all, bins=edges, density=True, alpha=0.5,
+            label=f"all examples (n={len(lengths_all)})")
+    ax.hist(lengths_errors, bins=edges, density=True, alpha=0.5,
+            label=f"errors (n={len(lengths_errors)})")
+    ax.set(xlabel="Length (tokens)", ylabel="Density", title="Lengths of errors vs all")
+    ax.legend()
+    return _save(fig, path)
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    """A metric value as table text: percentages for shares, 4 decimals for floats."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float | np.floating):
+        return f"{100 * value:.1f}%" if key in PERCENT_KEYS else f"{value:.4f}"
+    text = " ".join(str(value).split())  # one line, for table cells
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+
+
+def _key_value_table(values: dict, keys: Sequence[str] | None = None) -> Block:
+    """Two-column table of the scalar entries of `values` (`keys` first, in order)."""
+    keys = list(keys or [])
+    keys += sorted(k for k, v in values.items() if k not in keys and not isinstance(v, dict | list))
+    return ("table", ["Metric", "Value"], [[k, _fmt(values[k], k)] for k in keys if k in values])
+
+
+def _label_names(metrics: dict, k: int) -> list[str]:
+    """Names for confusion-matrix rows: given names, per-class keys, else indices."""
+    for names in (metrics.get("label_names"), list(metrics.get("per_class") or {})):
+        if names and len(names) == k:
+            return [str(n) for n in names]
+    return [str(i) for i in range(k)]
+
+
+def _headline_blocks(metrics: dict) -> list[Block]:
+    """Headline metrics, per-class table and confusion matrix."""
+    headline = _key_value_table(metrics, HEADLINE_KEYS)
+    blocks: list[Block] = [("h2", "Headline metrics"), headline] if headline[2] else []
+    per_class = metrics.get("per_class")
+    if per_class:
+        columns = list(dict.fromkeys(k for row in per_class.values() for k in row))
+        rows = [[name, *(_fmt(row.get(c), c) for c in columns)] for name, row in per_class.items()]
+        blocks += [("h2", "Per class"), ("table", ["Class", *columns], rows)]
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        names = _label_names(metrics, len(matrix))
+        rows = [[name, *map(_fmt, row)] for name, row in zip(names, matrix, strict=True)]
+        blocks += [
+            ("h2", "Confusion matrix"),
+            ("p", "Rows are true classes, columns predicted classes."),
+            ("table", ["true \\ predicted", *names], rows),
+        ]
+    return blocks
+
+
+def _slice_blocks(metrics: dict) -> list[Block]:
+    """Per-slice metrics table."""
+    slices = metrics.get("slices")
+    if not slices:
+        return []
+    columns = ["count", "share", "accuracy", "f1_macro", "errors"]
+    rows = [[name, *(_fmt(m.get(c), c) for c in columns)] for name, m in slices.items()]
+    return [
+        ("h2", "Slices"),
+        ("p", "Accuracy on subsets of the evaluation set; a slice much below 'all' is a weak "
+              "spot. Slices overlap; empty slices are left out."),
+        ("table", ["Slice", *columns], rows),
+    ]
+
+
+def _calibration_blocks(metrics: dict) -> list[Block]:
+    """Calibration numbers with a one-line reading guide."""
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return []
+    return [
+        ("h2", "Calibration"),
+        ("p", "Expected calibration error (ECE) is the average gap between confidence and "
+              "accuracy; 0 is perfect. Temperature scaling divides logits by T (T > 1: the "
+              "model was overconfident)."),
+        _key_value_table(calibration, ("ece", "ece_after_temperature", "temperature")),
+    ]
+
+
+def _review_blocks(metrics: dict) -> list[Block]:
+    """The confidence threshold for the human review queue, in words and numbers."""
+    review = metrics.get("review")
+    if not review:
+        return []
+    blocks: list[Block] = [("h2", "Review queue")]
+    if review.get("reached", True) and review.get("coverage") is not None:
+        blocks.append(
+            ("p", f"Predictions with confidence below {_fmt(review.get('threshold'))} go to "
+                  f"review; the {_fmt(review['coverage'], 'coverage')} accepted automatically "
+                  f"have accuracy {_fmt(review.get('accuracy_accepted'))}.")
+        )
+    else:
+        blocks.append(("p", "No confidence threshold reaches the target accuracy: every "
+                            "prediction needs review."))
+    blocks.append(_key_value_table(review, ("threshold", "coverage", "accuracy_accepted")))
+    return blocks
+
+
+def _behavioral_blocks(metrics: dict) -> list[Block]:
+    """Behavioural test failure rates and a few failing cases per test."""
+    behavioral = metrics.get("behavioral")
+    if not behavioral or not behavioral.get("tests"):
+        return []
+    tests = behavioral["tests"]
+    rows = [
+        [t["name"], t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
+         _fmt(t["failure_rate"], "failure_rate"), t.get("description", "")]
+        for t in tests
+    ]
+    blocks: list[Block] = [
+        ("h2", "Behavioural tests"),
+        ("p", "Generated CheckList-style cases: MFT = expected label, INV = prediction must "
+              "not change, DIR = p(positive) must move the expected way. Overall failure "
+              f"rate {_fmt(behavioral.get('overall_failure_rate'), 'failure_rate')}."),
+        ("table", ["Test", "Kind", "Cases", "Failures", "Failure rate", "Description"], rows),
+    ]
+    examples = [
+        [t["name"], e["text"], e.get("variant", e.get("expected", "")),
+         _fmt(e.get("predicted")) + (f" → {e['variant_predicted']}" if "variant" in e else "")]
+        for t in tests
+        for e in t.get("examples", [])[:MAX_BEHAVIOURAL_EXAMPLES]
+    ]
+    if examples:
+        blocks += [
+            ("p", "Some failing cases:"),
+            ("table", ["Test", "Text", "Expected / variant", "Predicted"], examples),
+        ]
+    return blocks
+
+
+def _error_blocks(errors: list[dict] | None) -> list[Block]:
+    """A table of misclassified examples (the first MAX_ERRORS)."""
+    if not errors:
+        return []
+    columns = list(dict.fromkeys(k for e in errors for k in e))
+    rows = [[_fmt(e.get(c), c) for c in columns] for e in errors[:MAX_ERRORS]]
+    shown = f"the first {MAX_ERRORS} of {len(errors)}" if len(errors) > MAX_ERRORS else "all"
+    return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})."),
+            ("table", columns, rows)]
+
+
+# Which section each known figure belongs under; others go to a final "Figures" section.
+FIGURE_SECTIONS = {
+    "slice_accuracy": "Slices",
+    "error_lengths": "Slices",
+    "reliability": "Calibration",
+    "coverage_accuracy": "Review queue",
+}
+
+
+def _report_blocks(
+    metrics: dict, figures: dict[str, Path], title: str, errors: list[dict] | None
+) -> list[Block]:
+    """The whole report as blocks, with each figure placed after its section."""
+    sections = [
+        _headline_blocks(metrics),
+        _slice_blocks(metrics),
+        _calibration_blocks(metrics),
+        _review_blocks(metrics),
+        _behavioral_blocks(metrics),
+        _error_blocks(errors),
+    ]
+    placed = set()
+    blocks: list[Block] = [("h1", title)]
+    for section in filter(None, sections):
+        blocks += section
+        for name, path in figures.items():
+            if FIGURE_SECTIONS.get(name) == section[0][1]:
+                blocks.append(("figure", name, Path(path)))
+                placed.add(name)
+    rest = [("figure", n, Path(p)) for n, p in figures.items() if n not in placed]
+    return blocks + ([("h2", "Figures"), *rest] if rest else [])
+
+
+def _md_text(text: str) -> str:
+    """User text safe inside Markdown: HTML escaped, pipes escaped for table cells."""
+    return html.escape(str(text), quote=False).replace("|", "\\|")
+
+
+def _render_markdown(blocks: list[Block], out_dir: Path) -> str:
+    """The blocks as Markdown; figures linked by path relative to the report."""
+    lines = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            lines += [f"# {_md_text(rest[0])}", ""]
+        elif kind == "h2":
+            lines += [f"## {_md_text(rest[0])}", ""]
+        elif kind == "p":
+            lines += [_md_text(rest[0]), ""]
+        elif kind == "table":
+            headers, rows = rest
+            lines.append("| " + " | ".join(map(_md_text, headers)) + " |")
+            lines.append("|" + "---|" * len(headers))
+            lines += ["| " + " | ".join(map(_md_text, row)) + " |" for row in rows]
+            lines.append("")
+        else:
+            name, path = rest
+            link = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
+            lines += [f"![{_md_text(name)}]({link})", ""]
+    return "\n".join(lines)
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left;
+         vertical-align: top; }
+th { background: #f3f3f3; }
+figure { margin: 1rem 0 2rem; }
+img { max-width: 100%; }
+figcaption { color: #666; font-size: 0.85rem; }
+"""
+
+
+def _render_html(blocks: list[Block]) -> str:
+    """The blocks as one HTML page; every figure embedded as a base64 data URI."""
+    esc = html.escape
+    parts = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{esc(str(rest[0]))}</{kind}>")
+        elif kind == "table":
+            headers, rows = rest
+            head = "".join(f"<th>{esc(str(h))}</th>" for h in headers)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        else:
+            name, path = rest
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{esc(name)}</figcaption></figure>"
+            )
+    title = esc(str(blocks[0][1]))
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    metrics: dict,
+    figures: dict[str, Path],
+    title: str,
+    errors: list[dict] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` into `out_dir`.
+
+    `figures` maps a name to a PNG; the known names (reliability, coverage_accuracy,
+    slice_accuracy, error_lengths) are placed in their sections. Returns both paths.
+    """
+    out_dir = Path(out_dir)
+    blocks = _report_blocks(metrics, figures, title, errors)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    _write_atomic(md_path, _render_markdown(blocks, out_dir).encode("utf-8"))
+    _write_atomic(html_path, _render_html(blocks).encode("utf-8"))
+    return md_path, html_path
