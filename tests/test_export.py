@@ -1,0 +1,181 @@
+"""ONNX export and the ONNX Runtime backend, on the tiny random models from conftest.
+
+Each model is exported once per module; the tests then feed batches of other sizes and
+lengths than the export saw, so a graph with a frozen axis or a wrongly traced mask fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_tiny_model
+
+from sentitune.errors import SentituneError
+from sentitune.export import INT8_NAME, ONNX_NAME, OnnxBackend, agreement, export_onnx
+
+pytest.importorskip("onnxruntime")
+
+
+def _tiny_multilabel(out: Path) -> Path:
+    build_tiny_model("bert", out, num_labels=3)
+    config = json.loads((out / "config.json").read_text())
+    config["problem_type"] = "multi_label_classification"
+    (out / "config.json").write_text(json.dumps(config))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_bert, tiny_distilbert) -> dict[str, tuple[Path, Path, dict]]:
+    """kind -> (model_dir, out_dir, export result); only BERT also gets the int8 graph."""
+    root = tmp_path_factory.mktemp("onnx")
+    multilabel = _tiny_multilabel(root / "multilabel-model")
+    result = {}
+    for kind, model_dir, quantize in [
+        ("bert", tiny_bert, "int8"),
+        ("distilbert", tiny_distilbert, None),
+        ("multilabel", multilabel, None),
+    ]:
+        out = root / kind
+        result[kind] = (model_dir, out, export_onnx(model_dir, out, quantize=quantize))
+    return result
+
+
+def _random_batch(batch: int, length: int, seed: int) -> dict[str, np.ndarray]:
+    """Token ids with per-row padding; token_type_ids always present, as a BERT tokenizer gives."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, length + 1, size=batch)
+    lengths[0] = length  # one row fills the batch, as after padding=True
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(1000, 30000, size=(batch, length)) * mask
+    types = (np.arange(length)[None, :] >= lengths[:, None] // 2).astype(np.int64) * mask
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "multilabel"])
+def test_fp32_graph_matches_torch_for_any_batch_and_length(exported, kind):
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir, out, result = exported[kind]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    backend = OnnxBackend(out / ONNX_NAME, num_threads=1)
+    assert result["max_abs_diff"] < 1e-4
+    for seed, (batch, length) in enumerate([(1, 3), (5, 17), (9, 70)]):
+        encoded = _random_batch(batch, length, seed)
+        logits = backend.logits(encoded)  # token_type_ids too: DistilBERT's graph drops it
+        assert logits.dtype == np.float32 and logits.shape == (batch, result["num_labels"])
+        with torch.no_grad():
+            inputs = {name: torch.from_numpy(encoded[name]) for name in backend.input_names}
+            expected = model(**inputs).logits.numpy()
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+
+
+def test_graph_inputs_follow_the_architecture(exported):
+    assert OnnxBackend(exported["bert"][1] / ONNX_NAME).input_names == (
+        "input_ids",
+        "token_type_ids",
+        "attention_mask",
+    )
+    # The conftest DistilBERT keeps a BERT tokenizer that emits token_type_ids; forward() has none.
+    assert OnnxBackend(exported["distilbert"][1] / ONNX_NAME).input_names == (
+        "input_ids",
+        "attention_mask",
+    )
+    assert exported["multilabel"][2]["multi_label"] is True
+    assert exported["bert"][2]["multi_label"] is False
+
+
+def test_int8_graph_agrees_with_fp32_on_most_inputs(exported):
+    _, out, result = exported["bert"]
+    assert result["int8_path"] == str(out / INT8_NAME)
+    assert (out / INT8_NAME).stat().st_size < (out / ONNX_NAME).stat().st_size / 2
+    encoded = _random_batch(64, 24, seed=3)
+    fp32 = OnnxBackend(out / ONNX_NAME, num_threads=1).logits(encoded)
+    int8 = OnnxBackend(out / INT8_NAME, num_threads=1).logits(encoded)
+    softmax = [np.exp(x) / np.exp(x).sum(axis=1, keepdims=True) for x in (fp32, int8)]
+    report = agreement(*softmax)
+    assert report["n"] == 64
+    assert report["label_agreement"] >= 0.9
+    assert report["max_prob_diff"] < 0.05
+
+
+def test_agreement_compares_argmax_or_thresholded_label_sets():
+    reference = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.4]])
+    candidate = np.array([[0.8, 0.4, 0.1], [0.1, 0.8, 0.45]])
+    # Single-label: both rows keep their argmax.
+    assert agreement(reference, candidate) == pytest.approx(
+        {"label_agreement": 1.0, "max_prob_diff": 0.2, "n": 2}
+    )
+    # Multi-label: row 0 loses its second label at 0.5, so only row 1 agrees.
+    assert agreement(reference, candidate, multi_label=True)["label_agreement"] == 0.5
+
+
+def test_model_dir_without_weights_fails_and_leaves_no_output(tmp_path, tiny_bert):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in tiny_bert.iterdir():
+        if item.suffix != ".safetensors":
+            (broken / item.name).write_bytes(item.read_bytes())
+    with pytest.raises(SentituneError, match="cannot load"):
+        export_onnx(broken, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
+
+
+def test_failure_mid_export_removes_the_partial_files(tmp_path, tiny_bert, monkeypatch):
+    def fail(*_args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("sentitune.export._quantize_int8", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_onnx(tiny_bert, tmp_path / "out", quantize="int8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_again_replaces_the_earlier_one(tmp_path, tiny_distilbert):
+    out = tmp_path / "out"
+    out.mkdir()  # an empty folder is fine too
+    export_onnx(tiny_distilbert, out)
+    (out / ONNX_NAME).write_bytes(b"stale")
+    export_onnx(tiny_distilbert, out)
+    assert OnnxBackend(out / ONNX_NAME).input_names == ("input_ids", "attention_mask")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no hidden leftovers
+
+
+def test_refuses_to_replace_a_folder_that_is_not_an_export(tmp_path, tiny_bert):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SentituneError, match="does not hold an earlier export"):
+        export_onnx(tiny_bert, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("model_dir", "kwargs", "message"),
+    [
+        ("missing", {}, "no config.json"),
+        ("tiny", {"quantize": "int4"}, "unknown quantization"),
+    ],
+)
+def test_user_errors(tmp_path, tiny_bert, model_dir, kwargs, message):
+    path = tiny_bert if model_dir == "tiny" else tmp_path / model_dir
+    with pytest.raises(SentituneError, match=message):
+        export_onnx(path, tmp_path / "out", **kwargs)
+
+
+def test_missing_onnxruntime_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    with pytest.raises(SentituneError, match=r"sentitune\[onnx\]"):
+        OnnxBackend(tmp_path / "model.onnx")
+
+
+def test_backend_names_a_missing_input(exported):
+    backend = OnnxBackend(exported["bert"][1] / ONNX_NAME)
+    encoded = _random_batch(2, 5, seed=0)
+    del encoded["token_type_ids"]
+    with pytest.raises(SentituneError, match="token_type_ids"):
+        backend.logits(encoded)
