@@ -137,3 +137,16 @@ def test_early_stopping_stops(tmp_path, tiny_bert, sentiment_csv):
                                patience=1, metric="accuracy"), tmp_path / "e", progress=False)
     assert result.metrics["epochs_run"] == 2
     assert result.metrics["best_epoch"] == 1
+
+
+def test_temperature_is_folded_into_the_saved_model(tiny_run_dir):
+    metrics = json.loads((tiny_run_dir / "metrics.json").read_text())
+    decision = json.loads((tiny_run_dir / "decision.json").read_text())
+    calibration = metrics["calibration"]
+    assert decision["temperature"] == calibration["temperature"] > 0
+    assert calibration["ece_after_temperature"] <= calibration["ece"] + 1e-9
+    # The saved model gives calibrated probabilities: temperature scaling minimises the
+    # NLL, so its validation loss is no worse than the best epoch's raw loss.
+    with open(tiny_run_dir / "history.csv") as handle:
+        rows = {int(r["epoch"]): float(r["val_loss"]) for r in csv.DictReader(handle)}
+    assert metrics["validation"]["loss"] <= rows[metrics["best_epoch"]] + 1e-6

@@ -166,6 +166,31 @@ def apply_lora(model, settings: TrainingConfig):
     return get_peft_model(model, config)
 
 
+def scale_logits(model, factor: float) -> bool:
+    """Multiply the model's logits by `factor` by scaling its last head layer in place.
+
+    Used to fold a fitted temperature into the saved weights, so every consumer
+    (pipeline, ONNX, the adapter) sees calibrated probabilities. Returns False when no
+    single output layer is found (the caller then keeps the temperature at 1).
+    """
+    import torch
+
+    n_labels = model.config.num_labels
+    layers = [
+        module for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module.out_features == n_labels
+        and any(head in name.split(".") for head in HEAD_MODULES)
+        and "original_module" not in name  # peft keeps a frozen copy of the head
+    ]
+    if len(layers) != 1:
+        return False
+    with torch.no_grad():
+        layers[0].weight.mul_(factor)
+        if layers[0].bias is not None:
+            layers[0].bias.mul_(factor)
+    return True
+
+
 def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total) parameters."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

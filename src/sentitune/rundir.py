@@ -40,7 +40,7 @@ class Decision:
 
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     label_thresholds: list[float] | None = None  # multi-label: one per label
-    temperature: float = 1.0  # already folded into model/ (see evaluate.calibrate)
+    temperature: float = 1.0  # fitted on validation, already folded into the saved head
 
 
 def staging_dir(run_dir: Path) -> Path:

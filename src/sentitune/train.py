@@ -263,14 +263,18 @@ def train(
 
     prediction = trainer.predict(val_set)
     logits = np.asarray(prediction.predictions, dtype=np.float64)
-    probs = probabilities(logits, splits.task)
-    validation = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels)
+    decision, calibration = fit_decision(trainer.model, logits, prediction.label_ids,
+                                         splits.task)
+    probs = probabilities(logits / decision.temperature, splits.task)
+    thresholds = decision.label_thresholds
+    validation = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
+                                        None if thresholds is None else np.asarray(thresholds))
     history = _history(trainer.state.log_history)
     best_epoch = _best_epoch(history, metric)
 
     _save_model(trainer.model, tokenizer, staging, settings)
     rundir.write_json(staging / "labels.json", {"task": splits.task, "labels": splits.labels})
-    rundir.write_decision(staging, rundir.Decision())
+    rundir.write_decision(staging, decision)
     save_config(config, staging / "config.yaml", {
         "data_fingerprint": splits.fingerprint(),
         "rows": {"train": len(splits.train), "validation": len(splits.validation)},
@@ -293,12 +297,44 @@ def train(
         "trainable_params": trainable,
         "total_params": total,
         "peak_memory_mb": round(peak_mb, 1),
+        "calibration": calibration,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
     rundir.write_json(staging / "metrics.json", metrics)
     (staging / "README.md").write_text(model_card(config, splits, metrics))
     rundir.publish(staging, output)
     return TrainResult(output, metrics)
+
+
+def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
+                 task: str) -> tuple[rundir.Decision, dict]:
+    """Fit on validation how probabilities become decisions.
+
+    Single-label: a temperature (Guo et al. 2017) folded into the model's head, so the
+    saved model itself gives calibrated probabilities. Multi-label: one decision
+    threshold per label, chosen to maximise that label's F1.
+    """
+    from sentitune.calibration import (
+        expected_calibration_error,
+        fit_temperature,
+        tune_label_thresholds,
+    )
+    from sentitune.model import scale_logits
+
+    if task == "multilabel":
+        thresholds = tune_label_thresholds(probabilities(logits, task), y_true)
+        return rundir.Decision(label_thresholds=[round(float(t), 6) for t in thresholds]), {}
+    temperature = round(float(fit_temperature(logits, y_true)), 6)
+    if not scale_logits(model, 1.0 / temperature):
+        temperature = 1.0
+    labels = np.asarray(y_true, dtype=int)
+    calibration = {
+        "temperature": temperature,
+        "ece": expected_calibration_error(probabilities(logits, task), labels),
+        "ece_after_temperature": expected_calibration_error(
+            probabilities(logits / temperature, task), labels),
+    }
+    return rundir.Decision(temperature=temperature), calibration
 
 
 def _best_epoch(history: list[dict], metric: str) -> int | None:
