@@ -121,3 +121,23 @@ def data_dir_env(monkeypatch):
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     monkeypatch.setenv("SENTITUNE_DATA_DIR", str(SHARED_DATA))
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_sst2_run(tmp_path_factory) -> Path:
+    """The real bundled MiniLM fine-tuned on 1,000 SST-2 sentences (about a minute on CPU).
+
+    Shared by every slow test so the suite trains the real model once.
+    """
+    if not (SHARED_DATA / "sst2" / "dev.tsv").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    os.environ["SENTITUNE_DATA_DIR"] = str(SHARED_DATA)
+    from sentitune.config import RunConfig
+    from sentitune.train import train
+
+    config = RunConfig().replace(dataset="sst2", model="minilm", train_samples=1000,
+                                 val_samples=400, max_length=64, epochs=2.0, batch_size=32,
+                                 learning_rate=5e-5, seed=42)
+    out = tmp_path_factory.mktemp("slow") / "minilm-sst2"
+    train(config, out, progress=False)
+    return out
