@@ -152,3 +152,32 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error: ")
+
+
+def test_export_then_predict_with_onnx_backends(capsys, tiny_run_dir):
+    code, out, _ = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8")
+    assert code == 0
+    report = json.loads(out)
+    assert report["agreement"]["onnx"]["label_agreement"] == 1.0
+    assert report["agreement"]["onnx"]["max_prob_diff"] < 1e-4
+    assert 0 <= report["agreement"]["onnx-int8"]["label_agreement"] <= 1
+    texts = ["a superb film", "awful and dull"]
+    by_backend = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        code, out, _ = run_cli(capsys, "predict", str(tiny_run_dir), *texts, "--backend", backend)
+        assert code == 0
+        by_backend[backend] = [json.loads(line) for line in out.strip().splitlines()]
+    for torch_row, onnx_row in zip(by_backend["torch"], by_backend["onnx"], strict=True):
+        assert torch_row["label"] == onnx_row["label"]
+        assert abs(torch_row["score"] - onnx_row["score"]) < 1e-4
+
+
+def test_onnx_backend_before_export_is_a_clear_error(capsys, tmp_path, tiny_bert, sentiment_csv):
+    from conftest import tiny_config
+
+    from sentitune.train import train
+
+    run = train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0), tmp_path / "r",
+                progress=False).run_dir
+    code, _, err = run_cli(capsys, "predict", str(run), "hello", "--backend", "onnx")
+    assert_one_line_error(code, err, "sentitune export")

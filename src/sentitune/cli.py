@@ -126,6 +126,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps(result, ensure_ascii=False))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from sentitune.export import export_run
+
+    _print_json(export_run(Path(args.run_dir), quantize=args.quantize))
+
+
 def cmd_presets(_: argparse.Namespace) -> None:
     for name in available_presets():
         print(name)
@@ -177,9 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--review-threshold", type=float,
                    help="flag predictions whose probability is below this (default: the run's)")
-    p.add_argument("--backend", default="torch", help="torch or onnx (after `sentitune export`)")
+    p.add_argument("--backend", default="torch",
+                   help="torch, onnx or onnx-int8 (the last two after `sentitune export`)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--quantize", choices=["int8"], help="also write a dynamic int8 model")
+    p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)

@@ -314,3 +314,39 @@ def export_onnx(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def export_run(run_dir: Path, *, quantize: str | None = None, max_texts: int = 1000) -> dict:
+    """Export a run's model/ to RUN_DIR/onnx and measure agreement with the torch model.
+
+    Agreement is measured on the run's own validation texts (its training data source),
+    or on built-in sample sentences when that source is no longer readable.
+    """
+    from sentitune import rundir
+    from sentitune.data import load_eval_split
+    from sentitune.predict import Classifier
+
+    run_dir = rundir.check_run_dir(Path(run_dir))
+    if not (run_dir / "model").is_dir():
+        raise SentituneError(f"{run_dir} has no merged model/; retrain with --merge-lora true")
+    result = export_onnx(run_dir / "model", run_dir / ONNX_DIR, quantize=quantize)
+    torch_clf = Classifier.from_pretrained(run_dir, device="cpu")
+    settings = rundir.read_yaml(run_dir / "config.yaml")
+    try:
+        frame, split = load_eval_split(settings["data"]["dataset"], "validation",
+                                       torch_clf.labels, torch_clf.task,
+                                       settings["data"]["text_column"],
+                                       settings["data"]["label_column"])
+        texts, source = list(frame["text"])[:max_texts], f"{settings['data']['dataset']} ({split})"
+    except SentituneError:
+        texts, source = list(_SAMPLE_TEXTS), "built-in sample sentences"
+    reference = torch_clf.predict_proba(texts)
+    backends = ["onnx"] + (["onnx-int8"] if quantize else [])
+    multi_label = torch_clf.task == "multilabel"
+    result["agreement"] = {
+        backend: agreement(reference, Classifier.from_pretrained(
+            run_dir, backend=backend).predict_proba(texts), multi_label=multi_label)
+        for backend in backends
+    }
+    result["agreement_texts"] = source
+    return result

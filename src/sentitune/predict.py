@@ -21,7 +21,7 @@ from sentitune.errors import SentituneError
 from sentitune.metrics import probabilities
 from sentitune.model import quiet_transformers
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class Classifier:
@@ -55,35 +55,35 @@ class Classifier:
         if backend not in BACKENDS:
             raise SentituneError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend}")
         task, labels = rundir.read_labels(run_dir)
-        config = rundir.read_json(run_dir / "metrics.json")
-        settings = _read_yaml(run_dir / "config.yaml")
+        run_metrics = rundir.read_json(run_dir / "metrics.json")
+        settings = rundir.read_yaml(run_dir / "config.yaml")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model_dir = run_dir / "model"
-        onnx_backend = None
-        if model_dir.is_dir():
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        source = model_dir if model_dir.is_dir() else run_dir / "adapter"
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = onnx_backend = None
+        if backend.startswith("onnx"):
+            from sentitune.export import OnnxBackend, onnx_path
+
+            # The exported graph replaces the torch model entirely: less memory, faster start.
+            onnx_backend = OnnxBackend(onnx_path(run_dir, int8=backend == "onnx-int8"))
+        elif model_dir.is_dir():
             # safetensors only: a run directory never unpickles code.
             model = AutoModelForSequenceClassification.from_pretrained(
-                model_dir, use_safetensors=True)
+                model_dir, use_safetensors=True).eval().to(device)
         else:
             from peft import AutoPeftModelForSequenceClassification
 
-            tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
             model = AutoPeftModelForSequenceClassification.from_pretrained(
-                run_dir / "adapter", use_safetensors=True)
-        model.eval().to(device)
-        if backend == "onnx":
-            from sentitune.export import OnnxBackend, onnx_path
-
-            onnx_backend = OnnxBackend(onnx_path(run_dir))
+                source, use_safetensors=True).eval().to(device)
         max_length = int(settings.get("data", {}).get("max_length", tokenizer.model_max_length))
         info = {
             "model": settings.get("model", {}).get("model"),
             "run_dir": str(run_dir),
             "labels": labels,
             "task": task,
-            "method": config.get("method", "full"),
-            "metrics": config.get("validation", {}),
+            "method": run_metrics.get("method", "full"),
+            "metrics": run_metrics.get("validation", {}),
             "max_length": max_length,
             "backend": backend,
         }
@@ -160,12 +160,6 @@ class Classifier:
         return {"text": text, "label": self.labels[top], "score": float(probs[top]),
                 "probabilities": named, "needs_review": bool(probs[top] < threshold),
                 "truncated": truncated}
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
 
 
 # ----------------------------------------------------------------- files

@@ -118,6 +118,12 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
 def read_labels(run_dir: Path) -> tuple[str, list[str]]:
     payload = read_json(run_dir / "labels.json")
     return payload["task"], payload["labels"]
