@@ -1,0 +1,212 @@
+"""Load test of `sentitune serve`: throughput and latency with micro-batching on and off.
+
+    python benchmarks/serve_load.py [RUN_DIR] [--requests 200] [--clients 1 8 32] [--backend]
+
+For each mode the server runs in its own process (as in production, and so the load
+generator does not share its interpreter), on a free loopback port. Each client count
+sends the same fixed number of POST /predict requests, each level also bounded in time.
+Prints one JSON object. The load generator runs on the same machine, so on a small
+machine it takes CPU from the server: compare modes with each other, not with other
+machines.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+# Review-like texts of varied length, so batches pad the way real traffic does.
+TEXTS = [
+    "great film",
+    "I did not enjoy this at all, the plot made no sense and the acting was wooden.",
+    "An absolute delight from start to finish; the cast is wonderful and the score moving.",
+    "meh",
+    "It starts slowly, but the second half is gripping and the ending earns its tears. "
+    "Worth seeing on a big screen if you can, though it is a little long.",
+    "Terrible. Avoid.",
+    "the cinematography is lovely but the story is thin and the dialogue clumsy",
+    "Not bad, not great.",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    run_dir: Path, port: int, micro_batching: bool, backend: str, log
+) -> subprocess.Popen:
+    code = (
+        "import sys; from sentitune.serve import ServeSettings, run_server; "
+        "run_server(sys.argv[1], ServeSettings(port=int(sys.argv[2]), "
+        "micro_batching=sys.argv[3] == 'on', api_key=None), backend=sys.argv[4])"
+    )
+    mode = "on" if micro_batching else "off"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(run_dir), str(port), mode, backend],
+        stdout=subprocess.DEVNULL,  # uvicorn's access log, one line per request
+        stderr=log,
+    )
+
+
+def wait_ready(url: str, server: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"the server was not ready within {timeout:.0f} s")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+async def load(url: str, clients: int, requests: int, time_limit: float) -> dict:
+    """`clients` concurrent loops share `requests` requests; none starts after the limit."""
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        # Open the connections first, so connection setup is not measured.
+        await asyncio.gather(*(client.get("/health") for _ in range(clients)))
+        start = time.perf_counter()
+        deadline = start + time_limit
+
+        async def one_client() -> None:
+            nonlocal issued, errors
+            while issued < requests and time.perf_counter() < deadline:
+                text = TEXTS[issued % len(TEXTS)]
+                issued += 1
+                sent = time.perf_counter()
+                try:
+                    response = await client.post("/predict", json={"text": text})
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": issued,
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "throughput_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+def batch_calls(url: str) -> dict:
+    """Model calls and texts so far, from the server's own metrics."""
+    found = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("sentitune_batch_size_count", "sentitune_batch_size_sum"):
+            found[name] = float(value)
+    return found
+
+
+def run_mode(run_dir: Path, micro_batching: bool, args: argparse.Namespace) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        server = start_server(run_dir, port, micro_batching, args.backend, log)
+        try:
+            wait_ready(url, server)
+            asyncio.run(load(url, 4, 40, args.time_limit))  # warm the server's code paths
+            results = {}
+            for clients in args.clients:
+                before = batch_calls(url)
+                result = asyncio.run(load(url, clients, args.requests, args.time_limit))
+                after = batch_calls(url)
+                calls = after["sentitune_batch_size_count"] - before["sentitune_batch_size_count"]
+                texts = after["sentitune_batch_size_sum"] - before["sentitune_batch_size_sum"]
+                result["mean_batch_size"] = round(texts / calls, 2) if calls else None
+                results[str(clients)] = result
+            return results
+        except SystemExit:
+            log.seek(0)
+            print(log.read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),  # the server process starts the same way
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", default="runs/demo", type=Path)
+    parser.add_argument("--requests", type=int, default=200, help="per client count and mode")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--time-limit", type=float, default=30, help="seconds per level at most")
+    parser.add_argument("--backend", default="torch", help="torch, onnx or onnx-int8")
+    args = parser.parse_args()
+
+    from sentitune.errors import SentituneError
+    from sentitune.rundir import check_run_dir
+
+    try:
+        check_run_dir(args.run_dir)
+    except SentituneError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+    modes = {"batching_on": True, "batching_off": False}
+    results = {name: run_mode(args.run_dir, on, args) for name, on in modes.items()}
+    most = str(max(args.clients))
+    on, off = results["batching_on"][most], results["batching_off"][most]
+    report = {
+        "benchmark": "serve_load",
+        "run_dir": str(args.run_dir),
+        "backend": args.backend,
+        "requests_per_level": args.requests,
+        "results": results,
+        f"throughput_ratio_on_off_at_{most}_clients": (
+            round(on["throughput_rps"] / off["throughput_rps"], 2)
+            if off["throughput_rps"]
+            else None
+        ),
+        "machine": machine(),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
