@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 
+import numpy as np
+import pandas as pd
 import pytest
+from test_evaluate import figure_pngs, make_always_positive, read_jsonl, validation_split
 
+from sentitune.evaluate import check, evaluate
 from sentitune.predict import Classifier
 
 pytestmark = pytest.mark.slow
@@ -18,3 +24,59 @@ def test_real_minilm_learns_well_above_chance(minilm_sst2_run):
     results = clf.predict(["An utterly delightful, moving film.",
                            "A dull, lifeless and painfully boring mess."])
     assert [r["label"] for r in results] == ["positive", "negative"]
+
+
+def test_evaluate_real_minilm_on_its_validation_split(minilm_sst2_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(minilm_sst2_run, run)  # evaluate saves a new review threshold into it
+    labels = json.loads((run / "labels.json").read_text())["labels"]
+    val = validation_split(run)
+    data = tmp_path / "validation.csv"
+    pd.DataFrame({"text": val["text"], "label": [labels[y] for y in val["label"]]}).to_csv(
+        data, index=False)
+    result = evaluate(run, str(data), output=tmp_path / "eval", target_accuracy=0.97,
+                      review_queue=tmp_path / "queue.jsonl")
+    m = result.metrics
+    assert m["n"] == len(val)
+
+    # The report opens and embeds every figure, each also a PNG on disk.
+    pngs = figure_pngs(result.output)
+    assert len(pngs) >= 6 and all(p.is_file() for p in pngs)
+    page = (result.output / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == len(pngs)
+
+    slices = m["slices"]
+    for prefix in ("class:", "length:"):
+        group = [s for name, s in slices.items() if name.startswith(prefix)]
+        assert sum(s["count"] for s in group) == slices["all"]["count"] == len(val)
+        assert sum(s["errors"] for s in group) == slices["all"]["errors"]
+    assert slices["negation"]["count"] > 0
+
+    assert m["calibration"]["ece_after_temperature"] <= m["calibration"]["ece"]
+
+    # The saved threshold, applied by predict, delivers the target; the queue is the rest.
+    answers = Classifier.from_pretrained(run).predict(list(val["text"]))
+    accepted = [a["label"] == labels[y]
+                for a, y in zip(answers, val["label"], strict=True) if not a["needs_review"]]
+    assert m["review"]["reached"] and np.mean(accepted) >= 0.97
+    queue = read_jsonl(result.review_queue)
+    assert len(queue) + len(accepted) == len(val)
+    assert Counter(r["text"] for r in queue) == Counter(
+        a["text"] for a in answers if a["needs_review"])
+
+    tests = m["behavioral"]["tests"]
+    assert all(len(t["examples"]) == min(5, t["failures"]) for t in tests)
+
+
+def test_broken_minilm_fails_behavioural_tests_loudly(minilm_sst2_run, tmp_path):
+    real = check(minilm_sst2_run, tmp_path / "real.json").results
+    broken_run = tmp_path / "broken"
+    shutil.copytree(minilm_sst2_run, broken_run)
+    make_always_positive(broken_run)
+    broken = check(broken_run, max_failure_rate=0.5)
+    rates = {t["name"]: t["failure_rate"] for t in broken.results["tests"]}
+    real_rates = {t["name"]: t["failure_rate"] for t in real["tests"]}
+    assert rates["negative sentences"] == rates["negated positive"] == 1.0
+    assert real_rates["negative sentences"] <= 0.5 and real_rates["positive sentences"] <= 0.5
+    assert "negative sentences" in broken.failed
+    assert (broken_run / "check" / "behavioral.json").is_file()

@@ -1,28 +1,106 @@
-"""Evaluation: score a trained run on any labelled split and write what was found.
+"""Evaluation: score a trained run on any labelled split and show where it goes wrong.
 
-Writes `metrics.json` (same key names as training's validation metrics), a confusion
-matrix as JSON and PNG, and per-class results.
+`evaluate` writes into its output folder (default RUN_DIR/eval-DATA-SPLIT):
+
+- ``metrics.json``: the headline metrics (same key names as training's validation
+  metrics) plus ``slices`` (count, accuracy, macro-F1, errors per slice),
+  ``calibration`` (15-bin ECE before and after the run's temperature), ``review`` (the
+  review threshold and what it accepts), ``behavioral`` (the behavioural tests, or why
+  they were skipped) and, for binary runs, ``false_positives``/``false_negatives``
+  (the second label is positive, as for F1).
+- ``errors.jsonl``: the most confident mistakes and the most uncertain correct answers,
+  each with its slices.
+- ``confusion_matrix.json``, ``report.md``, a self-contained ``report.html`` and every
+  figure as a PNG.
+
+Review threshold. With `target_accuracy`, the lowest confidence threshold whose accepted
+answers reach that accuracy on the run's own validation split (rebuilt from config.yaml,
+checked against the data fingerprint) becomes the run's default in decision.json, which
+predict and serve use. ``review`` reports coverage and accuracy of the threshold in force
+on the evaluated split, and with a target also on that validation split (``validation_*``
+keys; ``reached`` says whether the target was met there). Confidence is
+the top probability; for multi-label runs it is the distance of the label probability
+nearest its decision threshold, and a review threshold r flags margins below
+(1 - r) / 2, the rule predict applies.
+
+Multi-label calibration is the ECE of every (example, label) probability taken as a
+binary prediction; multi-label runs fit no temperature, so both ECE values are equal.
+
+`check` runs only the behavioural tests (binary runs with negative/positive labels).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from sentitune import rundir
-from sentitune.data import load_eval_split
+from sentitune.behavioral import positive_index, run_behavioral_tests
+from sentitune.calibration import (
+    coverage_accuracy_curve,
+    expected_calibration_error,
+    multilabel_uncertainty,
+    reliability_bins,
+    threshold_for_target_accuracy,
+)
+from sentitune.data import load_eval_split, load_splits
 from sentitune.errors import SentituneError
-from sentitune.metrics import classification_metrics, multi_hot
+from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.plots import plot_confusion
 from sentitune.predict import Classifier
+from sentitune.report import (
+    plot_coverage_accuracy,
+    plot_error_lengths,
+    plot_reliability,
+    plot_slice_accuracy,
+    write_report,
+)
+from sentitune.slices import Slice, assign_slices, slice_metrics, text_slices
+
+ECE_BINS = 15
+ERRORS_PER_KIND = 50  # confident mistakes, and uncertain correct answers, in errors.jsonl
+QUEUE_SUFFIXES = (".jsonl", ".csv")
 
 
 @dataclass(frozen=True)
 class EvalResult:
     output: Path
     metrics: dict
+    review_queue: Path | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    output: Path
+    results: dict
+    failed: list[str]  # tests whose failure rate is above max_failure_rate
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """A run's answers on one labelled set, with the probabilities the saved model gives."""
+
+    probs: np.ndarray  # calibrated: the temperature is folded into the saved head
+    y_true: np.ndarray  # class ids, or multi-hot rows for multi-label
+    y_pred: np.ndarray
+    confidence: np.ndarray  # top probability, or multi-label margin to the nearest threshold
+    correct: np.ndarray
+
+
+def parse_slice(spec: str) -> Slice:
+    """A `--slice NAME=REGEX` option as a Slice."""
+    name, sep, pattern = spec.partition("=")
+    if not sep or not name.strip() or not pattern:
+        raise SentituneError(
+            f"--slice expects NAME=REGEX, got {spec!r}; e.g. --slice 'plot=\\bplot\\b'")
+    return Slice(name.strip(), f"matches the regex {pattern}", pattern)
 
 
 def evaluate(
@@ -35,45 +113,370 @@ def evaluate(
     label_column: str | None = None,
     batch_size: int = 64,
     classifier: Classifier | None = None,
+    extra_slices: Sequence[Slice] = (),
+    target_accuracy: float | None = None,
+    review_queue: str | Path | None = None,
+    behavioral: bool | None = None,
 ) -> EvalResult:
-    """Evaluate `run_dir` on `data` (default: the dataset it was trained on)."""
+    """Evaluate `run_dir` on `data` (default: the dataset it was trained on).
+
+    `extra_slices` add user slices; `target_accuracy` picks and saves the review threshold
+    (see the module docstring); `review_queue` (.jsonl or .csv) receives every example of
+    the evaluated split below the threshold, most uncertain first; `behavioral` runs the
+    behavioural tests (None: on binary runs with negative/positive labels).
+    """
     run_dir = rundir.check_run_dir(Path(run_dir))
-    config = rundir.read_json(run_dir / "metrics.json")  # fails early on a broken run
+    run_metrics = rundir.read_json(run_dir / "metrics.json")  # fails early on a broken run
     settings = _run_settings(run_dir)
-    data = data or settings["data"]["dataset"]
     task, labels = rundir.read_labels(run_dir)
+    # Every option is checked before data or model load, so a typo costs nothing.
+    if target_accuracy is not None and not 0 < target_accuracy <= 1:
+        raise SentituneError(f"--target-accuracy must be in (0, 1], got {target_accuracy}")
+    if review_queue is not None and Path(review_queue).suffix.lower() not in QUEUE_SUFFIXES:
+        raise SentituneError(
+            f"--review-queue must end in .jsonl or .csv, not '{Path(review_queue).name}'")
+    text_slices(extra_slices)  # bad names or regexes fail here
+    if behavioral:
+        _require_behavioral(run_dir, task, labels, "--behavioral")
+    skipped = None if behavioral else _why_no_behavioral(task, labels, behavioral)
+
+    data = data or settings["data"]["dataset"]
+    own_data = data == settings["data"]["dataset"]
     frame, split = load_eval_split(
         data, split, labels, task,
-        text_column or (settings["data"]["text_column"] if data == settings["data"]["dataset"]
-                        else None),
-        label_column or (settings["data"]["label_column"] if data == settings["data"]["dataset"]
-                         else None),
+        text_column or (settings["data"]["text_column"] if own_data else None),
+        label_column or (settings["data"]["label_column"] if own_data else None),
         strip_html=settings["data"].get("clean_html", True),
     )
     if frame.empty:
-        raise SentituneError(f"{data} ({split}) has no rows to evaluate")
+        raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
+    validation = _validation_split(run_dir, settings) if target_accuracy is not None else None
+
     classifier = classifier or Classifier.from_pretrained(run_dir)
     texts = list(frame["text"])
-    probs = classifier.predict_proba(texts, batch_size=batch_size)
+    scores, raw_logits = _score(classifier, texts, list(frame["label"]), task, batch_size)
     thresholds = classifier.decision.label_thresholds
-    y_true = (multi_hot(list(frame["label"]), len(labels)) if task == "multilabel"
-              else np.asarray(frame["label"], dtype=int))
-    found = classification_metrics(y_true, probs, task, labels,
+    found = classification_metrics(scores.y_true, scores.probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
-    found |= {"data": data, "split": split, "method": config.get("method", "full")}
+    found |= {"data": data, "split": split, "method": run_metrics.get("method", "full")}
+    if task == "binary":
+        found["false_positives"] = int(((scores.y_pred == 1) & (scores.y_true == 0)).sum())
+        found["false_negatives"] = int(((scores.y_pred == 0) & (scores.y_true == 1)).sum())
 
+    lengths = [len(ids) for ids in classifier.tokenizer(texts, truncation=False)["input_ids"]]
+    slice_lists = assign_slices(
+        texts, lengths, classifier.max_length,
+        None if task == "multilabel" else list(scores.y_true), labels, extra_slices)
+    found["slices"] = slice_metrics(slice_lists, scores.y_true, scores.y_pred, labels)
+    found["calibration"], bins = _calibration(scores, raw_logits, task,
+                                              classifier.decision.temperature)
+
+    threshold, review = _choose_threshold(classifier, scores, texts, validation,
+                                          target_accuracy, batch_size)
+    accepted = scores.confidence >= _accept_cut(threshold, task)
+    found["review"] = {"threshold": threshold, **_review_stats(scores, threshold, task),
+                       "queued": int((~accepted).sum()), **review}
+
+    if skipped is None:
+        found["behavioral"] = run_behavioral_tests(
+            lambda batch: classifier.predict_proba(batch, batch_size), labels)
+    else:
+        found["behavioral"] = {"skipped": skipped}
+
+    def example(i: int) -> dict:
+        return _example(texts[i], i, scores, labels, task, slice_lists[i])
+
+    mistakes = [{"kind": "confident_mistake", **example(i)}
+                for i in _by_confidence(scores, ~scores.correct, descending=True)]
+    uncertain = [{"kind": "uncertain_correct", **example(i)}
+                 for i in _by_confidence(scores, scores.correct)]
+    queue = [example(i) for i in _by_confidence(scores, ~accepted)]
+
+    # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
     out_dir = Path(output) if output else run_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    if "confusion_matrix" in found:
-        rundir.write_json(out_dir / "confusion_matrix.json",
-                          {"labels": labels, "matrix": found["confusion_matrix"]})
-        plot_confusion(found["confusion_matrix"], labels, out_dir / "confusion_matrix.png")
+    figures = _figures(run_dir, out_dir, found, labels, scores, bins, lengths)
+    _write_jsonl(out_dir / "errors.jsonl",
+                 mistakes[:ERRORS_PER_KIND] + uncertain[:ERRORS_PER_KIND])
+    queue_path = None
+    if review_queue is not None:
+        queue_path = Path(review_queue)
+        _write_records(queue_path, queue, columns=list(_flat(example(0))))
     rundir.write_json(out_dir / "metrics.json", found)
-    return EvalResult(out_dir, found)
+    shown = [{**e, "slices": ", ".join(e["slices"])} for e in mistakes[:ERRORS_PER_KIND]]
+    write_report(out_dir, found, figures, f"{run_dir.name} on {data} ({split})", shown)
+    if target_accuracy is not None:
+        rundir.set_review_threshold(run_dir, threshold)
+    return EvalResult(out_dir, found, queue_path)
+
+
+def check(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    *,
+    max_failure_rate: float | None = None,
+    max_examples: int = 5,
+    batch_size: int = 64,
+    classifier: Classifier | None = None,
+) -> CheckResult:
+    """Run the behavioural tests on a binary run; write RUN_DIR/check/behavioral.json.
+
+    A test fails the check when its failure rate is above `max_failure_rate` (no gate
+    when None); the names of those tests are in `failed`.
+    """
+    run_dir = rundir.check_run_dir(Path(run_dir))
+    task, labels = rundir.read_labels(run_dir)
+    _require_behavioral(run_dir, task, labels, "sentitune check")
+    if max_failure_rate is not None and not 0 <= max_failure_rate <= 1:
+        raise SentituneError(f"--max-failure-rate must be in [0, 1], got {max_failure_rate}")
+    classifier = classifier or Classifier.from_pretrained(run_dir)
+    results = run_behavioral_tests(
+        lambda batch: classifier.predict_proba(batch, batch_size), labels, max_examples)
+    failed = [] if max_failure_rate is None else [
+        t["name"] for t in results["tests"] if t["failure_rate"] > max_failure_rate]
+    results |= {"max_failure_rate": max_failure_rate, "failed": failed}
+    out = Path(output) if output else run_dir / "check" / "behavioral.json"
+    rundir.write_json(out, results)
+    return CheckResult(out, results, failed)
+
+
+def check_summary(results: dict) -> list[str]:
+    """Behavioural results as lines for a terminal: one per test, then its failing cases."""
+    lines = []
+    for test in results["tests"]:
+        lines.append(f"{test['failure_rate']:6.1%}  {test['failures']:>3}/{test['n']:<3} "
+                     f"{test['kind']:<3}  {test['name']}")
+        for e in test["examples"]:
+            if "variant" in e:
+                lines.append(f"          {e['text']!r} -> {e['predicted']} "
+                             f"({e['p_positive']:.2f}), {e['variant']!r} -> "
+                             f"{e['variant_predicted']} ({e['variant_p_positive']:.2f})")
+            else:
+                lines.append(f"          {e['text']!r} -> {e['predicted']} "
+                             f"({e['p_positive']:.2f}), expected {e['expected']}")
+    lines.append(f"overall failure rate {results['overall_failure_rate']:.1%}")
+    return lines
+
+
+# ----------------------------------------------------------------- scoring
+
+
+def _score(classifier: Classifier, texts: list[str], labels: list, task: str,
+           batch_size: int) -> tuple[_Scores, np.ndarray]:
+    """The classifier's answers on `texts`, and its raw logits (before the temperature)."""
+    logits, _ = classifier.logits(texts, batch_size)
+    logits = logits.astype(np.float64)  # as Classifier.predict does, so thresholds agree
+    probs = probabilities(logits, task)
+    if task == "multilabel":
+        n = len(classifier.labels)
+        cuts = np.asarray(classifier.decision.label_thresholds or [0.5] * n)
+        y_true = multi_hot(labels, n).astype(int)
+        y_pred = (probs >= cuts).astype(int)
+        scores = _Scores(probs, y_true, y_pred, multilabel_uncertainty(probs, cuts),
+                         (y_true == y_pred).all(axis=1))
+    else:
+        y_true = np.asarray(labels, dtype=int)
+        y_pred = probs.argmax(axis=1)
+        scores = _Scores(probs, y_true, y_pred, probs.max(axis=1), y_pred == y_true)
+    return scores, logits * classifier.decision.temperature
+
+
+def _calibration(scores: _Scores, raw_logits: np.ndarray, task: str,
+                 temperature: float) -> tuple[dict, list[dict]]:
+    """ECE before/after the temperature, and reliability bins of the saved model."""
+    if task == "multilabel":
+        p = scores.probs.reshape(-1)
+        pairs, truth = np.stack([1 - p, p], axis=1), scores.y_true.reshape(-1)
+        ece = expected_calibration_error(pairs, truth, ECE_BINS)
+        return {"ece": ece, "ece_after_temperature": ece, "temperature": 1.0,
+                "note": "multi-label: ECE of every (example, label) probability; "
+                        "no temperature is fitted"}, reliability_bins(pairs, truth, ECE_BINS)
+    return {
+        "ece": expected_calibration_error(probabilities(raw_logits, task), scores.y_true,
+                                          ECE_BINS),
+        "ece_after_temperature": expected_calibration_error(scores.probs, scores.y_true,
+                                                            ECE_BINS),
+        "temperature": temperature,
+    }, reliability_bins(scores.probs, scores.y_true, ECE_BINS)
+
+
+def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
+                      validation: pd.DataFrame | None, target: float | None,
+                      batch_size: int) -> tuple[float, dict]:
+    """The review threshold in force, and how it was chosen (with its validation numbers)."""
+    if validation is None:
+        return classifier.decision.review_threshold, {"source": "run default"}
+    task = classifier.task
+    val_scores = (scores if list(validation["text"]) == texts else
+                  _score(classifier, list(validation["text"]), list(validation["label"]),
+                         task, batch_size)[0])
+    threshold = _threshold_for_target(val_scores, target, task)
+    delivered = _review_stats(val_scores, threshold, task)
+    reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12
+    if not reached:
+        warnings.warn(f"no review threshold reaches accuracy {target} on the run's "
+                      "validation split; the saved threshold sends all of it to review",
+                      stacklevel=3)
+    return threshold, {"source": "target accuracy on the run's validation split",
+                       "target_accuracy": target, "reached": reached,
+                       **{f"validation_{key}": value for key, value in delivered.items()}}
+
+
+def _accept_cut(threshold: float, task: str) -> float:
+    """The confidence an answer needs to skip review under `threshold`, as predict decides."""
+    return (1 - threshold) / 2 if task == "multilabel" else threshold
+
+
+def _threshold_for_target(scores: _Scores, target: float, task: str) -> float:
+    """The review threshold whose accepted answers on `scores` reach `target` accuracy."""
+    cut = threshold_for_target_accuracy(scores.confidence, scores.correct, target)["threshold"]
+    if task != "multilabel":
+        return cut
+    # Predict accepts margins >= (1 - threshold) / 2, which float rounding puts near, not
+    # on, `cut`: nudge the threshold until that accepts the margins >= cut and no other.
+    below = scores.confidence[scores.confidence < cut]
+    floor = below.max() if len(below) else -np.inf
+    threshold = 1 - 2 * cut
+    while _accept_cut(threshold, task) > cut:
+        threshold = float(np.nextafter(threshold, np.inf))
+    while _accept_cut(threshold, task) <= floor:
+        threshold = float(np.nextafter(threshold, -np.inf))
+    return threshold
+
+
+def _review_stats(scores: _Scores, threshold: float, task: str) -> dict:
+    """Share of answers accepted under `threshold` and their accuracy (None if none)."""
+    accepted = scores.confidence >= _accept_cut(threshold, task)
+    return {
+        "n": len(accepted),
+        "coverage": float(accepted.mean()),
+        "accuracy_accepted": float(scores.correct[accepted].mean()) if accepted.any() else None,
+    }
+
+
+def _by_confidence(scores: _Scores, mask: np.ndarray, descending: bool = False) -> np.ndarray:
+    """Indices where `mask` holds, by confidence (lowest first unless `descending`)."""
+    picked = np.flatnonzero(mask)
+    key = -scores.confidence[picked] if descending else scores.confidence[picked]
+    return picked[np.argsort(key, kind="stable")]
+
+
+def _example(text: str, i: int, scores: _Scores, labels: list[str], task: str,
+             slices: list[str]) -> dict:
+    """One example as a record for errors.jsonl and the review queue."""
+    if task == "multilabel":
+        return {
+            "text": text,
+            "label": [labels[j] for j in np.flatnonzero(scores.y_true[i])],
+            "predicted": [labels[j] for j in np.flatnonzero(scores.y_pred[i])],
+            "probabilities": {n: round(float(p), 6)
+                              for n, p in zip(labels, scores.probs[i], strict=True)},
+            "margin": float(scores.confidence[i]),
+            "slices": slices,
+        }
+    return {"text": text, "label": labels[scores.y_true[i]],
+            "predicted": labels[scores.y_pred[i]],
+            "probability": float(scores.confidence[i]), "slices": slices}
+
+
+# ----------------------------------------------------------------- run data
 
 
 def _run_settings(run_dir: Path) -> dict:
     import yaml
 
     return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def _validation_split(run_dir: Path, settings: dict) -> pd.DataFrame:
+    """The exact validation rows the run was trained with, rebuilt from its config."""
+    from sentitune.config import load_preset
+
+    config = load_preset(str(run_dir / "config.yaml"))
+    splits = load_splits(config.data, config.training.seed)
+    saved = settings.get("data_fingerprint")
+    if saved and splits.fingerprint() != saved:
+        raise SentituneError(
+            f"{config.data.dataset} changed since {run_dir} was trained (data fingerprint "
+            "differs), so its validation split cannot be rebuilt for --target-accuracy; "
+            "restore the data or retrain")
+    return splits.validation
+
+
+def _why_no_behavioral(task: str, labels: list[str], behavioral: bool | None) -> str | None:
+    """Why the behavioural tests are skipped, or None when they should run by default."""
+    if behavioral is False:
+        return "turned off"
+    if task != "binary":
+        return f"behavioural tests need a binary run; this run is {task}"
+    try:
+        positive_index(labels)
+    except SentituneError:
+        return f"labels {labels} are not negative/positive"
+    return None
+
+
+def _require_behavioral(run_dir: Path, task: str, labels: list[str], option: str) -> None:
+    if task != "binary":
+        raise SentituneError(
+            f"{option} runs binary sentiment tests but {run_dir} is a {task} run "
+            f"({', '.join(labels)}); use it on a binary negative/positive run")
+    positive_index(labels)  # raises when the two labels are not negative/positive
+
+
+# ----------------------------------------------------------------- writing
+
+
+def _figures(run_dir: Path, out_dir: Path, found: dict, labels: list[str], scores: _Scores,
+             bins: list[dict], lengths: list[int]) -> dict[str, Path]:
+    """Every figure of the report as a PNG in `out_dir`, by report name."""
+    figures = {}
+    if (run_dir / "curves.png").is_file():
+        with rundir.atomic_path(out_dir / "learning_curves.png") as tmp:
+            shutil.copyfile(run_dir / "curves.png", tmp)
+        figures["learning_curves"] = out_dir / "learning_curves.png"
+    if "confusion_matrix" in found:
+        rundir.write_json(out_dir / "confusion_matrix.json",
+                          {"labels": labels, "matrix": found["confusion_matrix"]})
+        figures["confusion_matrix"] = plot_confusion(found["confusion_matrix"], labels,
+                                                     out_dir / "confusion_matrix.png")
+    figures["reliability"] = plot_reliability(bins, out_dir / "reliability.png")
+    review = found["review"]
+    figures["coverage_accuracy"] = plot_coverage_accuracy(
+        coverage_accuracy_curve(scores.confidence, scores.correct),
+        out_dir / "coverage_accuracy.png",
+        chosen={**review, "reached": review["accuracy_accepted"] is not None})
+    figures["slice_accuracy"] = plot_slice_accuracy(found["slices"],
+                                                    out_dir / "slice_accuracy.png")
+    errors = [n for n, ok in zip(lengths, scores.correct, strict=True) if not ok]
+    if errors:  # a histogram of nothing says nothing
+        figures["error_lengths"] = plot_error_lengths(lengths, errors,
+                                                      out_dir / "error_lengths.png")
+    return figures
+
+
+def _flat(record: dict) -> dict:
+    """A record as one CSV row: lists joined with |, probabilities as p_LABEL columns."""
+    row = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            row.update({f"p_{label}": p for label, p in value.items()})
+        else:
+            row[key] = "|".join(value) if isinstance(value, list) else value
+    return row
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    with rundir.atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                       encoding="utf-8")
+
+
+def _write_records(path: Path, records: list[dict], columns: list[str]) -> None:
+    """Write `records` as JSONL or CSV (by suffix), atomically."""
+    if path.suffix.lower() == ".jsonl":
+        _write_jsonl(path, records)
+        return
+    with rundir.atomic_path(path) as tmp:
+        pd.DataFrame([_flat(r) for r in records], columns=columns).to_csv(tmp, index=False)

@@ -276,6 +276,8 @@ def _error_blocks(errors: list[dict] | None) -> list[Block]:
 
 # Which section each known figure belongs under; others go to a final "Figures" section.
 FIGURE_SECTIONS = {
+    "learning_curves": "Headline metrics",
+    "confusion_matrix": "Headline metrics",
     "slice_accuracy": "Slices",
     "error_lengths": "Slices",
     "reliability": "Calibration",
@@ -385,8 +387,9 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into `out_dir`.
 
-    `figures` maps a name to a PNG; the known names (reliability, coverage_accuracy,
-    slice_accuracy, error_lengths) are placed in their sections. Returns both paths.
+    `figures` maps a name to a PNG; the known names (learning_curves, confusion_matrix,
+    reliability, coverage_accuracy, slice_accuracy, error_lengths) are placed in their
+    sections. Returns both paths.
     """
     out_dir = Path(out_dir)
     blocks = _report_blocks(metrics, figures, title, errors)

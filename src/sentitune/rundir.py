@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,13 @@ def read_decision(run_dir: Path) -> Decision:
 
 def write_decision(run_dir: Path, decision: Decision) -> None:
     write_json(run_dir / "decision.json", asdict(decision))
+
+
+def set_review_threshold(run_dir: Path, threshold: float) -> Decision:
+    """Make `threshold` the run's default review threshold; the rest of decision.json stays."""
+    decision = replace(read_decision(run_dir), review_threshold=float(threshold))
+    write_decision(run_dir, decision)
+    return decision
 
 
 def versions() -> dict[str, str]:

@@ -284,6 +284,8 @@ def slice_metrics(
 ) -> dict[str, dict[str, float | int]]:
     """Count, accuracy, macro-F1, error count and share of the total per slice.
 
+    Labels are class indices, or multi-hot rows for multi-label (accuracy is then exact
+    match and an error is an example with any label wrong).
     Starts with ``all`` (the whole set, for comparison); empty slices are left out.
     Macro-F1 averages over the classes present in the slice (true or predicted), so on a
     one-class slice such as ``class:positive`` accuracy (= that class's recall) is the
@@ -297,7 +299,9 @@ def slice_metrics(
             f"slice_lists, y_true and y_pred differ in length ({len(slice_lists)}, {n}, "
             f"{len(y_pred)}); pass one entry per example"
         )
-    if n and (y_true.min() < 0 or max(y_true.max(), y_pred.max()) >= len(label_names)):
+    if n and y_true.ndim == 1 and (
+        y_true.min() < 0 or max(y_true.max(), y_pred.max()) >= len(label_names)
+    ):
         raise SentituneError(
             f"labels must be indices into the {len(label_names)} label names; got values "
             "outside that range"
@@ -312,11 +316,12 @@ def slice_metrics(
     for name in sorted(members, key=lambda name: _slice_order(name, label_names)):
         idx = members[name]
         t, p = y_true[idx], y_pred[idx]
+        wrong = (t != p).reshape(len(idx), -1).any(axis=1)
         result[name] = {
             "count": len(idx),
             "accuracy": float(accuracy_score(t, p)),
             "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),
-            "errors": int((t != p).sum()),
+            "errors": int(wrong.sum()),
             "share": len(idx) / n,
         }
     return result
