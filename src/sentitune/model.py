@@ -84,6 +84,9 @@ def load_model(name: str, labels: list[str], task: str):
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
             problem_type=problem,
+            # A checkpoint may carry a head for other labels (e.g. a 2-class sentiment model
+            # fine-tuned into 5 classes): that head is replaced, the body kept.
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as exc:
         raise _offline_error(name, exc) from None
@@ -111,18 +114,29 @@ def check_max_length(max_length: int, model, tokenizer) -> None:
         )
 
 
-def linear_layer_names(model) -> list[str]:
+def _body_linear_layers(model) -> list[str]:
+    """Full names of the linear layers outside the classification head."""
     import torch
 
-    return sorted(
-        {name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-         if isinstance(m, torch.nn.Linear)}
-    )
+    head = set(head_modules(model))
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.split(".")[0] not in head]
 
 
-def lora_targets(model, requested: str | None) -> list[str] | str:
+def linear_layer_names(model) -> list[str]:
+    """Short names (query, q_lin, dense, ...) of the linear layers LoRA can adapt."""
+    return sorted({name.rsplit(".", 1)[-1] for name in _body_linear_layers(model)})
+
+
+def lora_targets(model, requested: str | None) -> list[str]:
+    """Full names of the modules LoRA adapts: short names or all-linear, outside the head.
+
+    Full names rather than peft's suffix matching: a short name such as `dense` would also
+    match RoBERTa's `classifier.dense`, and the head is already trained in full.
+    """
+    body = _body_linear_layers(model)
     if requested == "all-linear":
-        return "all-linear"  # peft excludes the output layer; the head is in modules_to_save
+        return body
     if requested:
         targets = [t.strip() for t in requested.split(",") if t.strip()]
     else:
@@ -136,10 +150,11 @@ def lora_targets(model, requested: str | None) -> list[str] | str:
     unknown = [t for t in targets if t not in known]
     if unknown:
         raise SentituneError(
-            f"unknown LoRA target module(s) {', '.join(unknown)}; this model's linear layers: "
-            f"{', '.join(sorted(known))}"
+            f"unknown LoRA target module(s) {', '.join(unknown)}; this model's linear layers "
+            f"outside the classification head (always trained in full): {', '.join(sorted(known))}"
+            ", or all-linear"
         )
-    return targets
+    return [name for name in body if name.rsplit(".", 1)[-1] in targets]
 
 
 def head_modules(model) -> list[str]:

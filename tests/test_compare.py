@@ -1,0 +1,210 @@
+"""compare: one recipe per method, verified; real measurements in three reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_config
+from test_cli import assert_one_line_error, run_cli
+
+from sentitune.cli import main
+from sentitune.compare import compare_runs, plan_runs, tradeoffs
+from sentitune.config import TrainingConfig
+from sentitune.errors import SentituneError
+from sentitune.train import train
+
+SEEDS = (7, 8)
+RATES = {"full": 1e-2, "lora": 2e-2}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_bert, sentiment_csv) -> dict[str, Path]:
+    """Full and LoRA on two seeds as compare plans them, trained here in-process."""
+    out = tmp_path_factory.mktemp("runs")
+    plans = plan_runs(tiny_config(tiny_bert, sentiment_csv, epochs=1.0), ("full", "lora"), SEEDS,
+                      RATES)
+    return {name: train(config, out / name, progress=False).run_dir
+            for name, config in plans.items()}
+
+
+@pytest.fixture(scope="module")
+def compared(runs, tmp_path_factory) -> Path:
+    """`sentitune compare --runs ...` on those runs."""
+    out = tmp_path_factory.mktemp("compare")
+    assert main(["compare", "--runs", *map(str, runs.values()), "--output", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+def test_plan_changes_only_method_seed_and_their_settings(tiny_bert, sentiment_csv):
+    base = tiny_config(tiny_bert, sentiment_csv, lora_r=4, lora_targets="query")
+    plans = plan_runs(base, ("full", "lora"), (1, 2), RATES)
+    assert list(plans) == ["full-seed1", "lora-seed1", "full-seed2", "lora-seed2"]
+    defaults = TrainingConfig()
+    for name, config in plans.items():
+        method, seed = name.split("-seed")
+        assert config.data == base.data and config.model == base.model
+        t = config.training
+        assert (t.method, t.seed, t.learning_rate) == (method, int(seed), RATES[method])
+        lora = (t.lora_r, t.lora_targets)
+        assert lora == ((4, "query") if method == "lora"
+                        else (defaults.lora_r, defaults.lora_targets))
+        assert t.batch_size == base.training.batch_size and t.epochs == base.training.epochs
+
+
+def test_report_numbers_come_from_the_runs(compared, runs):
+    report = json.loads((compared / "compare.json").read_text())
+    assert list(report["methods"]) == ["full", "lora"]
+    for method, m in report["methods"].items():
+        metrics = [json.loads((runs[f"{method}-seed{s}"] / "metrics.json").read_text())
+                   for s in SEEDS]
+        accuracy = [x["validation"]["accuracy"] for x in metrics]
+        assert m["seeds"] == list(SEEDS)
+        assert m["val_accuracy"]["values"] == pytest.approx(accuracy)
+        assert m["val_accuracy"]["mean"] == pytest.approx(np.mean(accuracy), abs=1e-6)
+        assert m["val_accuracy"]["std"] == pytest.approx(np.std(accuracy, ddof=1), abs=1e-6)
+        assert m["trainable_params"] == metrics[0]["trainable_params"]
+        assert m["settings"]["learning_rate"] == RATES[method]
+        assert all(v > 0 for v in m["train_runtime_s"]["values"])
+        for batch in ("batch_1", "batch_32"):
+            assert all(v > 0 for v in m["latency_ms_per_text"][batch]["values"])
+        assert m["latency_model"] == "model/ (merged)"
+    full, lora = report["methods"]["full"], report["methods"]["lora"]
+    assert full["trainable_pct"] == 100 and 0 < lora["trainable_pct"] < 1
+    assert (full["checkpoint"], lora["checkpoint"]) == ("model/", "adapter/")
+    assert lora["checkpoint_mb"] < full["checkpoint_mb"] / 50
+    # Merged, a LoRA model is the full architecture again: the same size on disk.
+    assert lora["merged_model_mb"] == pytest.approx(full["checkpoint_mb"], rel=0.01)
+
+    shared = report["shared_settings"]
+    assert (shared["max_length"], shared["batch_size"], shared["device"]) == (32, 16, "cpu")
+    assert not {"method", "seed", "learning_rate", "lora_r"} & set(shared)
+    assert set(report["data_fingerprints"]) == {"7", "8"}
+    assert report["data_fingerprints"]["7"] != report["data_fingerprints"]["8"]
+
+
+def test_markdown_and_figure(compared):
+    import matplotlib.image
+
+    report = json.loads((compared / "compare.json").read_text())
+    text = (compared / "compare.md").read_text()
+    lora = report["methods"]["lora"]
+    assert "| full | 0.01 | 1,011,426 (100.00%)" in text
+    assert f"| lora | 0.02 | {lora['trainable_params']:,} ({lora['trainable_pct']:.2f}%)" in text
+    assert report["tradeoffs"] in text
+    assert f"{lora['trainable_pct']:.2f}% of the parameters" in report["tradeoffs"]
+    assert "- max_length: 32" in text and "- lora: learning_rate 0.02, lora_r 8" in text
+    image = matplotlib.image.imread(compared / "compare.png")
+    assert image.shape[0] > 600 and image.shape[1] > 1200
+
+
+def _method_stats(accuracy: list[float]) -> dict:
+    def stats(values):
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)),
+                "n": len(values)}
+
+    return {"trainable_pct": 0.5, "trainable_params": 5, "total_params": 1000,
+            "peak_memory_mb": stats([100, 100]), "train_samples_per_s": stats([10, 10]),
+            "val_accuracy": stats(accuracy), "checkpoint_mb": 1.0, "checkpoint": "adapter/",
+            "latency_model": "model/ (merged)",
+            "latency_ms_per_text": {"batch_1": stats([2, 2]), "batch_32": stats([1, 1])}}
+
+
+def test_tradeoffs_weigh_the_accuracy_gap_against_seed_noise():
+    full = _method_stats([0.90, 0.91, 0.89])
+    close = tradeoffs({"methods": {"full": full, "lora": _method_stats([0.89, 0.91, 0.90])}})
+    apart = tradeoffs({"methods": {"full": full, "lora": _method_stats([0.80, 0.81, 0.79])}})
+    assert "do not separate the two" in close
+    assert "more than the seed-to-seed noise" in apart and "-10.0 points" in apart
+
+
+def _edited_copy(run: Path, target: Path, **changes) -> Path:
+    copy = shutil.copytree(run, target)
+    saved = yaml.safe_load((copy / "config.yaml").read_text())
+    for key, value in changes.items():
+        section = next((s for s in ("data", "model", "training") if key in saved[s]), None)
+        (saved[section] if section else saved)[key] = value
+    (copy / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    return copy
+
+
+def test_mismatched_runs_are_refused(runs, tmp_path):
+    full7, full8, lora7, lora8 = (runs[f"{m}-seed{s}"] for m in ("full", "lora") for s in SEEDS)
+    batch = _edited_copy(lora7, tmp_path / "batch", batch_size=8)
+    epochs = _edited_copy(lora7, tmp_path / "epochs", epochs=3.0)
+    rate = _edited_copy(lora8, tmp_path / "rate", learning_rate=0.5)
+    rows = _edited_copy(lora7, tmp_path / "rows", data_fingerprint="0123456789abcdef")
+    cases = [
+        ([full7, full8, batch, lora8], "differ in batch_size (16 vs 8)"),
+        ([full7, full8, lora7, rate], "the lora runs differ in learning_rate"),
+        ([full7, full8, lora7], "methods ran on different seeds (full: 7, 8; lora: 7)"),
+        ([full7, full8, rows, lora8], "the seed-7 runs saw different rows"),
+        ([full7, full8], "compare needs runs of two methods"),
+        ([full7, full7, lora7], "are both full with seed 7"),
+        ([full7, full8, epochs, lora8], "differ in epochs (1.0 vs 3.0)"),
+    ]
+    for run_dirs, message in cases:
+        with pytest.raises(SentituneError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            compare_runs(run_dirs, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_compare_trains_reuses_and_refuses_other_settings(capsys, tmp_path, tiny_bert,
+                                                              sentiment_csv):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--data", str(sentiment_csv), "--model", str(tiny_bert), "--seeds", "7",
+            "--lr-full", "1e-2", "--lr-lora", "2e-2", "--epochs", "1", "--max-length", "32",
+            "--batch-size", "16", "--warmup-ratio", "0", "--output", str(out)]
+    code, stdout, _ = run_cli(capsys, *argv)
+    assert code == 0, stdout
+    assert "[1/2] full-seed7: training (lr 0.01)" in stdout
+    assert "[2/2] lora-seed7: training (lr 0.02)" in stdout
+    for name in ("compare.json", "compare.md", "compare.png"):
+        assert (out / name).is_file()
+    report = json.loads((out / "compare.json").read_text())
+    assert report["methods"]["lora"]["runs"] == ["runs/lora-seed7"]
+    assert "from a single seed" in report["tradeoffs"]
+    # Each run trained in a fresh process, so its peak RSS increase is its own.
+    memory = {m: report["methods"][m]["peak_memory_mb"]["mean"] for m in ("full", "lora")}
+    assert 0 < memory["lora"] < memory["full"]
+    for run in ("full-seed7", "lora-seed7"):
+        saved = yaml.safe_load((out / "runs" / run / "config.yaml").read_text())
+        assert saved["training"]["method"] == run.split("-")[0]
+    stamp = (out / "runs" / "lora-seed7" / "metrics.json").stat().st_mtime_ns
+
+    code, stdout, _ = run_cli(capsys, *argv)  # finished runs are reused, not retrained
+    assert code == 0 and "training (lr" not in stdout
+    assert stdout.count("reusing the finished run") == 2
+    assert (out / "runs" / "lora-seed7" / "metrics.json").stat().st_mtime_ns == stamp
+    code, _, err = run_cli(capsys, *argv[:-4], "--batch-size", "8", "--output", str(out))
+    assert_one_line_error(code, err, "exists with other settings")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "full"], "--methods needs two different methods"),
+        (["--methods", "full,qlora"], "unknown method(s) qlora"),
+        (["--seeds", "4x"], "--seeds must be comma-separated integers"),
+        (["--seeds", "4,4"], "no repeats"),
+    ],
+)
+def test_cli_compare_bad_options(capsys, tmp_path, sentiment_csv, extra, message):
+    code, _, err = run_cli(capsys, "compare", "--data", str(sentiment_csv), "--output",
+                           str(tmp_path / "out"), *extra)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_compare_runs_refuses_training_flags(capsys, tmp_path, runs):
+    code, _, err = run_cli(capsys, "compare", "--runs", *map(str, runs.values()), "--data",
+                           "sst2", "--batch-size", "8", "--output", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "drop --batch-size, --data")
+    code, _, err = run_cli(capsys, "compare", "--runs", str(runs["full-seed7"]),
+                           str(runs["full-seed8"]), "--output", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "compare needs runs of two methods")
