@@ -202,3 +202,18 @@ def test_eval_split_maps_onto_run_labels(tmp_path):
                                                                                   index=False)
     with pytest.raises(SentituneError, match="unknown label 'meh'; expected one of: negative"):
         load_eval_split(str(path), None, ["negative", "positive"], "binary")
+
+
+def test_header_only_file_is_an_error(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(SentituneError, match="no rows left"):
+        splits_of(path)
+
+
+def test_every_unknown_label_is_named(tmp_path):
+    path = tmp_path / "eval.csv"
+    pd.DataFrame({"text": list("abcd"), "label": ["joy", "pos", "anger", "joy"]}).to_csv(
+        path, index=False)
+    with pytest.raises(SentituneError, match="unknown label 'joy', 'anger'; expected one of"):
+        load_eval_split(str(path), None, ["negative", "positive"], "binary")

@@ -33,6 +33,13 @@ SENTIMENT_NAMES = ["negative", "neutral", "positive"]
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "tweet", "comment", "body")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "target", "category", "emotion")
 MULTILABEL_SEPARATORS = re.compile(r"\s*[,|]\s*")
+# GoEmotions ids 0..27 (labels.txt of the release; the hub copy stores only the ids).
+GOEMOTIONS_LABELS = [
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
+    "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
+    "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "optimism",
+    "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral",
+]
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,7 @@ class BuiltinDataset:
     hub_splits: dict[str, str]
     text_column: str
     label_column: str
-    labels: list[str] | None  # None: read from labels.txt (GoEmotions)
+    labels: list[str]  # label id i is labels[i]
     multilabel: bool = False
 
 
@@ -80,7 +87,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
          "test": "goemotions/test.tsv"},
         "google-research-datasets/go_emotions", "simplified",
         {"train": "train", "validation": "validation", "test": "test"},
-        "text", "label", None, multilabel=True,
+        "text", "label", GOEMOTIONS_LABELS, multilabel=True,
     ),
 }
 
@@ -184,7 +191,7 @@ def is_aclimdb(path: Path) -> bool:
     return path.is_dir() and (path / "train" / "pos").is_dir()
 
 
-def _read_builtin(name: str) -> tuple[dict[str, pd.DataFrame], BuiltinDataset, list[str] | None]:
+def _read_builtin(name: str) -> tuple[dict[str, pd.DataFrame], BuiltinDataset]:
     spec = BUILTINS[name]
     root = data_dir()
     if root is not None and (root / spec.local_files["train"]).exists():
@@ -193,12 +200,8 @@ def _read_builtin(name: str) -> tuple[dict[str, pd.DataFrame], BuiltinDataset, l
             for split, rel in spec.local_files.items()
             if (root / rel).exists()
         }
-        labels = spec.labels
-        if labels is None:
-            labels = (root / Path(spec.local_files["train"]).parent / "labels.txt").read_text()
-            labels = [line.strip() for line in labels.splitlines() if line.strip()]
-        return frames, spec, labels
-    return _read_from_hub(name, spec), spec, spec.labels
+        return frames, spec
+    return _read_from_hub(name, spec), spec
 
 
 def _read_from_hub(name: str, spec: BuiltinDataset) -> dict[str, pd.DataFrame]:
@@ -217,9 +220,12 @@ def _read_from_hub(name: str, spec: BuiltinDataset) -> dict[str, pd.DataFrame]:
     for split, hub_split in spec.hub_splits.items():
         if hub_split in loaded:
             frame = loaded[hub_split].to_pandas()
-            if "labels" in frame and spec.label_column not in frame:
-                frame = frame.rename(columns={"labels": spec.label_column})
-            frames[split] = frame
+            # Hub copies name columns unlike the local files (SetFit/sst5: text;
+            # go_emotions: labels).
+            renames = {"text": spec.text_column, "labels": spec.label_column}
+            frames[split] = frame.rename(columns={
+                hub: ours for hub, ours in renames.items() if hub in frame and ours not in frame
+            })
     return frames
 
 
@@ -250,7 +256,8 @@ def read_source(
     Returns (splits, label names if the source defines them, multilabel flag of the source).
     """
     if source in BUILTINS:
-        frames, spec, labels = _read_builtin(source)
+        frames, spec = _read_builtin(source)
+        labels = spec.labels
         text_column = text_column or spec.text_column
         label_column = label_column or spec.label_column
         multilabel = spec.multilabel
@@ -290,6 +297,37 @@ def _as_label_list(value: object) -> list[str] | None:
         if MULTILABEL_SEPARATORS.search(stripped):
             return [p for p in MULTILABEL_SEPARATORS.split(stripped) if p]
     return None
+
+
+def cell_labels(value: object, task: str, source: str) -> list[object]:
+    """The labels of one cell: its list for multi-label, exactly one label otherwise.
+
+    Ambiguous, hence an error: a cell holding several labels when the task is single-label
+    (e.g. `--task multiclass` on `anger|fear`). A one-item list such as `["a, b"]` is one
+    label, which is how a single-label name containing ',' or '|' is written.
+    """
+    listed = _as_label_list(value)
+    if task == "multilabel":
+        return [value] if listed is None else listed
+    if listed is None:
+        return [value]
+    if len(listed) == 1:
+        return listed
+    raise SentituneError(
+        f"{source}: label {value!r} holds several labels but the task is {task}; train with "
+        "--task multilabel (or without --task), or write a label name containing ',' or '|' "
+        'as a one-item JSON list such as ["a, b"]'
+    )
+
+
+def _check_multilabel_names(names: list[str], source: str) -> None:
+    """A multi-label name containing a separator would make `a,b` mean one label or two."""
+    clashing = [name for name in names if MULTILABEL_SEPARATORS.search(name)]
+    if clashing:
+        raise SentituneError(
+            f"{source}: multi-label name {clashing[0]!r} contains ',' or '|', so a cell "
+            f"{clashing[0]!r} could be one label or several; rename the label without them"
+        )
 
 
 def infer_task(labels: pd.Series, multilabel_source: bool) -> str:
@@ -343,21 +381,28 @@ def encode_labels(frame: pd.DataFrame, names: list[str], task: str, source: str)
     elif not any(re.fullmatch(r"-?\d+", name) for name in names):
         lookup |= {str(i): i for i in range(len(names))}  # integer ids of named labels
 
+    unknown: dict[str, None] = {}  # insertion-ordered set: report in order of appearance
+
     def one(value: object) -> int:
         key = _label_key(value).lower()
         if key not in lookup:
-            raise SentituneError(
-                f"{source}: unknown label {value!r}; expected one of: {', '.join(names)}"
-            )
+            unknown[str(value)] = None
+            return -1
         return lookup[key]
 
     frame = frame.copy()
     if task == "multilabel":
         frame["label"] = [
-            sorted({one(v) for v in (_as_label_list(cell) or [cell])}) for cell in frame["label"]
+            sorted({one(v) for v in cell_labels(cell, task, source)}) for cell in frame["label"]
         ]
     else:
-        frame["label"] = [one(v) for v in frame["label"]]
+        frame["label"] = [one(cell_labels(cell, task, source)[0]) for cell in frame["label"]]
+    if unknown:
+        shown = ", ".join(repr(v) for v in list(unknown)[:8])
+        more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+        raise SentituneError(
+            f"{source}: unknown label {shown}{more}; expected one of: {', '.join(names)}"
+        )
     return frame
 
 
@@ -369,7 +414,7 @@ def clean_frame(frame: pd.DataFrame, strip_html: bool, source: str) -> tuple[pd.
     before = len(frame)
     frame = frame[frame["text"].notna() & frame["label"].notna()].copy()
     frame["text"] = [clean_text(str(t), strip_html) for t in frame["text"]]
-    frame = frame[frame["text"].str.len() > 0].reset_index(drop=True)
+    frame = frame[[len(text) > 0 for text in frame["text"]]].reset_index(drop=True)
     if frame.empty:
         raise SentituneError(f"{source}: no rows left after dropping empty texts and labels")
     return frame, before - len(frame)
@@ -436,11 +481,11 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     all_labels = pd.concat([f["label"] for f in cleaned.values()], ignore_index=True)
     task = config.task or infer_task(all_labels, multilabel_source)
     if names is None:
+        names = label_names_for(
+            [x for cell in all_labels for x in cell_labels(cell, task, config.dataset)]
+        )
         if task == "multilabel":
-            cells = [_as_label_list(v) or [v] for v in all_labels]
-            names = label_names_for([x for cell in cells for x in cell])
-        else:
-            names = label_names_for(list(all_labels))
+            _check_multilabel_names(names, config.dataset)
     encoded = {
         split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
         for split, frame in cleaned.items()
@@ -495,10 +540,26 @@ def load_eval_split(
 
     Default split: test when the source has one, else validation, else the file itself.
     """
-    raw, _, _ = read_source(source, text_column, label_column)
+    raw, source_names, _ = read_source(source, text_column, label_column)
     if split is None:
         split = next(s for s in ("test", "validation", "train") if s in raw)
     if split not in raw:
         raise SentituneError(f"{source} has no '{split}' split; it has: {', '.join(raw)}")
-    frame, _ = clean_frame(raw[split], strip_html, f"{source} ({split})")
-    return encode_labels(frame, names, task, f"{source} ({split})"), split
+    where = f"{source} ({split})"
+    frame, _ = clean_frame(raw[split], strip_html, where)
+    if source_names is not None and source_names != names:
+        # The source stores ids of its own label list: name them first, so a run whose
+        # labels are ordered differently (e.g. sorted names from a file) is scored against
+        # the right classes instead of the same ids.
+        frame["label"] = [_ids_to_names(cell, source_names, task, where)
+                          for cell in frame["label"]]
+    return encode_labels(frame, names, task, where), split
+
+
+def _ids_to_names(cell: object, names: list[str], task: str, source: str) -> object:
+    def name(value: object) -> object:
+        key = _label_key(value)
+        return names[int(key)] if key.isdigit() and int(key) < len(names) else value
+
+    named = [name(v) for v in cell_labels(cell, task, source)]
+    return named if task == "multilabel" else named[0]

@@ -72,10 +72,15 @@ class Classifier:
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_dir, use_safetensors=True).eval().to(device)
         else:
-            from peft import AutoPeftModelForSequenceClassification
+            from peft import PeftConfig, PeftModel
 
-            model = AutoPeftModelForSequenceClassification.from_pretrained(
-                source, use_safetensors=True).eval().to(device)
+            from sentitune.model import load_model
+
+            # Rebuild the base with this run's labels (and head size) before attaching the
+            # adapter; peft's auto class would rebuild a default two-label head.
+            base = load_model(PeftConfig.from_pretrained(source).base_model_name_or_path,
+                              labels, task)
+            model = PeftModel.from_pretrained(base, source).eval().to(device)
         max_length = int(settings.get("data", {}).get("max_length", tokenizer.model_max_length))
         info = {
             "model": settings.get("model", {}).get("model"),
@@ -135,21 +140,40 @@ class Classifier:
         logits, _ = self.logits(texts, batch_size)
         return probabilities(logits.astype(np.float64), self.task)
 
+    def label_thresholds(self, threshold: float | None = None) -> np.ndarray:
+        """Multi-label decision thresholds: the run's tuned ones, or `threshold` for all."""
+        if self.task != "multilabel":
+            raise SentituneError(
+                f"a decision threshold applies to multi-label runs; this run is {self.task} "
+                "(its label is the most probable class); use --review-threshold instead"
+            )
+        if threshold is not None:
+            if not 0 < threshold < 1:
+                raise SentituneError(f"--threshold must be between 0 and 1, got {threshold}")
+            return np.full(len(self.labels), float(threshold))
+        return np.asarray(self.decision.label_thresholds or [0.5] * len(self.labels))
+
     def predict(self, texts: Sequence[str], *, batch_size: int = 64,
-                review_threshold: float | None = None) -> list[dict]:
-        """One result per text, in input order."""
+                review_threshold: float | None = None,
+                threshold: float | None = None) -> list[dict]:
+        """One result per text, in input order.
+
+        `threshold` (multi-label only) replaces every label's tuned decision threshold.
+        """
         if isinstance(texts, str):
             texts = [texts]
+        cuts = (self.label_thresholds(threshold)
+                if self.task == "multilabel" or threshold is not None else None)
         logits, truncated = self.logits(texts, batch_size)
         probs = probabilities(logits.astype(np.float64), self.task)
-        threshold = self.review_threshold if review_threshold is None else review_threshold
-        return [self._result(text, p, cut, threshold)
+        review = self.review_threshold if review_threshold is None else review_threshold
+        return [self._result(text, p, cut, review, cuts)
                 for text, p, cut in zip(texts, probs, truncated, strict=True)]
 
-    def _result(self, text: str, probs: np.ndarray, truncated: bool, threshold: float) -> dict:
+    def _result(self, text: str, probs: np.ndarray, truncated: bool, threshold: float,
+                cuts: np.ndarray | None) -> dict:
         named = {label: round(float(p), 6) for label, p in zip(self.labels, probs, strict=True)}
-        if self.task == "multilabel":
-            cuts = np.asarray(self.decision.label_thresholds or [0.5] * len(self.labels))
+        if cuts is not None:
             chosen = [label for label, p, c in zip(self.labels, probs, cuts, strict=True)
                       if p >= c]
             # Uncertain: some label within (1 - threshold) of its decision boundary.
@@ -214,13 +238,15 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def predict_file(classifier: Classifier, source: Path, target: Path, *,
                  text_column: str | None = None, batch_size: int = 64,
-                 review_threshold: float | None = None, chunk_size: int = 2048,
-                 progress: bool = True) -> dict:
+                 review_threshold: float | None = None, threshold: float | None = None,
+                 chunk_size: int = 2048, progress: bool = True) -> dict:
     """Score every text of `source` into `target` (.jsonl or .csv), written atomically."""
     from tqdm.auto import tqdm
 
     if target.suffix.lower() not in (".jsonl", ".csv"):
         raise SentituneError(f"--output must end in .jsonl or .csv, not '{target.name}'")
+    if threshold is not None:
+        classifier.label_thresholds(threshold)  # a wrong --threshold fails before any reading
     counts = {"texts": 0, "needs_review": 0, "empty": 0}
     # delay: a bar appears only for work that takes a while, never before an early error.
     bar = tqdm(unit="texts", desc="predict", disable=not progress, delay=1.0)
@@ -230,7 +256,7 @@ def predict_file(classifier: Classifier, source: Path, target: Path, *,
             kept = [t for t in chunk if t.strip()]
             counts["empty"] += len(chunk) - len(kept)
             results = classifier.predict(kept, batch_size=batch_size,
-                                         review_threshold=review_threshold)
+                                         review_threshold=review_threshold, threshold=threshold)
             for result in results:
                 counts["needs_review"] += result["needs_review"]
                 if target.suffix.lower() == ".jsonl":

@@ -9,13 +9,16 @@ and a run directory that every later stage reads.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
-import resource
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +42,9 @@ from sentitune.plots import plot_curves
 class TrainResult:
     run_dir: Path
     metrics: dict
+    # The trained model in memory: best epoch, temperature folded in; for LoRA the peft
+    # model with its adapter (model/ holds a merged copy).
+    model: Any = field(default=None, repr=False, compare=False)
 
 
 def tokenize(frame, tokenizer, max_length: int, task: str, n_labels: int, pad_to_max: bool):
@@ -73,14 +79,25 @@ def class_weights(splits: Splits, setting: str) -> np.ndarray | None:
     path = Path(setting)
     if not path.is_file():
         raise SentituneError(f"--class-weights must be none, auto or a JSON file; got '{setting}'")
-    weights = rundir.read_json(path)
+    try:
+        weights = rundir.read_json(path)
+    except (ValueError, UnicodeDecodeError):
+        raise SentituneError(
+            f"{path} is not JSON; give a list of {n} weights or an object label -> weight"
+        ) from None
     if isinstance(weights, dict):
         missing = [name for name in splits.labels if name not in weights]
-        if missing:
-            raise SentituneError(f"{path}: no weight for label(s) {', '.join(missing)}")
+        unknown = [name for name in weights if name not in splits.labels]
+        if missing or unknown:
+            problem = (f"no weight for label(s) {', '.join(missing)}" if missing
+                       else f"unknown label(s) {', '.join(unknown)}")
+            raise SentituneError(f"{path}: {problem}; labels: {', '.join(splits.labels)}")
         weights = [weights[name] for name in splits.labels]
-    if len(weights) != n:
-        raise SentituneError(f"{path}: {len(weights)} weights for {n} labels")
+    if not isinstance(weights, list) or len(weights) != n:
+        raise SentituneError(f"{path}: expected {n} weights (one per label), got {weights!r}")
+    if not all(isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w)
+               and w > 0 for w in weights):
+        raise SentituneError(f"{path}: weights must be positive numbers, got {weights}")
     return np.asarray(weights, dtype=np.float32)
 
 
@@ -150,8 +167,41 @@ def _write_history(history: list[dict], path: Path) -> None:
         writer.writerows(history)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+class _PeakRss:
+    """Peak resident memory above its level at the start, sampled in a background thread.
+
+    Not ru_maxrss: that is the process's lifetime high-water mark, so a second run in the
+    same process (a test session, a notebook) would report no increase at all.
+    """
+
+    def __init__(self, interval_s: float = 0.02):
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.start_mb = self.peak_mb = self._rss_mb()
+
+    def _rss_mb(self) -> float:
+        return self._process.memory_info().rss / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    @property
+    def increase_mb(self) -> float:
+        return self.peak_mb - self.start_mb
 
 
 def train(
@@ -161,8 +211,13 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    on_data: Callable[[Splits], None] | None = None,
 ) -> TrainResult:
-    """Fine-tune as `config` says and publish a complete run directory at `output`."""
+    """Fine-tune as `config` says and publish a complete run directory at `output`.
+
+    `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
+    prints them, so an inferred task is visible before minutes of training.
+    """
     import torch
     from transformers import (
         DataCollatorWithPadding,
@@ -182,6 +237,8 @@ def train(
         raise SentituneError(f"{output} already exists; choose another --output or --overwrite")
 
     splits = load_splits(data_config, settings.seed)
+    if on_data is not None:
+        on_data(splits)
     weights = class_weights(splits, settings.class_weights)
     tokenizer = load_tokenizer(config.model.model)
     set_seed(settings.seed)  # the new classification head is initialised from this seed
@@ -202,9 +259,17 @@ def train(
     metric = settings.metric or default_metric(splits.task)
 
     def compute_metrics(prediction) -> dict:
+        from sentitune.calibration import tune_label_thresholds
+
         logits = prediction.predictions
         probs = probabilities(np.asarray(logits, dtype=np.float64), splits.task)
-        found = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels)
+        # Multi-label decisions use per-label thresholds tuned on validation (fit_decision):
+        # score every epoch that way, so early stopping and the best epoch judge the model
+        # as it will decide, not at a 0.5 cut that rare labels never reach early on.
+        thresholds = (tune_label_thresholds(probs, prediction.label_ids)
+                      if splits.task == "multilabel" else None)
+        found = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
+                                       thresholds)
         return {k: v for k, v in found.items() if isinstance(v, float)}
 
     args = TrainingArguments(
@@ -252,13 +317,13 @@ def train(
     resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    rss_before = _peak_rss_mb()
-    started = time.perf_counter()
-    outcome = trainer.train(resume_from_checkpoint=True if resume_from else None)
-    runtime = time.perf_counter() - started
+    with _PeakRss() as rss:
+        started = time.perf_counter()
+        outcome = trainer.train(resume_from_checkpoint=True if resume_from else None)
+        runtime = time.perf_counter() - started
     peak_mb = (
         torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-        else max(0.0, _peak_rss_mb() - rss_before)
+        else rss.increase_mb
     )
 
     prediction = trainer.predict(val_set)
@@ -303,7 +368,7 @@ def train(
     rundir.write_json(staging / "metrics.json", metrics)
     (staging / "README.md").write_text(model_card(config, splits, metrics))
     rundir.publish(staging, output)
-    return TrainResult(output, metrics)
+    return TrainResult(output, metrics, trainer.model)
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
@@ -354,7 +419,9 @@ def _save_model(model, tokenizer, staging: Path, settings: TrainingConfig) -> No
         tokenizer.save_pretrained(staging / "adapter")
         if not settings.merge_lora:
             return
-        model = model.merge_and_unload()
+        # Merge a copy: merging in place would unwrap the trained peft model, which the
+        # caller gets back in TrainResult.model.
+        model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(staging / "model", safe_serialization=True)
     tokenizer.save_pretrained(staging / "model")
 
