@@ -16,14 +16,13 @@ label agreement with it, single-text latency percentiles, and the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import machine
+from common import emit, machine
 
 from sentitune.data import load_eval_split
 from sentitune.export import agreement, export_run
@@ -108,10 +107,7 @@ def main() -> None:
         "results": rows,
         "machine": machine(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(result, args.output)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ of padding tokens in the training batches of each, and the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import machine
+from common import emit, machine
 
 from sentitune.config import RunConfig
 from sentitune.data import load_splits
@@ -138,10 +137,7 @@ def main() -> None:
         "accuracy_delta": round(ours["dev_accuracy"] - baseline["dev_accuracy"], 4),
         "machine": machine(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    emit(result, args.output)
 
 
 if __name__ == "__main__":

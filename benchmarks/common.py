@@ -1,9 +1,11 @@
-"""The machine a benchmark ran on, named in every result."""
+"""What every benchmark shares: the machine it ran on, and how it reports."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 
 def machine() -> dict:
@@ -18,3 +20,11 @@ def machine() -> dict:
         "torch": str(torch.__version__),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def emit(result: dict, output: str | None) -> None:
+    """Print the result as JSON, and save it to `output` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if output:
+        Path(output).write_text(text + "\n")
