@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -34,6 +35,8 @@ def plot_curves(history: list[dict], path: Path, title: str = "Learning curves")
         ax_acc.plot(epochs, [row.get(key) for row in history], marker="o", label=key[4:])
     ax_acc.set(xlabel="epoch", ylabel="score", title="Validation")
     ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
     return _save(fig, path)
 
