@@ -109,7 +109,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                       behavioral=args.behavioral)
     m = result.metrics
     shown = {k: m[k] for k in ("accuracy", "f1", "precision", "recall", "loss", "n",
-                               "false_positives", "false_negatives") if k in m}
+                               "false_positives", "false_negatives", "f1_macro", "f1_weighted",
+                               "f1_micro", "f1_samples", "exact_match", "hamming_loss",
+                               "label_cardinality_true", "label_cardinality_pred") if k in m}
     _print_json(shown)
     review = m["review"]
     print(f"review threshold {review['threshold']:.4f} ({review['source']}): accepts "
