@@ -188,17 +188,13 @@ def _plain(value):
 
 
 def _saved_settings(run_dir: Path) -> dict:
-    import yaml
-
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    saved = rundir.read_yaml(run_dir / "config.yaml")
     return {section: saved.get(section) for section in ("data", "model", "training")}
 
 
 def _read_run(path: Path) -> _Run:
-    import yaml
-
     path = rundir.check_run_dir(path)
-    saved = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    saved = rundir.read_yaml(path / "config.yaml")
     metrics = rundir.read_json(path / "metrics.json")
     settings = {key: value for section in ("data", "model", "training")
                 for key, value in (saved.get(section) or {}).items()}

@@ -384,9 +384,7 @@ def _example(text: str, i: int, scores: _Scores, labels: list[str], task: str,
 
 
 def _run_settings(run_dir: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((run_dir / "config.yaml").read_text())
+    return rundir.read_yaml(run_dir / "config.yaml")
 
 
 def _validation_split(run_dir: Path, settings: dict) -> pd.DataFrame:
