@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from sentitune import rundir  # noqa: E402
 from sentitune.config import METHODS, RunConfig, TrainingConfig, load_preset, validate  # noqa: E402
 from sentitune.errors import SentituneError  # noqa: E402
+from sentitune.plots import save_figure  # noqa: E402
 
 # What may differ between compared runs: the method and the settings that belong to it.
 # Everything else (data, model, batch size, schedule, ..., library versions, device) must match.
@@ -575,7 +576,4 @@ def plot_comparison(report: dict, runs: Sequence[_Run], path: Path) -> Path:
     fig.suptitle(f"{' vs '.join(LABELS[m] for m in methods)}: {shared['model']} on "
                  f"{Path(str(shared['dataset'])).name}")
     fig.tight_layout()
-    with rundir.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,13 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sentitune import rundir  # noqa: E402
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG atomically and free it: every figure of the project goes here."""
+    path = Path(path)
+    with rundir.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -38,7 +40,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "Learning curves")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> Path:
@@ -54,7 +56,7 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> Pa
     for (i, j), value in np.ndenumerate(data):
         ax.text(j, i, str(value), ha="center", va="center",
                 color="white" if value > high else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lengths(lengths: dict[str, list[int]], max_length: int, path: Path) -> Path:
@@ -67,4 +69,4 @@ def plot_lengths(lengths: dict[str, list[int]], max_length: int, path: Path) -> 
     ax.axvline(max_length, color="red", linestyle="--", label=f"max_length={max_length}")
     ax.set(xlabel="tokens", ylabel="texts", title="Token lengths")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

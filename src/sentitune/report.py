@@ -5,24 +5,24 @@ rendered twice, so ``report.md`` and ``report.html`` always say the same thing. 
 embeds every PNG as a base64 data URI and escapes all text, so it can be mailed or
 attached to a ticket as one file. Any section whose metrics are missing is left out.
 
-Figures use `matplotlib.figure.Figure` directly (Agg rendering, no pyplot), so making
-them neither changes the caller's matplotlib backend nor leaks open figures. All files
-are written atomically: a temporary file in the same directory, then `os.replace`.
+Figures are saved through `plots.save_figure`, and every file is written atomically
+(`rundir.atomic_path`), like the rest of the project.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from sentitune import rundir
+from sentitune.plots import save_figure
 
 HEADLINE_KEYS = ("accuracy", "f1", "precision", "recall", "loss")
 # Values under these keys are fractions that read better as percentages.
@@ -33,29 +33,6 @@ MAX_TEXT_CHARS = 300
 
 # ("h1" | "h2" | "p", text) | ("table", headers, rows) | ("figure", caption, path)
 Block = tuple
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Render `fig` as a PNG at `path` (atomically) and return the path."""
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    _write_atomic(path, buffer.getvalue())
-    return path
 
 
 def plot_reliability(bins: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -75,7 +52,7 @@ def plot_reliability(bins: Sequence[dict], path: str | os.PathLike) -> Path:
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Confidence (top-class probability)",
            ylabel="Accuracy", title="Reliability diagram")
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_coverage_accuracy(
@@ -95,7 +72,7 @@ def plot_coverage_accuracy(
     ax.set(xlim=(0, 1.02), xlabel="Coverage (share of predictions accepted)",
            ylabel="Accuracy on accepted", title="Coverage vs accuracy")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_slice_accuracy(slice_metrics: dict[str, dict], path: str | os.PathLike) -> Path:
@@ -115,7 +92,7 @@ def plot_slice_accuracy(slice_metrics: dict[str, dict], path: str | os.PathLike)
         ax.legend(loc="lower right")
     ax.invert_yaxis()  # first slice on top
     ax.set(xlim=(0, 1), xlabel="Accuracy", title="Accuracy by slice")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_error_lengths(
@@ -132,7 +109,7 @@ def plot_error_lengths(
             label=f"errors (n={len(lengths_errors)})")
     ax.set(xlabel="Length (tokens)", ylabel="Density", title="Lengths of errors vs all")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _fmt(value: Any, key: str = "") -> str:
@@ -394,6 +371,8 @@ def write_report(
     out_dir = Path(out_dir)
     blocks = _report_blocks(metrics, figures, title, errors)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write_atomic(md_path, _render_markdown(blocks, out_dir).encode("utf-8"))
-    _write_atomic(html_path, _render_html(blocks).encode("utf-8"))
+    for path, text in ((md_path, _render_markdown(blocks, out_dir)),
+                       (html_path, _render_html(blocks))):
+        with rundir.atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return md_path, html_path
