@@ -161,6 +161,8 @@ def test_export_then_predict_with_onnx_backends(capsys, tiny_run_dir):
     assert report["agreement"]["onnx"]["label_agreement"] == 1.0
     assert report["agreement"]["onnx"]["max_prob_diff"] < 1e-4
     assert 0 <= report["agreement"]["onnx-int8"]["label_agreement"] <= 1
+    # Calibrated on the run's own training texts, not on the 4 built-in sentences.
+    assert report["int8_calibration_texts"] > 4
     texts = ["a superb film", "awful and dull"]
     by_backend = {}
     for backend in ("torch", "onnx", "onnx-int8"):

@@ -92,7 +92,7 @@ def test_graph_inputs_follow_the_architecture(exported):
 def test_int8_graph_agrees_with_fp32_on_most_inputs(exported):
     _, out, result = exported["bert"]
     assert result["int8_path"] == str(out / INT8_NAME)
-    assert (out / INT8_NAME).stat().st_size < (out / ONNX_NAME).stat().st_size / 2
+    assert result["int8_calibration_texts"] == 4  # no texts given: the built-in sentences
     encoded = _random_batch(64, 24, seed=3)
     fp32 = OnnxBackend(out / ONNX_NAME, num_threads=1).logits(encoded)
     int8 = OnnxBackend(out / INT8_NAME, num_threads=1).logits(encoded)
@@ -101,6 +101,78 @@ def test_int8_graph_agrees_with_fp32_on_most_inputs(exported):
     assert report["n"] == 64
     assert report["label_agreement"] >= 0.9
     assert report["max_prob_diff"] < 0.05
+
+
+def _token_wise_matmuls(onnx_file: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(onnx_file)).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    return [node.name for node in graph.node
+            if node.op_type == "MatMul" and node.input[1] in weights]
+
+
+def test_int8_quantizes_the_token_wise_matmuls_and_keeps_the_head_fp32(exported):
+    import onnx
+
+    _, out, _ = exported["bert"]
+    int8 = [node.name for node in onnx.load(str(out / INT8_NAME)).graph.node
+            if node.op_type == "MatMulInteger"]
+    # 2 layers x (query, key, value, attention output, feed-forward in, feed-forward out)
+    assert len(int8) == 12 == len(_token_wise_matmuls(out / ONNX_NAME))
+    assert all("/encoder/" in name for name in int8)  # not the pooler, not the classifier
+    assert "int8-source.onnx" not in {path.name for path in out.iterdir()}
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+def test_int8_rewrite_is_exact_before_quantization(kind, tiny_bert, tiny_distilbert):
+    from transformers import AutoModelForSequenceClassification
+
+    from sentitune.export import _int8_ready, _Int8ReadyLinear
+
+    model_dir = {"bert": tiny_bert, "distilbert": tiny_distilbert}[kind]
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if kind == "bert" else [])
+    calibration = [{k: v for k, v in _random_batch(8, 20, seed=1).items() if k in names}]
+    ready = _int8_ready(model, calibration)
+    rewritten = [m for m in ready.modules() if isinstance(m, _Int8ReadyLinear)]
+    assert len(rewritten) == 12  # every token-wise Linear; pre-classifier, pooler, head stay
+    for seed, (batch, length) in enumerate([(1, 3), (6, 40)]):
+        encoded = {k: torch.from_numpy(v) for k, v in _random_batch(batch, length, seed).items()
+                   if k in names}
+        with torch.no_grad():
+            torch.testing.assert_close(ready(**encoded).logits, model(**encoded).logits,
+                                       atol=1e-5, rtol=1e-4)
+
+
+def test_int8_export_resists_outlier_channels(tmp_path, tiny_bert):
+    """Trained transformers grow a few huge activation channels; plain int8 loses precision."""
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = tmp_path / "outliers"
+    shutil.copytree(tiny_bert, model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            # Not the last LayerNorm: a saturated pooler would hide every error.
+            if isinstance(module, torch.nn.LayerNorm) and "layer.1.output" not in name:
+                module.weight[3], module.weight[7] = 100.0, -60.0
+    model.save_pretrained(model_dir)
+    texts = ["the film was great", "a dull , tedious story that never ends", "i found it charming"]
+    out = tmp_path / "onnx"
+    export_onnx(model_dir, out, quantize="int8", calibration_texts=texts * 10)
+    plain = tmp_path / "plain.int8.onnx"  # ONNX Runtime alone, on the same MatMuls
+    quantize_dynamic(out / ONNX_NAME, plain, weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"],
+                     nodes_to_quantize=_token_wise_matmuls(out / ONNX_NAME))
+    encoded = _random_batch(64, 24, seed=3)
+    fp32 = OnnxBackend(out / ONNX_NAME).logits(encoded)
+    ours = np.abs(OnnxBackend(out / INT8_NAME).logits(encoded) - fp32).mean()
+    baseline = np.abs(OnnxBackend(plain).logits(encoded) - fp32).mean()
+    assert ours < baseline / 2
 
 
 def test_agreement_compares_argmax_or_thresholded_label_sets():
