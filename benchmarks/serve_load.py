@@ -12,9 +12,6 @@ machines.
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -23,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import emit, machine
 
 # Review-like texts of varied length, so batches pad the way real traffic does.
 TEXTS = [
@@ -159,18 +157,6 @@ def run_mode(run_dir: Path, micro_batching: bool, args: argparse.Namespace) -> d
             server.wait(timeout=30)
 
 
-def machine() -> dict:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),  # the server process starts the same way
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default="runs/demo", type=Path)
@@ -178,6 +164,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--time-limit", type=float, default=30, help="seconds per level at most")
     parser.add_argument("--backend", default="torch", help="torch, onnx or onnx-int8")
+    parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
 
     from sentitune.errors import SentituneError
@@ -205,7 +192,7 @@ def main() -> None:
         ),
         "machine": machine(),
     }
-    print(json.dumps(report, indent=2))
+    emit(report, args.output)
 
 
 if __name__ == "__main__":
