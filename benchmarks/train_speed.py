@@ -6,10 +6,11 @@ padded to its own longest text instead of to 128 tokens, and batches group texts
 similar length. The baseline is written out here as the tutorial script it stands for
 (tokenize with padding="max_length", a plain Trainer), not as a sentitune option.
 
-    python benchmarks/train_speed.py [--model minilm] [--train-samples 2000] [--epochs 2]
+    python benchmarks/train_speed.py [--model minilm] [--train-samples 2000] [--seeds 42 43 44]
 
-Prints one JSON object: samples/s and dev accuracy of each, the speed ratio, the share
-of padding tokens in the training batches of each, and the machine.
+Prints one JSON object: per seed, samples/s, dev accuracy and the share of padding tokens
+in the training batches of each; the speed ratio over all seeds, the mean and spread of
+the accuracies and of their difference, and the machine.
 """
 
 from __future__ import annotations
@@ -107,34 +108,48 @@ def _grouped_padding_share(lengths: np.ndarray, config: RunConfig) -> float:
     return 1 - real / padded
 
 
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--train-samples", type=int, default=2000)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42],
+                        help="one subset, initialisation and batch order per seed")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
-    config = RunConfig().replace(
-        dataset="sst2", model=args.model, train_samples=args.train_samples, max_length=128,
-        batch_size=16, eval_batch_size=64, epochs=args.epochs, learning_rate=args.learning_rate,
-        weight_decay=0.01, warmup_ratio=0.0, seed=42,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        baseline = tutorial_recipe(config, Path(tmp) / "baseline")
-        ours = sentitune_recipe(config, Path(tmp) / "sentitune")
+    runs = []
+    for seed in args.seeds:
+        config = RunConfig().replace(
+            dataset="sst2", model=args.model, train_samples=args.train_samples, max_length=128,
+            batch_size=16, eval_batch_size=64, epochs=args.epochs,
+            learning_rate=args.learning_rate, weight_decay=0.01, warmup_ratio=0.0, seed=seed,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            baseline = tutorial_recipe(config, Path(tmp) / "baseline")
+            ours = sentitune_recipe(config, Path(tmp) / "sentitune")
+        runs.append({"seed": seed, "tutorial": baseline, "sentitune": ours})
+    tutorial_s = sum(run["tutorial"]["train_runtime_s"] for run in runs)
+    sentitune_s = sum(run["sentitune"]["train_runtime_s"] for run in runs)
+    accuracy = {arm: [run[arm]["dev_accuracy"] for run in runs]
+                for arm in ("tutorial", "sentitune")}
     result = {
         "benchmark": "train_speed",
         "model": args.model,
-        "data": f"SST-2, {args.train_samples} train sentences (seed 42), dev 872",
+        "data": f"SST-2, {args.train_samples} train sentences per seed, dev 872",
         "settings": {"batch_size": 16, "max_length": 128, "epochs": args.epochs,
-                     "learning_rate": args.learning_rate},
-        "tutorial": baseline,
-        "sentitune": ours,
-        "speedup": round(ours["train_samples_per_s"] / baseline["train_samples_per_s"], 2),
-        "accuracy_delta": round(ours["dev_accuracy"] - baseline["dev_accuracy"], 4),
+                     "learning_rate": args.learning_rate, "seeds": args.seeds},
+        "runs": runs,
+        "speedup": round(tutorial_s / sentitune_s, 2),
+        "dev_accuracy": {arm: _mean_std(values) for arm, values in accuracy.items()},
+        "accuracy_delta": _mean_std([ours - base for ours, base in zip(
+            accuracy["sentitune"], accuracy["tutorial"], strict=True)]),
         "machine": machine(),
     }
     emit(result, args.output)
