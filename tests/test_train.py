@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 
 from sentitune.errors import SentituneError
-from sentitune.predict import Classifier
+from sentitune.predict import Classifier, length_batches
 from sentitune.train import train
 
 RUN_FILES = ["model/config.json", "model/model.safetensors", "model/tokenizer.json",
@@ -58,6 +58,32 @@ def test_predict_shape_order_and_review_flag(tiny_run_dir):
     assert results[2]["truncated"] and not results[0]["truncated"]
     one_by_one = [clf.predict([t])[0]["score"] for t in texts]
     assert np.allclose(one_by_one, [r["score"] for r in results], atol=1e-5)
+
+
+@pytest.mark.parametrize("max_padding", [None, 0.0, 0.25, 1.0])
+def test_length_batches_cover_every_text_once_within_the_limits(max_padding):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 130, size=200).tolist()
+    batches = list(length_batches(lengths, 16, max_padding))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    assert all(1 <= len(batch) <= 16 for batch in batches)
+    in_order = [lengths[i] for batch in batches for i in batch]
+    assert in_order == sorted(lengths)
+    if max_padding is None:
+        assert [len(batch) for batch in batches] == [16] * 12 + [8]
+        return
+    for batch in batches:
+        sizes = [lengths[i] for i in batch]
+        assert len(sizes) == 1 or max(sizes) * len(sizes) <= (1 + max_padding) * sum(sizes)
+
+
+def test_length_batches_split_a_mixed_micro_batch_by_length():
+    # Short requests and one long review: the review goes alone, and 4,4,5 stop before 6
+    # (6 x 4 = 24 padded tokens > 1.25 x 19 real ones).
+    lengths = [4, 120, 6, 5, 7, 4]
+    batches = [sorted(batch.tolist()) for batch in length_batches(lengths, 64, 0.25)]
+    assert batches == [[0, 3, 5], [2, 4], [1]]
+    assert [len(b) for b in length_batches(lengths, 64)] == [6]  # GPU: one call
 
 
 def test_transformers_pipeline_agrees_with_predict(tiny_run_dir):
