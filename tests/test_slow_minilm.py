@@ -80,3 +80,31 @@ def test_broken_minilm_fails_behavioural_tests_loudly(minilm_sst2_run, tmp_path)
     assert real_rates["negative sentences"] <= 0.5 and real_rates["positive sentences"] <= 0.5
     assert "negative sentences" in broken.failed
     assert (broken_run / "check" / "behavioral.json").is_file()
+
+
+def test_real_minilm_int8_export_follows_torch_far_closer_than_plain_int8(minilm_sst2_run,
+                                                                           tmp_path):
+    pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from sentitune.export import INT8_NAME, ONNX_NAME, agreement, export_run
+
+    ours, plain = tmp_path / "ours", tmp_path / "plain"
+    shutil.copytree(minilm_sst2_run, ours)  # export writes RUN/onnx
+    report = export_run(ours, quantize="int8")
+    assert report["int8_calibration_texts"] == 256  # SST-2 training sentences
+    assert report["agreement"]["onnx"]["label_agreement"] == 1.0
+    # The baseline: what quantize_dynamic alone makes of the same fp32 graph.
+    shutil.copytree(ours, plain)
+    quantize_dynamic(ours / "onnx" / ONNX_NAME, plain / "onnx" / INT8_NAME,
+                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                     per_channel=True)
+    texts = list(validation_split(ours)["text"])
+    reference = Classifier.from_pretrained(ours).predict_proba(texts)
+    errors = {}
+    for name, run in {"ours": ours, "plain": plain}.items():
+        probs = Classifier.from_pretrained(run, backend="onnx-int8").predict_proba(texts)
+        errors[name] = float(np.abs(probs - reference).max(axis=1).mean())
+        if name == "ours":
+            assert agreement(reference, probs)["label_agreement"] >= 0.98
+    assert errors["ours"] < errors["plain"] / 2
