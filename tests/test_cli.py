@@ -174,6 +174,26 @@ def test_export_then_predict_with_onnx_backends(capsys, tiny_run_dir):
         assert abs(torch_row["score"] - onnx_row["score"]) < 1e-4
 
 
+def test_export_warns_when_int8_labels_drift(capsys, monkeypatch, tiny_run_dir):
+    import sentitune.export
+
+    real_export_run = sentitune.export.export_run
+
+    def drifting_export_run(run_dir, *, quantize=None):
+        report = real_export_run(run_dir, quantize=quantize)
+        if quantize:
+            report["agreement"]["onnx-int8"]["label_agreement"] = 0.95  # as a bad model gives
+        return report
+
+    monkeypatch.setattr(sentitune.export, "export_run", drifting_export_run)
+    code, out, err = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8")
+    assert code == 0 and json.loads(out)["agreement"]["onnx-int8"]["label_agreement"] == 0.95
+    assert err.count("\n") == 1 and err.startswith("warning: ")
+    assert "95.0%" in err and "--backend onnx" in err
+    code, _, err = run_cli(capsys, "export", str(tiny_run_dir))  # fp32 only: nothing to warn
+    assert code == 0 and err == ""
+
+
 def test_onnx_backend_before_export_is_a_clear_error(capsys, tmp_path, tiny_bert, sentiment_csv):
     from conftest import tiny_config
 

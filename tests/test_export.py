@@ -175,6 +175,18 @@ def test_int8_export_resists_outlier_channels(tmp_path, tiny_bert):
     assert ours < baseline / 2
 
 
+def test_int8_export_keeps_quantize_dynamic_advice_out_of_the_logs(tmp_path, tiny_bert, caplog):
+    import logging
+
+    handlers = list(logging.getLogger().handlers)
+    with caplog.at_level(logging.INFO):
+        export_onnx(tiny_bert, tmp_path / "onnx", quantize="int8")
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    assert logging.getLogger().handlers == handlers
+    logging.getLogger("sentitune.test").warning("still on")  # logging works again afterwards
+    assert caplog.records[-1].getMessage() == "still on"
+
+
 def test_agreement_compares_argmax_or_thresholded_label_sets():
     reference = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.4]])
     candidate = np.array([[0.8, 0.4, 0.1], [0.1, 0.8, 0.45]])

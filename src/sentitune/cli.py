@@ -19,6 +19,10 @@ from sentitune import __version__
 from sentitune.config import SECTIONS, RunConfig, available_presets, load_preset, validate
 from sentitune.errors import SentituneError
 
+# The share of torch's labels below which `export` warns that the int8 model is, in effect,
+# a different classifier (the goal the int8 export is built and benchmarked for).
+INT8_MIN_AGREEMENT = 0.99
+
 
 def _bool(value: str) -> bool:
     lowered = value.lower()
@@ -178,7 +182,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from sentitune.export import export_run
 
-    _print_json(export_run(Path(args.run_dir), quantize=args.quantize))
+    report = export_run(Path(args.run_dir), quantize=args.quantize)
+    _print_json(report)
+    int8 = report["agreement"].get("onnx-int8")
+    if int8 is not None and int8["label_agreement"] < INT8_MIN_AGREEMENT:
+        print(f"warning: the int8 model gives the torch label on only "
+              f"{int8['label_agreement']:.1%} of {report['agreement_texts']}; "
+              "serve this run with --backend onnx (fp32) instead", file=sys.stderr)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

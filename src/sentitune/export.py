@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import random
 import shutil
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -308,15 +310,35 @@ def _quantize_int8(
     # classifier's Gemm into int8 MatMuls, and the logits then carry their rounding directly.
     token_wise = [node.name for node in graph.node
                   if node.op_type in INT8_OP_TYPES and node.input[1] in weights]
-    quantize_dynamic(
-        source,
-        int8_path,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=list(INT8_OP_TYPES),
-        nodes_to_quantize=token_wise,
-        per_channel=INT8_PER_CHANNEL,
-    )
+    with _quiet_root_logger():
+        quantize_dynamic(
+            source,
+            int8_path,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            nodes_to_quantize=token_wise,
+            per_channel=INT8_PER_CHANNEL,
+        )
     source.unlink()
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Silence quantize_dynamic's advice, which is for static quantization.
+
+    It logs through `logging.warning`, which would also give the root logger a stderr
+    handler for good; the NullHandler keeps the root logger as the user configured it.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(guard)
 
 
 def _check_out_dir(out_dir: Path) -> None:
