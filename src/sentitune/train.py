@@ -141,6 +141,15 @@ def _warn_unused_lora(settings: TrainingConfig) -> None:
         )
 
 
+def _warn_unweighted_multilabel(task: str, settings: TrainingConfig) -> None:
+    if task == "multilabel" and settings.class_weights == "none":
+        warnings.warn(
+            "multi-label training without class weights often learns only the frequent labels "
+            "(GoEmotions on MiniLM: test macro-F1 0.08 without, 0.28 with); "
+            "add --class-weights auto", stacklevel=2,
+        )
+
+
 def _history(log_history: list[dict]) -> list[dict]:
     """Trainer's log → one row per epoch."""
     rows: dict[int, dict] = {}
@@ -239,6 +248,7 @@ def train(
     splits = load_splits(data_config, settings.seed)
     if on_data is not None:
         on_data(splits)
+    _warn_unweighted_multilabel(splits.task, settings)
     weights = class_weights(splits, settings.class_weights)
     tokenizer = load_tokenizer(config.model.model)
     set_seed(settings.seed)  # the new classification head is initialised from this seed
