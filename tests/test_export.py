@@ -31,14 +31,14 @@ def _tiny_multilabel(out: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_bert, tiny_distilbert) -> dict[str, tuple[Path, Path, dict]]:
-    """kind -> (model_dir, out_dir, export result); only BERT also gets the int8 graph."""
+    """kind -> (model_dir, out_dir, export result); DistilBERT gets no int8 graph."""
     root = tmp_path_factory.mktemp("onnx")
     multilabel = _tiny_multilabel(root / "multilabel-model")
     result = {}
     for kind, model_dir, quantize in [
         ("bert", tiny_bert, "int8"),
         ("distilbert", tiny_distilbert, None),
-        ("multilabel", multilabel, None),
+        ("multilabel", multilabel, "int8"),
     ]:
         out = root / kind
         result[kind] = (model_dir, out, export_onnx(model_dir, out, quantize=quantize))
@@ -86,6 +86,8 @@ def test_graph_inputs_follow_the_architecture(exported):
         "attention_mask",
     )
     assert exported["multilabel"][2]["multi_label"] is True
+    # Multi-label int8 agreement compares the whole set of labels at >= 0.5 per text.
+    assert exported["multilabel"][2]["int8_agreement"]["n"] == 8
     assert exported["bert"][2]["multi_label"] is False
 
 
