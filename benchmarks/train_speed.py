@@ -26,7 +26,7 @@ from common import emit, machine
 
 from sentitune.config import RunConfig
 from sentitune.data import load_splits
-from sentitune.metrics import classification_metrics, softmax
+from sentitune.metrics import classification_metrics, probabilities
 from sentitune.model import load_model, load_tokenizer, quiet_transformers
 from sentitune.train import train
 
@@ -61,7 +61,8 @@ def tutorial_recipe(config: RunConfig, out_dir: Path) -> dict:
     trainer.train()
     runtime = time.perf_counter() - started
     logits = trainer.predict(val_set).predictions
-    found = classification_metrics(np.asarray(splits.validation["label"]), softmax(logits),
+    found = classification_metrics(np.asarray(splits.validation["label"]),
+                                   probabilities(logits, splits.task),
                                    splits.task, splits.labels)
     lengths = np.array([sum(m) for m in train_set["attention_mask"]])
     return {

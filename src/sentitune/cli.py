@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sentitune import __version__
-from sentitune.config import SECTIONS, RunConfig, available_presets, load_preset, validate
+from sentitune.config import (
+    FIELD_SECTION,
+    SECTIONS,
+    RunConfig,
+    available_presets,
+    load_preset,
+    validate,
+)
 from sentitune.errors import SentituneError
 
 # The share of torch's labels below which `export` warns that the int8 model is, in effect,
@@ -195,9 +202,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from sentitune.compare import compare, compare_runs, parse_methods, parse_seeds, summary_table
 
     if args.runs:
-        training = {f.name for section in SECTIONS.values() for f in dataclasses.fields(section)}
-        given = sorted(name for name in training | {"config", "methods", "seeds", "lr_full",
-                                                    "lr_lora"}
+        given = sorted(name for name in FIELD_SECTION.keys() | {"config", "methods", "seeds",
+                                                                "lr_full", "lr_lora"}
                        if getattr(args, name, None) is not None)
         if given:
             flags = ", ".join("--data" if n == "dataset" else "--" + n.replace("_", "-")

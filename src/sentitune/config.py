@@ -22,8 +22,8 @@ TASKS = ("binary", "multiclass", "multilabel")
 METHODS = ("full", "lora")
 
 
-def _help(text: str, default: Any = None, **kwargs: Any) -> Any:
-    return field(default=default, metadata={"help": text}, **kwargs)
+def _help(text: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,16 @@ class RunConfig:
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
+# Every setting's section, e.g. "learning_rate" -> "training"; setting names are unique.
+FIELD_SECTION: dict[str, str] = {
+    f.name: section for section, cls in SECTIONS.items() for f in fields(cls)
+}
+
+
 def section_of(name: str) -> str:
-    for section, cls in SECTIONS.items():
-        if name in {f.name for f in fields(cls)}:
-            return section
-    raise SentituneError(f"unknown setting '{name}'; see `sentitune train --help` for the list")
+    if name not in FIELD_SECTION:
+        raise SentituneError(f"unknown setting '{name}'; see `sentitune train --help` for the list")
+    return FIELD_SECTION[name]
 
 
 def _apply(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -396,9 +396,8 @@ def export_onnx(
     tmp = _sibling(out_dir, "tmp")
     tmp.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
     try:
-        _export_fp32(
-            model, _encode(tokenizer, _SAMPLE_TEXTS[1:3], input_names), tmp / ONNX_NAME, opset
-        )
+        example = _encode(tokenizer, _SAMPLE_TEXTS[1:3], input_names)
+        _export_fp32(model, example, tmp / ONNX_NAME, opset)
         batches = _verification_batches(tokenizer, input_names)
         reference = [_torch_logits(model, batch) for batch in batches]
         fp32 = OnnxBackend(tmp / ONNX_NAME)
@@ -423,8 +422,7 @@ def export_onnx(
             texts = list(calibration_texts or _SAMPLE_TEXTS)[:CALIBRATION_TEXTS]
             calibration = [_encode(tokenizer, texts[start:start + 32], input_names)
                            for start in range(0, len(texts), 32)]
-            _quantize_int8(model, calibration, _encode(tokenizer, _SAMPLE_TEXTS[1:3], input_names),
-                           tmp / INT8_NAME, opset)
+            _quantize_int8(model, calibration, example, tmp / INT8_NAME, opset)
             result["int8_calibration_texts"] = len(texts)
             int8 = OnnxBackend(tmp / INT8_NAME)
             # Informative only: a handful of sentences cannot judge int8 accuracy, an eval can.
@@ -442,12 +440,11 @@ def export_onnx(
     return result
 
 
-def _run_texts(run_dir: Path, split: str, labels: list[str], task: str) -> list[str] | None:
-    """The texts of one split of a run's data source, or None when it is no longer readable."""
-    from sentitune import rundir
+def _run_texts(data: dict, split: str, labels: list[str], task: str) -> list[str] | None:
+    """The texts of one split of a run's data source (its saved `data` settings), or None
+    when that source is no longer readable."""
     from sentitune.data import load_eval_split
 
-    data = rundir.read_yaml(run_dir / "config.yaml")["data"]
     try:
         frame, _ = load_eval_split(data["dataset"], split, labels, task,
                                    data["text_column"], data["label_column"])
@@ -470,16 +467,16 @@ def export_run(run_dir: Path, *, quantize: str | None = None, max_texts: int = 1
     if not (run_dir / "model").is_dir():
         raise SentituneError(f"{run_dir} has no merged model/; retrain with --merge-lora true")
     torch_clf = Classifier.from_pretrained(run_dir, device="cpu")
-    dataset = rundir.read_yaml(run_dir / "config.yaml")["data"]["dataset"]
-    texts = _run_texts(run_dir, "validation", torch_clf.labels, torch_clf.task)
+    data = rundir.read_yaml(run_dir / "config.yaml")["data"]
+    texts = _run_texts(data, "validation", torch_clf.labels, torch_clf.task)
     if texts:
-        texts, source = texts[:max_texts], f"{dataset} (validation)"
+        texts, source = texts[:max_texts], f"{data['dataset']} (validation)"
     else:
         texts, source = list(_SAMPLE_TEXTS), "built-in sample sentences"
     calibration = None
     if quantize:
         held_out = set(texts)
-        pool = [text for text in _run_texts(run_dir, "train", torch_clf.labels, torch_clf.task)
+        pool = [text for text in _run_texts(data, "train", torch_clf.labels, torch_clf.task)
                 or [] if text not in held_out]
         calibration = random.Random(0).sample(pool, min(CALIBRATION_TEXTS, len(pool))) or None
     result = export_onnx(run_dir / "model", run_dir / ONNX_DIR, quantize=quantize,

@@ -11,21 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import expit, softmax
 from sklearn import metrics as skm
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    return sigmoid(logits) if task == "multilabel" else softmax(logits)
+    """Sigmoid per label for multi-label tasks, softmax over the classes otherwise."""
+    return expit(logits) if task == "multilabel" else softmax(logits, axis=-1)
 
 
 def multi_hot(label_lists: Sequence[Sequence[int]], n_labels: int) -> np.ndarray:
@@ -58,11 +50,13 @@ def classification_metrics(
         y_pred = (probs >= cut).astype(int)
         y = y_true.astype(int)
         clipped = np.clip(probs, eps, 1 - eps)
+        exact_match = float(skm.accuracy_score(y, y_pred))
+        f1_macro = float(skm.f1_score(y, y_pred, average="macro", zero_division=0))
         out = {
-            "accuracy": float(skm.accuracy_score(y, y_pred)),  # exact match
-            "exact_match": float(skm.accuracy_score(y, y_pred)),
-            "f1": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
-            "f1_macro": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
+            "accuracy": exact_match,
+            "exact_match": exact_match,
+            "f1": f1_macro,
+            "f1_macro": f1_macro,
             "f1_micro": float(skm.f1_score(y, y_pred, average="micro", zero_division=0)),
             "f1_samples": float(skm.f1_score(y, y_pred, average="samples", zero_division=0)),
             "precision": float(skm.precision_score(y, y_pred, average="macro", zero_division=0)),
@@ -76,12 +70,14 @@ def classification_metrics(
         y_pred = probs.argmax(axis=1)
         y = np.asarray(y_true, dtype=int)
         average = "binary" if task == "binary" else "macro"
+        f1_macro = float(skm.f1_score(y, y_pred, average="macro", zero_division=0))
         out = {
             "accuracy": float(skm.accuracy_score(y, y_pred)),
-            "f1": float(skm.f1_score(y, y_pred, average=average, zero_division=0)),
+            "f1": (float(skm.f1_score(y, y_pred, average="binary", zero_division=0))
+                   if task == "binary" else f1_macro),
             "precision": float(skm.precision_score(y, y_pred, average=average, zero_division=0)),
             "recall": float(skm.recall_score(y, y_pred, average=average, zero_division=0)),
-            "f1_macro": float(skm.f1_score(y, y_pred, average="macro", zero_division=0)),
+            "f1_macro": f1_macro,
             "f1_weighted": float(skm.f1_score(y, y_pred, average="weighted", zero_division=0)),
             "loss": float(skm.log_loss(y, np.clip(probs, eps, 1), labels=ids)),
             "confusion_matrix": skm.confusion_matrix(y, y_pred, labels=ids).tolist(),

@@ -92,9 +92,9 @@ def load_model(name: str, labels: list[str], task: str):
         raise _offline_error(name, exc) from None
 
 
-def max_positions(model_or_config) -> int:
+def max_positions(model) -> int:
     """Longest input the architecture accepts, in tokens."""
-    config = getattr(model_or_config, "config", model_or_config)
+    config = model.config
     limit = getattr(config, "max_position_embeddings", 512)
     # RoBERTa-style models reserve padding_idx + 1 positions.
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -123,11 +123,6 @@ def _body_linear_layers(model) -> list[str]:
             if isinstance(module, torch.nn.Linear) and name.split(".")[0] not in head]
 
 
-def linear_layer_names(model) -> list[str]:
-    """Short names (query, q_lin, dense, ...) of the linear layers LoRA can adapt."""
-    return sorted({name.rsplit(".", 1)[-1] for name in _body_linear_layers(model)})
-
-
 def lora_targets(model, requested: str | None) -> list[str]:
     """Full names of the modules LoRA adapts: short names or all-linear, outside the head.
 
@@ -137,6 +132,7 @@ def lora_targets(model, requested: str | None) -> list[str]:
     body = _body_linear_layers(model)
     if requested == "all-linear":
         return body
+    known = sorted({name.rsplit(".", 1)[-1] for name in body})  # query, q_lin, dense, ...
     if requested:
         targets = [t.strip() for t in requested.split(",") if t.strip()]
     else:
@@ -144,14 +140,13 @@ def lora_targets(model, requested: str | None) -> list[str]:
         if targets is None:
             raise SentituneError(
                 f"no default LoRA targets for '{model.config.model_type}'; pass --lora-targets "
-                f"from: {', '.join(linear_layer_names(model))}, or all-linear"
+                f"from: {', '.join(known)}, or all-linear"
             )
-    known = set(linear_layer_names(model))
     unknown = [t for t in targets if t not in known]
     if unknown:
         raise SentituneError(
             f"unknown LoRA target module(s) {', '.join(unknown)}; this model's linear layers "
-            f"outside the classification head (always trained in full): {', '.join(sorted(known))}"
+            f"outside the classification head (always trained in full): {', '.join(known)}"
             ", or all-linear"
         )
     return [name for name in body if name.rsplit(".", 1)[-1] in targets]

@@ -130,7 +130,7 @@ class Classifier:
 
     # ------------------------------------------------------------- scoring
 
-    def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[dict], list[bool]]:
+    def _encode(self, texts: Sequence[str]) -> tuple[list[dict], list[bool]]:
         """Token ids per text (truncated to max_length) and whether each was truncated."""
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1)
         rows, truncated = [], []
