@@ -54,7 +54,7 @@ from sentitune.data import load_eval_split, load_splits
 from sentitune.errors import SentituneError
 from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.plots import plot_confusion
-from sentitune.predict import Classifier
+from sentitune.predict import Classifier, accept_cut
 from sentitune.report import (
     plot_coverage_accuracy,
     plot_error_lengths,
@@ -159,9 +159,9 @@ def evaluate(
     found = classification_metrics(scores.y_true, scores.probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
     found |= {"data": data, "split": split, "method": run_metrics.get("method", "full")}
-    if task == "binary":
-        found["false_positives"] = int(((scores.y_pred == 1) & (scores.y_true == 0)).sum())
-        found["false_negatives"] = int(((scores.y_pred == 0) & (scores.y_true == 1)).sum())
+    if task == "binary":  # rows are the true class, columns the predicted one
+        found["false_positives"] = found["confusion_matrix"][0][1]
+        found["false_negatives"] = found["confusion_matrix"][1][0]
 
     lengths = [len(ids) for ids in classifier.tokenizer(texts, truncation=False)["input_ids"]]
     slice_lists = assign_slices(
@@ -173,7 +173,7 @@ def evaluate(
 
     threshold, review = _choose_threshold(classifier, scores, texts, validation,
                                           target_accuracy, batch_size)
-    accepted = scores.confidence >= _accept_cut(threshold, task)
+    accepted = scores.confidence >= accept_cut(threshold, task)
     found["review"] = {"threshold": threshold, **_review_stats(scores, threshold, task),
                        "queued": int((~accepted).sum()), **review}
 
@@ -186,25 +186,24 @@ def evaluate(
     def example(i: int) -> dict:
         return _example(texts[i], i, scores, labels, task, slice_lists[i])
 
-    mistakes = [{"kind": "confident_mistake", **example(i)}
-                for i in _by_confidence(scores, ~scores.correct, descending=True)]
+    mistakes = [{"kind": "confident_mistake", **example(i)} for i in
+                _by_confidence(scores, ~scores.correct, descending=True)[:ERRORS_PER_KIND]]
     uncertain = [{"kind": "uncertain_correct", **example(i)}
-                 for i in _by_confidence(scores, scores.correct)]
-    queue = [example(i) for i in _by_confidence(scores, ~accepted)]
+                 for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
 
     # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
     out_dir = Path(output) if output else run_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = _figures(run_dir, out_dir, found, labels, scores, bins, lengths)
-    _write_jsonl(out_dir / "errors.jsonl",
-                 mistakes[:ERRORS_PER_KIND] + uncertain[:ERRORS_PER_KIND])
+    _write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
     queue_path = None
     if review_queue is not None:
         queue_path = Path(review_queue)
+        queue = [example(i) for i in _by_confidence(scores, ~accepted)]
         _write_records(queue_path, queue, columns=list(_flat(example(0))))
     rundir.write_json(out_dir / "metrics.json", found)
-    shown = [{**e, "slices": ", ".join(e["slices"])} for e in mistakes[:ERRORS_PER_KIND]]
+    shown = [{**e, "slices": ", ".join(e["slices"])} for e in mistakes]
     write_report(out_dir, found, figures, f"{run_dir.name} on {data} ({split})", shown)
     if target_accuracy is not None:
         rundir.set_review_threshold(run_dir, threshold)
@@ -269,9 +268,8 @@ def _score(classifier: Classifier, texts: list[str], labels: list, task: str,
     logits = logits.astype(np.float64)  # as Classifier.predict does, so thresholds agree
     probs = probabilities(logits, task)
     if task == "multilabel":
-        n = len(classifier.labels)
-        cuts = np.asarray(classifier.decision.label_thresholds or [0.5] * n)
-        y_true = multi_hot(labels, n).astype(int)
+        cuts = classifier.label_thresholds()
+        y_true = multi_hot(labels, len(classifier.labels)).astype(int)
         y_pred = (probs >= cuts).astype(int)
         scores = _Scores(probs, y_true, y_pred, multilabel_uncertainty(probs, cuts),
                          (y_true == y_pred).all(axis=1))
@@ -323,11 +321,6 @@ def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
                        **{f"validation_{key}": value for key, value in delivered.items()}}
 
 
-def _accept_cut(threshold: float, task: str) -> float:
-    """The confidence an answer needs to skip review under `threshold`, as predict decides."""
-    return (1 - threshold) / 2 if task == "multilabel" else threshold
-
-
 def _threshold_for_target(scores: _Scores, target: float, task: str) -> float:
     """The review threshold whose accepted answers on `scores` reach `target` accuracy."""
     cut = threshold_for_target_accuracy(scores.confidence, scores.correct, target)["threshold"]
@@ -338,16 +331,16 @@ def _threshold_for_target(scores: _Scores, target: float, task: str) -> float:
     below = scores.confidence[scores.confidence < cut]
     floor = below.max() if len(below) else -np.inf
     threshold = 1 - 2 * cut
-    while _accept_cut(threshold, task) > cut:
+    while accept_cut(threshold, task) > cut:
         threshold = float(np.nextafter(threshold, np.inf))
-    while _accept_cut(threshold, task) <= floor:
+    while accept_cut(threshold, task) <= floor:
         threshold = float(np.nextafter(threshold, -np.inf))
     return threshold
 
 
 def _review_stats(scores: _Scores, threshold: float, task: str) -> dict:
     """Share of answers accepted under `threshold` and their accuracy (None if none)."""
-    accepted = scores.confidence >= _accept_cut(threshold, task)
+    accepted = scores.confidence >= accept_cut(threshold, task)
     return {
         "n": len(accepted),
         "coverage": float(accepted.mean()),

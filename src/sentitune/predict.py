@@ -53,6 +53,12 @@ def length_batches(lengths: Sequence[int], batch_size: int,
         yield np.array(batch)
 
 
+def accept_cut(review_threshold: float, task: str) -> float:
+    """The confidence an answer needs to skip review: the top probability for single-label
+    tasks; for multi-label ones every label's distance from its decision threshold."""
+    return (1 - review_threshold) / 2 if task == "multilabel" else review_threshold
+
+
 class Classifier:
     """A trained sentiment classifier loaded from a run directory."""
 
@@ -206,13 +212,14 @@ class Classifier:
         if cuts is not None:
             chosen = [label for label, p, c in zip(self.labels, probs, cuts, strict=True)
                       if p >= c]
-            # Uncertain: some label within (1 - threshold) of its decision boundary.
             margin = float(np.min(np.abs(probs - cuts)))
             return {"text": text, "labels": chosen, "probabilities": named,
-                    "needs_review": margin < (1 - threshold) / 2, "truncated": truncated}
+                    "needs_review": margin < accept_cut(threshold, "multilabel"),
+                    "truncated": truncated}
         top = int(np.argmax(probs))
         return {"text": text, "label": self.labels[top], "score": float(probs[top]),
-                "probabilities": named, "needs_review": bool(probs[top] < threshold),
+                "probabilities": named,
+                "needs_review": bool(probs[top] < accept_cut(threshold, self.task)),
                 "truncated": truncated}
 
 

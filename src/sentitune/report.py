@@ -132,11 +132,9 @@ def _key_value_table(values: dict, keys: Sequence[str] | None = None) -> Block:
 
 
 def _label_names(metrics: dict, k: int) -> list[str]:
-    """Names for confusion-matrix rows: given names, per-class keys, else indices."""
-    for names in (metrics.get("label_names"), list(metrics.get("per_class") or {})):
-        if names and len(names) == k:
-            return [str(n) for n in names]
-    return [str(i) for i in range(k)]
+    """Names for confusion-matrix rows: the per-class keys, else indices."""
+    names = list(metrics.get("per_class") or {})
+    return names if len(names) == k else [str(i) for i in range(k)]
 
 
 def _headline_blocks(metrics: dict) -> list[Block]:

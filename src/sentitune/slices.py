@@ -261,7 +261,8 @@ def _label_name(label: int | str, label_names: Sequence[str] | None) -> str:
     return label_names[int(label)]
 
 
-def _slice_order(name: str, label_names: Sequence[str]) -> tuple[int, int, str]:
+def _slice_order(name: str, label_names: Sequence[str], rules: Sequence[str]
+                 ) -> tuple[int, int, str]:
     """Sort key: all, text slices (rule order), length buckets, truncated, classes (label order)."""
     if name == "all":
         return (0, 0, name)
@@ -272,7 +273,6 @@ def _slice_order(name: str, label_names: Sequence[str]) -> tuple[int, int, str]:
     if name.startswith("class:"):
         label = name.removeprefix("class:")
         return (4, label_names.index(label) if label in label_names else len(label_names), name)
-    rules = [s.name for s in text_slices()]
     return (1, rules.index(name) if name in rules else len(rules), name)
 
 
@@ -313,7 +313,8 @@ def slice_metrics(
             members.setdefault(name, []).append(i)
 
     result = {}
-    for name in sorted(members, key=lambda name: _slice_order(name, label_names)):
+    rules = [s.name for s in text_slices()]
+    for name in sorted(members, key=lambda name: _slice_order(name, label_names, rules)):
         idx = members[name]
         t, p = y_true[idx], y_pred[idx]
         wrong = (t != p).reshape(len(idx), -1).any(axis=1)
