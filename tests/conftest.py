@@ -45,10 +45,11 @@ def make_sentiment_frame(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
-def bert_tokenizer_dir() -> Path:
-    from sentitune.model import bundled_minilm
-
-    return bundled_minilm()
+def require_shared_data() -> Path:
+    """The shared data folder, or skip the test when this checkout has none beside it."""
+    if not (SHARED_DATA / "sst2" / "dev.tsv").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
 
 
 def build_tiny_model(kind: str, out: Path, num_labels: int = 2) -> Path:
@@ -61,6 +62,8 @@ def build_tiny_model(kind: str, out: Path, num_labels: int = 2) -> Path:
         DistilBertConfig,
         DistilBertForSequenceClassification,
     )
+
+    from sentitune.model import bundled_minilm
 
     torch.manual_seed(0)
     if kind == "bert":
@@ -76,7 +79,7 @@ def build_tiny_model(kind: str, out: Path, num_labels: int = 2) -> Path:
     else:
         raise ValueError(kind)
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(bert_tokenizer_dir()).save_pretrained(out)
+    AutoTokenizer.from_pretrained(bundled_minilm()).save_pretrained(out)
     return out
 
 
@@ -117,9 +120,7 @@ def tiny_run_dir(tmp_path_factory, tiny_bert, sentiment_csv) -> Path:
 
 @pytest.fixture
 def data_dir_env(monkeypatch):
-    if not (SHARED_DATA / "sst2" / "dev.tsv").exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    monkeypatch.setenv("SENTITUNE_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("SENTITUNE_DATA_DIR", str(require_shared_data()))
     return SHARED_DATA
 
 
@@ -129,9 +130,7 @@ def minilm_sst2_run(tmp_path_factory) -> Path:
 
     Shared by every slow test so the suite trains the real model once.
     """
-    if not (SHARED_DATA / "sst2" / "dev.tsv").exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    os.environ["SENTITUNE_DATA_DIR"] = str(SHARED_DATA)
+    os.environ["SENTITUNE_DATA_DIR"] = str(require_shared_data())
     from sentitune.config import RunConfig
     from sentitune.train import train
 

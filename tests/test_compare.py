@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def test_mismatched_runs_are_refused(runs, tmp_path):
         ([full7, full8, epochs, lora8], "differ in epochs (1.0 vs 3.0)"),
     ]
     for run_dirs, message in cases:
-        with pytest.raises(SentituneError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(SentituneError, match=re.escape(message)):
             compare_runs(run_dirs, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 

@@ -192,9 +192,6 @@ def test_lora_options_with_full_method_warn(capsys, tmp_path, tiny_bert, sentime
 
 def test_adapter_only_run_with_three_labels_loads_its_own_head(tmp_path, tiny_bert):
     import pandas as pd
-    from conftest import tiny_config
-
-    from sentitune.train import train
 
     path = tmp_path / "three.csv"
     words = {"sad": "gloomy", "calm": "quiet", "glad": "sunny"}

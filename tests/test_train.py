@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+from sentitune.config import load_preset
+from sentitune.data import load_splits
 from sentitune.errors import SentituneError
+from sentitune.metrics import classification_metrics
 from sentitune.predict import Classifier, length_batches
 from sentitune.train import train
 
@@ -126,8 +129,6 @@ def test_existing_output_is_refused_and_a_failed_run_leaves_no_run(tmp_path, tin
 
 
 def test_resume_continues_from_checkpoint(tmp_path, tiny_bert, sentiment_csv, monkeypatch):
-    import csv as csv_module
-
     from sentitune import rundir
 
     out = tmp_path / "r"
@@ -151,7 +152,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_bert, sentiment_csv, mo
 
     def first_epoch_loss(run):
         with open(run / "history.csv") as handle:
-            return float(next(csv_module.DictReader(handle))["val_loss"])
+            return float(next(csv.DictReader(handle))["val_loss"])
 
     # Epoch 1 came from the checkpoint (a 1-epoch schedule), not from a fresh start.
     assert first_epoch_loss(out) != first_epoch_loss(fresh.run_dir)
@@ -176,3 +177,12 @@ def test_temperature_is_folded_into_the_saved_model(tiny_run_dir):
     with open(tiny_run_dir / "history.csv") as handle:
         rows = {int(r["epoch"]): float(r["val_loss"]) for r in csv.DictReader(handle)}
     assert metrics["validation"]["loss"] <= rows[metrics["best_epoch"]] + 1e-6
+    # metrics.json scored logits / temperature; the saved weights must give those scores.
+    assert abs(decision["temperature"] - 1) > 0.01  # otherwise folding would change nothing
+    config = load_preset(str(tiny_run_dir / "config.yaml"))
+    validation = load_splits(config.data, config.training.seed).validation
+    probs = Classifier.from_pretrained(tiny_run_dir).predict_proba(list(validation["text"]))
+    labels = json.loads((tiny_run_dir / "labels.json").read_text())["labels"]
+    y_true = np.asarray(validation["label"], dtype=int)
+    loss = classification_metrics(y_true, probs, "binary", labels)["loss"]
+    assert loss == pytest.approx(metrics["validation"]["loss"], abs=1e-5)

@@ -24,26 +24,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # sentitune.plots selects the file-only Agg backend
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sentitune import rundir  # noqa: E402
-from sentitune.config import METHODS, RunConfig, TrainingConfig, load_preset, validate  # noqa: E402
-from sentitune.errors import SentituneError  # noqa: E402
-from sentitune.plots import save_figure  # noqa: E402
+from sentitune import rundir
+from sentitune.config import (
+    LORA_SETTINGS,
+    METHODS,
+    RunConfig,
+    TrainingConfig,
+    load_preset,
+    plain,
+    validate,
+)
+from sentitune.errors import SentituneError
+from sentitune.plots import save_figure
 
 # What may differ between compared runs: the method and the settings that belong to it.
 # Everything else (data, model, batch size, schedule, ..., library versions, device) must match.
-METHOD_SETTINGS = {
-    "full": ("learning_rate",),
-    "lora": ("learning_rate", "lora_r", "lora_alpha", "lora_dropout", "lora_targets",
-             "merge_lora"),
-}
+METHOD_SETTINGS = {"full": ("learning_rate",), "lora": ("learning_rate", *LORA_SETTINGS)}
 PER_RUN = {"method", "seed", *(name for names in METHOD_SETTINGS.values() for name in names)}
-LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
 DEFAULT_LORA_LEARNING_RATE = 5e-4  # LoRA's few parameters usually want ~10x full's rate
 LATENCY_TEXTS = 64
 LATENCY_BATCH_SIZES = (1, 32)
@@ -63,7 +63,6 @@ class _Run:
     """What a finished run directory says about itself."""
 
     path: Path
-    config: RunConfig
     settings: dict  # flat: every config field plus device and library versions
     fingerprint: str
     metrics: dict
@@ -119,7 +118,7 @@ def plan_runs(base: RunConfig, methods: Sequence[str], seeds: Sequence[int],
                                            learning_rate=learning_rates[method])
             if method != "lora":  # LoRA fields mean nothing here; defaults avoid a warning
                 training = dataclasses.replace(
-                    training, **{name: getattr(defaults, name) for name in LORA_FIELDS})
+                    training, **{name: getattr(defaults, name) for name in LORA_SETTINGS})
             plans[f"{method}-seed{seed}"] = validate(dataclasses.replace(base, training=training))
     return plans
 
@@ -142,7 +141,8 @@ def compare(base: RunConfig, output: str | Path, *, methods: Sequence[str] = MET
     for i, (name, config) in enumerate(plans.items(), 1):
         run_dir = output / "runs" / name
         if run_dir.exists() and not overwrite:
-            if _saved_settings(run_dir) != _plain(config.to_dict()):
+            saved = rundir.read_yaml(run_dir / "config.yaml")
+            if _saved_settings(saved) != plain(config.to_dict()):
                 raise SentituneError(f"{run_dir} exists with other settings; choose another "
                                      "--output or pass --overwrite")
             _say(progress, f"[{i}/{len(plans)}] {name}: reusing the finished run")
@@ -181,15 +181,8 @@ def _say(progress: bool, message: str) -> None:
 # ----------------------------------------------------------------- verifying
 
 
-def _plain(value):
-    """The config as its YAML file holds it (tuples as lists, no numpy scalars)."""
-    import json
-
-    return json.loads(json.dumps(value, default=str))
-
-
-def _saved_settings(run_dir: Path) -> dict:
-    saved = rundir.read_yaml(run_dir / "config.yaml")
+def _saved_settings(saved: dict) -> dict:
+    """The config sections of a run's saved config.yaml."""
     return {section: saved.get(section) for section in ("data", "model", "training")}
 
 
@@ -197,16 +190,15 @@ def _read_run(path: Path) -> _Run:
     path = rundir.check_run_dir(path)
     saved = rundir.read_yaml(path / "config.yaml")
     metrics = rundir.read_json(path / "metrics.json")
-    settings = {key: value for section in ("data", "model", "training")
-                for key, value in (saved.get(section) or {}).items()}
+    settings = {key: value for section in _saved_settings(saved).values()
+                for key, value in (section or {}).items()}
     versions = saved.get("versions") or {}
     settings |= {"device": metrics.get("device"), "torch": versions.get("torch"),
                  "transformers": versions.get("transformers")}
     with (path / "history.csv").open() as handle:
         history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
                    for row in csv.DictReader(handle)]
-    return _Run(path, load_preset(str(path / "config.yaml")), settings,
-                saved.get("data_fingerprint", ""), metrics, history)
+    return _Run(path, settings, saved.get("data_fingerprint", ""), metrics, history)
 
 
 def check_comparable(runs: Sequence[_Run]) -> dict:
@@ -234,14 +226,14 @@ def check_comparable(runs: Sequence[_Run]) -> dict:
                     f"{first.path.name} and {run.path.name} differ in {key} "
                     f"({shared.get(key)!r} vs {run.settings.get(key)!r}); compared runs may "
                     "differ only in method, learning rate, LoRA settings and seed")
-    for method, group in _by_method(runs).items():
+    by_method = _by_method(runs)
+    for method, group in by_method.items():
         for key in METHOD_SETTINGS[method]:
             values = {repr(run.settings.get(key)) for run in group}
             if len(values) > 1:
                 raise SentituneError(f"the {method} runs differ in {key} ({', '.join(values)}); "
                                      f"use one {method} setting for every seed")
-    seeds = {method: sorted(run.seed for run in group)
-             for method, group in _by_method(runs).items()}
+    seeds = {method: sorted(run.seed for run in group) for method, group in by_method.items()}
     if len({tuple(s) for s in seeds.values()}) > 1:
         listed = "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items())
         raise SentituneError(f"methods ran on different seeds ({listed}); give every method "
@@ -303,7 +295,7 @@ def measure_latency(runs: Sequence[_Run], texts: Sequence[str]) -> dict[Path, di
 def _latency_texts(run: _Run) -> list[str]:
     from sentitune.data import load_splits
 
-    splits = load_splits(run.config.data, run.seed)
+    splits = load_splits(load_preset(str(run.path / "config.yaml")).data, run.seed)
     return list(splits.validation["text"][:LATENCY_TEXTS])
 
 
@@ -387,8 +379,8 @@ def compare_runs(run_dirs: Sequence[str | Path], output: str | Path, *,
 # ----------------------------------------------------------------- reporting
 
 
-def _pm(stats: dict, digits: int, scale: float = 1.0) -> str:
-    mean, std = stats["mean"] * scale, stats["std"] * scale
+def _pm(stats: dict, digits: int) -> str:
+    mean, std = stats["mean"], stats["std"]
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if stats["n"] > 1 else f"{mean:.{digits}f}"
 
 

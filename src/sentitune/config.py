@@ -20,6 +20,8 @@ from sentitune.errors import SentituneError
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
 TASKS = ("binary", "multiclass", "multilabel")
 METHODS = ("full", "lora")
+# The training settings that only --method lora reads.
+LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
 
 
 def _help(text: str, default: Any = None) -> Any:
@@ -185,10 +187,14 @@ def validate(config: RunConfig) -> RunConfig:
     return config
 
 
-def save_config(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved config (plus facts such as the data fingerprint) as YAML."""
+def plain(value: Any) -> Any:
+    """`value` as its YAML file holds it: a JSON round trip turns tuples into lists and numpy
+    scalars and other strays into plain types."""
     import json
 
-    # A JSON round trip turns numpy scalars and other strays into plain YAML types.
-    payload = json.loads(json.dumps(config.to_dict() | (extra or {}), default=str))
-    path.write_text(yaml.safe_dump(payload, sort_keys=False))
+    return json.loads(json.dumps(value, default=str))
+
+
+def save_config(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the resolved config (plus facts such as the data fingerprint) as YAML."""
+    path.write_text(yaml.safe_dump(plain(config.to_dict() | (extra or {})), sort_keys=False))

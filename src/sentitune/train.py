@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sentitune import rundir
-from sentitune.config import RunConfig, TrainingConfig, save_config, validate
+from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, save_config, validate
 from sentitune.data import Splits, load_splits
 from sentitune.errors import SentituneError
 from sentitune.metrics import classification_metrics, default_metric, multi_hot, probabilities
@@ -131,8 +131,8 @@ def _precision_flags(setting: str) -> dict:
 def _warn_unused_lora(settings: TrainingConfig) -> None:
     defaults = TrainingConfig()
     changed = [
-        name for name in ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
-        if getattr(settings, name) != getattr(defaults, name)
+        name for name in LORA_SETTINGS
+        if name != "merge_lora" and getattr(settings, name) != getattr(defaults, name)
     ]
     if settings.method == "full" and changed:
         warnings.warn(
@@ -336,6 +336,8 @@ def train(
         else rss.increase_mb
     )
 
+    # Logits only: the decision and the final metrics below are computed once, from them.
+    trainer.compute_metrics = None
     prediction = trainer.predict(val_set)
     logits = np.asarray(prediction.predictions, dtype=np.float64)
     decision, calibration = fit_decision(trainer.model, logits, prediction.label_ids,
@@ -413,8 +415,7 @@ def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
 
 
 def _best_epoch(history: list[dict], metric: str) -> int | None:
-    key = {"loss": "val_loss", "accuracy": "val_accuracy", "f1": "val_f1"}.get(
-        metric, f"val_{metric}")
+    key = f"val_{metric}"
     scored = [row for row in history if row.get(key) is not None]
     if not scored:
         return None
