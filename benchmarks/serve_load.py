@@ -12,6 +12,7 @@ machines.
 
 import argparse
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -46,14 +47,15 @@ def free_port() -> int:
 def start_server(
     run_dir: Path, port: int, micro_batching: bool, backend: str, log
 ) -> subprocess.Popen:
-    code = (
-        "import sys; from sentitune.serve import ServeSettings, run_server; "
-        "run_server(sys.argv[1], ServeSettings(port=int(sys.argv[2]), "
-        "micro_batching=sys.argv[3] == 'on', api_key=None), backend=sys.argv[4])"
-    )
-    mode = "on" if micro_batching else "off"
+    """`sentitune serve` itself, without an API key whatever the environment holds."""
+    command = [sys.executable, "-m", "sentitune.cli", "serve", str(run_dir), "--port", str(port),
+               "--backend", backend, *([] if micro_batching else ["--no-batching"])]
+    from sentitune.serve import API_KEY_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
     return subprocess.Popen(
-        [sys.executable, "-c", code, str(run_dir), str(port), mode, backend],
+        command,
+        env=env,
         stdout=subprocess.DEVNULL,  # uvicorn's access log, one line per request
         stderr=log,
     )

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import machine
 
 from sentitune import rundir
 from sentitune.config import RunConfig, load_preset
@@ -79,8 +78,8 @@ def run_one(name: str, args: argparse.Namespace, runs: Path) -> dict:
     if not reused:
         train(config, run_dir, overwrite=True, progress=False)
 
-    task, labels = rundir.read_labels(run_dir)
     classifier = Classifier.from_pretrained(run_dir)
+    task, labels = classifier.task, classifier.labels
     frame, split = load_eval_split(name, plan.scored_split, labels, task)
     started = time.perf_counter()
     probs = classifier.predict_proba(list(frame["text"]))
@@ -92,7 +91,7 @@ def run_one(name: str, args: argparse.Namespace, runs: Path) -> dict:
                                    None if thresholds is None else np.asarray(thresholds))
 
     saved = rundir.read_json(run_dir / "metrics.json")
-    run_config = _yaml(run_dir / "config.yaml")
+    run_config = rundir.read_yaml(run_dir / "config.yaml")
     history = pd.read_csv(run_dir / "history.csv").round(4).to_dict("records")
     record = {
         "dataset": name,
@@ -135,12 +134,6 @@ def _key(record: dict) -> tuple[str, str]:
     return record["dataset"], record["settings"]["class_weights"]
 
 
-def _yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=float, default=2.0)
@@ -152,17 +145,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    import torch
-
     # Records of other datasets or weightings are kept: `--only` refreshes some of them.
     records = {}
     if args.output.is_file():
         records = {_key(r): r for r in rundir.read_json(args.output)["runs"]}
     payload = {
         "benchmark": "multi-class and multi-label fine-tuning on CPU subsets",
-        "environment": rundir.versions() | {
-            "device": "cpu", "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "machine": platform.machine(),
+        "environment": rundir.versions() | machine() | {
             "note": "CPU shared with other jobs: runtimes are upper bounds",
         },
     }

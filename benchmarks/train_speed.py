@@ -31,7 +31,7 @@ from sentitune.model import load_model, load_tokenizer, quiet_transformers
 from sentitune.train import train
 
 
-def tutorial_recipe(config: RunConfig, out_dir: Path) -> dict:
+def tutorial_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray) -> dict:
     """The copy-paste script: pad everything to max_length, Trainer, random batches."""
     import datasets
     import torch
@@ -64,7 +64,6 @@ def tutorial_recipe(config: RunConfig, out_dir: Path) -> dict:
     found = classification_metrics(np.asarray(splits.validation["label"]),
                                    probabilities(logits, splits.task),
                                    splits.task, splits.labels)
-    lengths = np.array([sum(m) for m in train_set["attention_mask"]])
     return {
         "train_samples_per_s": round(len(train_set) * t.epochs / runtime, 2),
         "train_runtime_s": round(runtime, 1),
@@ -73,9 +72,8 @@ def tutorial_recipe(config: RunConfig, out_dir: Path) -> dict:
     }
 
 
-def sentitune_recipe(config: RunConfig, out_dir: Path) -> dict:
+def sentitune_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray) -> dict:
     result = train(config, out_dir, progress=False)
-    lengths = _train_lengths(config)
     return {
         "train_samples_per_s": round(len(lengths) * config.training.epochs
                                      / result.metrics["train_runtime_s"], 2),
@@ -86,6 +84,7 @@ def sentitune_recipe(config: RunConfig, out_dir: Path) -> dict:
 
 
 def _train_lengths(config: RunConfig) -> np.ndarray:
+    """Token count of each training text, truncated to max_length but unpadded."""
     splits = load_splits(config.data, config.training.seed)
     tokenizer = load_tokenizer(config.model.model)
     enc = tokenizer(list(splits.train["text"]), truncation=True,
@@ -133,8 +132,9 @@ def main() -> None:
             learning_rate=args.learning_rate, weight_decay=0.01, warmup_ratio=0.0, seed=seed,
         )
         with tempfile.TemporaryDirectory() as tmp:
-            baseline = tutorial_recipe(config, Path(tmp) / "baseline")
-            ours = sentitune_recipe(config, Path(tmp) / "sentitune")
+            lengths = _train_lengths(config)  # the same texts in both arms
+            baseline = tutorial_recipe(config, Path(tmp) / "baseline", lengths)
+            ours = sentitune_recipe(config, Path(tmp) / "sentitune", lengths)
         runs.append({"seed": seed, "tutorial": baseline, "sentitune": ours})
     tutorial_s = sum(run["tutorial"]["train_runtime_s"] for run in runs)
     sentitune_s = sum(run["sentitune"]["train_runtime_s"] for run in runs)

@@ -118,6 +118,14 @@ def tiny_run_dir(tmp_path_factory, tiny_bert, sentiment_csv) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def classifier(tiny_run_dir):
+    """The tiny run, loaded once for every test that serves or scores it."""
+    from sentitune.predict import Classifier
+
+    return Classifier.from_pretrained(tiny_run_dir)
+
+
 @pytest.fixture
 def data_dir_env(monkeypatch):
     monkeypatch.setenv("SENTITUNE_DATA_DIR", str(require_shared_data()))

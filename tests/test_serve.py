@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentitune.errors import SentituneError
-from sentitune.predict import Classifier
 from sentitune.serve import API_KEY_ENV, ServeSettings, create_app, serve_in_thread
 
 KEY = "s3cret-key"
@@ -26,11 +25,6 @@ STRICT = ServeSettings(
     api_key=KEY,
     micro_batching=False,
 )
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_run_dir) -> Classifier:
-    return Classifier.from_pretrained(tiny_run_dir)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from sentitune.predict import Classifier
 from sentitune.serve import ServeSettings, create_app, serve_in_thread
 
 webdriver = pytest.importorskip(
@@ -38,11 +37,6 @@ FLAGS = [
     "--disable-sync",
 ]
 KEY = "page-key"
-
-
-@pytest.fixture(scope="module")
-def classifier(tiny_run_dir) -> Classifier:
-    return Classifier.from_pretrained(tiny_run_dir)
 
 
 @pytest.fixture(scope="module")

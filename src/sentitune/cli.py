@@ -177,12 +177,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentitune.serve import ServeSettings, run_server
 
-    settings = ServeSettings(
-        host=args.host, port=args.port, max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms, micro_batching=not args.no_batching,
-        review_threshold=args.review_threshold,
-        **({"api_key": args.api_key} if args.api_key else {}),
-    )
+    # Only the flags given: ServeSettings holds the defaults (and the API key's env fallback).
+    given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
+                                      "review_threshold", "api_key")
+             if (value := getattr(args, name)) not in (None, "")}
+    settings = ServeSettings(micro_batching=not args.no_batching, **given)
     run_server(args.run_dir, settings, backend=args.backend, workers=args.workers)
 
 
@@ -309,16 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
     p.add_argument("run_dir")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", help="address to bind (default: 127.0.0.1, local only)")
+    p.add_argument("--port", type=int, help="(default: 8000)")
     p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
     p.add_argument("--backend", default="torch", help="torch, onnx or onnx-int8")
     p.add_argument("--api-key", help="require this key (X-API-Key or Bearer); "
                                      "default: $SENTITUNE_API_KEY if set")
-    p.add_argument("--max-batch-size", type=int, default=32,
-                   help="most texts grouped into one forward pass")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="longest a micro-batch waits for more requests")
+    p.add_argument("--max-batch-size", type=int,
+                   help="most texts grouped into one forward pass (default: 32)")
+    p.add_argument("--max-wait-ms", type=float,
+                   help="longest a micro-batch waits for more requests (default: 5)")
     p.add_argument("--no-batching", action="store_true", help="one forward pass per request")
     p.add_argument("--review-threshold", type=float)
     p.set_defaults(func=cmd_serve)

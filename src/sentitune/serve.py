@@ -593,18 +593,15 @@ def create_app(classifier: "Classifier", settings: ServeSettings | None = None) 
             raise HTTPException(status_code=503, detail="model not ready")
         return {"status": "ready"}
 
+    details = classifier.info()
+    serving = {k: v for k, v in asdict(settings).items() if k not in ("host", "port", "api_key")}
+    if settings.review_threshold is None:
+        serving["review_threshold"] = details["review_threshold"]
+    serving["api_key_required"] = settings.api_key is not None
+
     @app.get("/info", response_model=InfoResponse, dependencies=protected, responses=errors)
     async def info() -> dict[str, Any]:
         """The model (name, labels, task, metrics) and the serving settings that matter."""
-        details = classifier.info()
-        threshold = settings.review_threshold
-        serving = asdict(settings)
-        for private in ("host", "port", "api_key"):
-            del serving[private]
-        serving["review_threshold"] = (
-            details["review_threshold"] if threshold is None else threshold
-        )
-        serving["api_key_required"] = settings.api_key is not None
         return {**details, "serving": serving}
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=protected, responses=errors)
