@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from common import emit, machine
 
-from sentitune.data import load_eval_split
-from sentitune.export import agreement, export_run
-from sentitune.predict import Classifier
+from sentitune.dataset import load_eval_split
+from sentitune.exporting.onnx import agreement
+from sentitune.exporting.run_export import export
+from sentitune.inference.classifier import Classifier
 
 
 def load_texts(labels: list[str], task: str, imdb_texts: int, seed: int = 0) -> list[str]:
@@ -65,7 +66,7 @@ def main() -> None:
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "onnx" / "model.int8.onnx").exists():
-        export_run(run_dir, quantize="int8")
+        export(run_dir, quantize="int8")
     torch_clf = Classifier.from_pretrained(run_dir, device="cpu")
     texts = load_texts(torch_clf.labels, torch_clf.task, args.imdb_texts)
     pipe = pipeline("text-classification", model=str(run_dir / "model"), device="cpu")

@@ -3,7 +3,7 @@
 Both start from the same trained run and quantize the same weight MatMuls to int8 with
 per-channel scales. The baseline is ONNX Runtime's `quantize_dynamic` on the fp32 graph,
 as a tutorial would run it (weights and embeddings); sentitune first rewrites each
-token-wise Linear (per-token input scaling + SmoothQuant, see export._Int8ReadyLinear),
+token-wise Linear (per-token input scaling + SmoothQuant, see exporting.int8._Int8ReadyLinear),
 for each smoothing alpha given. Texts are those of infer_speed.py; the reference is the
 run's torch model.
 
@@ -26,18 +26,21 @@ import numpy as np
 from common import emit, machine
 from infer_speed import load_texts
 
-import sentitune.export as export
-from sentitune.data import load_eval_split
-from sentitune.predict import Classifier
+import sentitune.exporting.int8 as int8
+from sentitune.dataset import load_eval_split
+from sentitune.exporting.onnx import INT8_NAME, agreement
+from sentitune.exporting.run_export import export_onnx
+from sentitune.inference.backends import OnnxBackend
+from sentitune.inference.classifier import Classifier
 
 
 def measure(clf: Classifier, onnx_file: Path, texts: list[str], reference: np.ndarray) -> dict:
-    clf._onnx = export.OnnxBackend(onnx_file)  # same tokenization and batching for every graph
+    clf.backend = OnnxBackend(onnx_file)  # same tokenization and batching for every graph
     clf.predict_proba(texts[:64], batch_size=32)
     started = time.perf_counter()
     probs = clf.predict_proba(texts, batch_size=32)
     seconds = time.perf_counter() - started
-    found = export.agreement(reference, probs)
+    found = agreement(reference, probs)
     return {
         "label_agreement": round(found["label_agreement"], 4),
         "max_prob_diff": round(found["max_prob_diff"], 4),
@@ -64,22 +67,22 @@ def main() -> None:
     # Calibration as `sentitune export` draws it: training texts, none of the measured ones.
     train, _ = load_eval_split("sst2", "train", torch_clf.labels, torch_clf.task)
     pool = sorted(set(train["text"]) - set(texts))
-    calibration = random.Random(0).sample(pool, export.CALIBRATION_TEXTS)
+    calibration = random.Random(0).sample(pool, int8.CALIBRATION_TEXTS)
     clf = Classifier.from_pretrained(run_dir, backend="onnx")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export.export_onnx(run_dir / "model", Path(tmp) / "fp32")["onnx_path"]
+        fp32 = export_onnx(run_dir / "model", Path(tmp) / "fp32")["onnx_path"]
         rows["fp32"] = measure(clf, Path(fp32), texts, reference)
         plain = Path(tmp) / "plain.int8.onnx"
         quantize_dynamic(fp32, plain, weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gather"], per_channel=True)
         rows["plain_dynamic_int8"] = measure(clf, plain, texts, reference)
         for alpha in args.alphas:
-            export.SMOOTHING_ALPHA = alpha
+            int8.SMOOTHING_ALPHA = alpha
             out = Path(tmp) / f"alpha{alpha}"
-            export.export_onnx(run_dir / "model", out, quantize="int8",
+            export_onnx(run_dir / "model", out, quantize="int8",
                                calibration_texts=calibration)
-            rows[f"sentitune_int8_alpha_{alpha}"] = measure(clf, out / export.INT8_NAME, texts,
+            rows[f"sentitune_int8_alpha_{alpha}"] = measure(clf, out / INT8_NAME, texts,
                                                             reference)
     emit({
         "benchmark": "int8_variants",

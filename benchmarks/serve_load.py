@@ -50,7 +50,7 @@ def start_server(
     """`sentitune serve` itself, without an API key whatever the environment holds."""
     command = [sys.executable, "-m", "sentitune.cli", "serve", str(run_dir), "--port", str(port),
                "--backend", backend, *([] if micro_batching else ["--no-batching"])]
-    from sentitune.serve import API_KEY_ENV
+    from sentitune.server import API_KEY_ENV
 
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
     return subprocess.Popen(
@@ -183,10 +183,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from sentitune.errors import SentituneError
-    from sentitune.rundir import check_run_dir
+    from sentitune.run import Run
 
     try:
-        check_run_dir(args.run_dir)
+        Run.open(args.run_dir)
     except SentituneError as exc:
         raise SystemExit(f"error: {exc}") from None
 

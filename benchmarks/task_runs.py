@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 from common import machine
 
-from sentitune import rundir
+from sentitune import files
 from sentitune.config import RunConfig, load_preset
-from sentitune.data import load_eval_split
+from sentitune.dataset import load_eval_split
+from sentitune.inference.classifier import Classifier
 from sentitune.metrics import classification_metrics, multi_hot
-from sentitune.predict import Classifier
-from sentitune.train import train
+from sentitune.run import Run, versions
+from sentitune.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tasks-minilm-cpu.json"
 
@@ -90,8 +91,8 @@ def run_one(name: str, args: argparse.Namespace, runs: Path) -> dict:
     found = classification_metrics(y_true, probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
 
-    saved = rundir.read_json(run_dir / "metrics.json")
-    run_config = rundir.read_yaml(run_dir / "config.yaml")
+    run = Run.open(run_dir)
+    saved, facts = run.metrics, run.facts
     history = pd.read_csv(run_dir / "history.csv").round(4).to_dict("records")
     record = {
         "dataset": name,
@@ -101,7 +102,7 @@ def run_one(name: str, args: argparse.Namespace, runs: Path) -> dict:
         "task": task,
         "labels": labels,
         "settings": settings | {"model": "minilm (bundled all-MiniLM-L6-v2, 22.7M params)"},
-        "rows": run_config["rows"] | {"scored": found["n"]},
+        "rows": facts["rows"] | {"scored": found["n"]},
         "scored_split": split,
         "headline": {"metric": plan.headline, "value": round(found[plan.headline], 4),
                      "reference": plan.reference},
@@ -111,7 +112,7 @@ def run_one(name: str, args: argparse.Namespace, runs: Path) -> dict:
         "history": history,
         "train_runtime_s": round(saved["train_runtime_s"], 1),
         "scoring_wall_s": round(score_wall, 1),
-        "data_fingerprint": run_config["data_fingerprint"],
+        "data_fingerprint": facts["data_fingerprint"],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if task == "multilabel":
@@ -148,10 +149,10 @@ def main() -> None:
     # Records of other datasets or weightings are kept: `--only` refreshes some of them.
     records = {}
     if args.output.is_file():
-        records = {_key(r): r for r in rundir.read_json(args.output)["runs"]}
+        records = {_key(r): r for r in json.loads(Path(args.output).read_text())["runs"]}
     payload = {
         "benchmark": "multi-class and multi-label fine-tuning on CPU subsets",
-        "environment": rundir.versions() | machine() | {
+        "environment": versions() | machine() | {
             "note": "CPU shared with other jobs: runtimes are upper bounds",
         },
     }
@@ -162,7 +163,7 @@ def main() -> None:
             # Written after every dataset: a long benchmark keeps what it has finished.
             payload["runs"] = [records[key] for key in sorted(
                 records, key=lambda k: (list(DATASETS).index(k[0]), k[1] != "none"))]
-            rundir.write_json(args.output, payload)
+            files.write_json(args.output, payload)
     print(json.dumps(payload, indent=2))
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from common import emit, machine
 
 from sentitune.config import RunConfig
-from sentitune.data import load_splits
+from sentitune.dataset import load_splits
 from sentitune.metrics import classification_metrics, probabilities
 from sentitune.model import load_model, load_tokenizer, quiet_transformers
-from sentitune.train import train
+from sentitune.training import train
 
 
 def tutorial_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray) -> dict:

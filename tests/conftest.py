@@ -7,8 +7,10 @@ every code path runs exactly as it does for the full-size models.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -111,7 +113,7 @@ def tiny_config(model: Path, data: Path, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory, tiny_bert, sentiment_csv) -> Path:
     """A complete run directory from a tiny random BERT, trained in seconds."""
-    from sentitune.train import train
+    from sentitune.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(tiny_bert, sentiment_csv, epochs=3.0), out, progress=False)
@@ -121,7 +123,7 @@ def tiny_run_dir(tmp_path_factory, tiny_bert, sentiment_csv) -> Path:
 @pytest.fixture(scope="session")
 def classifier(tiny_run_dir):
     """The tiny run, loaded once for every test that serves or scores it."""
-    from sentitune.predict import Classifier
+    from sentitune.inference.classifier import Classifier
 
     return Classifier.from_pretrained(tiny_run_dir)
 
@@ -140,7 +142,7 @@ def minilm_sst2_run(tmp_path_factory) -> Path:
     """
     os.environ["SENTITUNE_DATA_DIR"] = str(require_shared_data())
     from sentitune.config import RunConfig
-    from sentitune.train import train
+    from sentitune.training import train
 
     config = RunConfig().replace(dataset="sst2", model="minilm", train_samples=1000,
                                  val_samples=400, max_length=64, epochs=2.0, batch_size=32,
@@ -148,3 +150,56 @@ def minilm_sst2_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("slow") / "minilm-sst2"
     train(config, out, progress=False)
     return out
+
+
+# ----------------------------------------------------------------- shared helpers
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`sentitune ARGV...` in this process: (exit code, stdout, stderr)."""
+    from sentitune.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *patterns: str) -> None:
+    """Exit 2 and one `error:` line (warnings aside) holding every pattern."""
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for pattern in patterns:
+        assert pattern in lines[0], lines[0]
+
+
+def make_always_positive(run_dir: Path) -> None:
+    """Turn a binary BERT run into a broken one: the head ignores the text, says positive."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
+    positive = model.config.label2id["positive"]
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([4.0 if i == positive else -4.0
+                                                  for i in range(model.config.num_labels)]))
+    model.save_pretrained(run_dir / "model")
+
+
+def validation_split(run_dir: Path) -> pd.DataFrame:
+    """The run's own validation rows, rebuilt independently of sentitune.evaluate."""
+    from sentitune.config import load_preset
+    from sentitune.dataset import load_splits
+
+    config = load_preset(str(run_dir / "config.yaml"))
+    return load_splits(config.data, config.training.seed).validation
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def figure_pngs(out: Path) -> list[Path]:
+    return [out / link for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)",
+                                              (out / "report.md").read_text())]

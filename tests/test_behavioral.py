@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from sentitune.behavioral import positive_index, run_behavioral_tests
 from sentitune.errors import SentituneError
+from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
 
 POSITIVE_WORDS = {"good", "great", "excellent", "wonderful", "amazing", "fantastic", "brilliant",
                   "delightful", "enjoyable", "superb", "lovely", "impressive", "outstanding",

@@ -5,12 +5,14 @@ import pytest
 from sklearn.metrics import f1_score
 
 from sentitune.calibration import (
-    coverage_accuracy_curve,
     expected_calibration_error,
     fit_temperature,
-    multilabel_uncertainty,
     reliability_bins,
     softmax_with_temperature,
+)
+from sentitune.decision import (
+    coverage_accuracy_curve,
+    multilabel_uncertainty,
     threshold_for_target_accuracy,
     tune_label_thresholds,
 )

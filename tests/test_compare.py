@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_config
-from test_cli import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, tiny_config
 
 from sentitune.cli import main
-from sentitune.compare import compare_runs, plan_runs, tradeoffs
+from sentitune.comparison import compare_runs, plan_runs, tradeoffs
 from sentitune.config import TrainingConfig
 from sentitune.errors import SentituneError
-from sentitune.train import train
+from sentitune.training import train
 
 SEEDS = (7, 8)
 RATES = {"full": 1e-2, "lora": 2e-2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sentitune.config import PRESETS_DIR, available_presets, load_preset
-from sentitune.data import BUILTINS
+from sentitune.dataset import BUILTINS
 from sentitune.errors import SentituneError
 from sentitune.model import ALIASES
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_sentiment_frame
 
 from sentitune.config import DataConfig
-from sentitune.data import clean_text, label_names_for, load_eval_split, load_splits
+from sentitune.dataset import clean_text, label_names_for, load_eval_split, load_splits
 from sentitune.errors import SentituneError
 
 

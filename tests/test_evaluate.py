@@ -7,58 +7,29 @@ import re
 import shutil
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import build_tiny_model, make_sentiment_frame, tiny_config
+from conftest import (
+    assert_one_line_error,
+    build_tiny_model,
+    figure_pngs,
+    make_always_positive,
+    make_sentiment_frame,
+    read_jsonl,
+    run_cli,
+    tiny_config,
+    validation_split,
+)
 
-from sentitune.calibration import threshold_for_target_accuracy
-from sentitune.cli import main
-from sentitune.config import load_preset
-from sentitune.data import load_splits
-from sentitune.evaluate import _Scores, _threshold_for_target, evaluate
-from sentitune.predict import Classifier
-from sentitune.slices import Slice
+from sentitune.decision import threshold_for_target, threshold_for_target_accuracy
+from sentitune.evaluation.evaluator import evaluate
+from sentitune.evaluation.slices import Slice
+from sentitune.inference.classifier import Classifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TARGET = 0.99
-
-
-def make_always_positive(run_dir: Path) -> None:
-    """Turn a binary BERT run into a broken one: the head ignores the text, says positive."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
-    positive = model.config.label2id["positive"]
-    with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.copy_(torch.tensor([4.0 if i == positive else -4.0
-                                                  for i in range(model.config.num_labels)]))
-    model.save_pretrained(run_dir / "model")
-
-
-def validation_split(run_dir: Path) -> pd.DataFrame:
-    """The run's own validation rows, rebuilt independently of sentitune.evaluate."""
-    config = load_preset(str(run_dir / "config.yaml"))
-    return load_splits(config.data, config.training.seed).validation
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def figure_pngs(out: Path) -> list[Path]:
-    return [out / link for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)",
-                                              (out / "report.md").read_text())]
 
 
 # ----------------------------------------------------------------- binary run
@@ -72,7 +43,7 @@ def binary(tmp_path_factory, tiny_run_dir, sentiment_csv):
     shutil.copytree(tiny_run_dir, run)
     slices = [Slice("film", "mentions a film", r"\bfilm\b"),
               Slice("short", "three words or fewer", lambda text: len(text.split()) <= 3)]
-    result = evaluate(run, str(sentiment_csv), output=root / "out", extra_slices=slices,
+    result = evaluate(run, str(sentiment_csv), output=root / "out", slices=slices,
                       target_accuracy=TARGET, review_queue=root / "queue.jsonl")
     return run, result
 
@@ -90,21 +61,23 @@ def test_metrics_hold_the_contract(binary):
     assert len(tests) >= 8 and all(0 <= t["failure_rate"] <= 1 for t in tests)
 
 
-def test_slice_counts_add_up(binary, sentiment_csv):
-    _, result = binary
+def test_slice_counts_add_up(binary):
+    run, result = binary
     s = result.metrics["slices"]
     n, errors = s["all"]["count"], s["all"]["errors"]
-    assert n == result.metrics["n"] == 240
+    # The run's own data: its 24 held-out validation rows, not the 216 it trained on.
+    texts = list(validation_split(run)["text"])
+    assert result.metrics["split"] == "validation"
+    assert n == result.metrics["n"] == len(texts) == 24
     for prefix in ("class:", "length:"):
         group = [m for name, m in s.items() if name.startswith(prefix)]
         assert sum(m["count"] for m in group) == n
         assert sum(m["errors"] for m in group) == errors
-    texts = pd.read_csv(sentiment_csv)["text"]
     assert s["film"]["count"] == sum(bool(re.search(r"\bfilm\b", t)) for t in texts)
     assert s["short"]["count"] == sum(len(t.split()) <= 3 for t in texts)
 
 
-def test_review_threshold_delivers_target_and_queue_holds_the_rest(binary, sentiment_csv):
+def test_review_threshold_delivers_target_and_queue_holds_the_rest(binary):
     run, result = binary
     review = result.metrics["review"]
     threshold = review["threshold"]
@@ -116,20 +89,21 @@ def test_review_threshold_delivers_target_and_queue_holds_the_rest(binary, senti
     answers = clf.predict(list(val["text"]))
     accepted = [a["label"] == clf.labels[y]
                 for a, y in zip(answers, val["label"], strict=True) if not a["needs_review"]]
-    assert review["reached"] == (len(accepted) > 0)
-    if accepted:
-        assert np.mean(accepted) >= TARGET
-        assert review["validation_accuracy_accepted"] == np.mean(accepted)
+    assert review["reached"] and accepted
+    assert np.mean(accepted) >= TARGET
+    assert review["validation_accuracy_accepted"] == np.mean(accepted)
     assert review["validation_coverage"] == len(accepted) / len(val)
 
     queue = read_jsonl(result.review_queue)
-    texts = list(pd.read_csv(sentiment_csv)["text"])
+    texts = list(val["text"])
     flagged = [a["text"] for a in clf.predict(texts) if a["needs_review"]]
     assert Counter(r["text"] for r in queue) == Counter(flagged)
     assert len(queue) == review["queued"] == round((1 - review["coverage"]) * len(texts))
-    probabilities = [r["probability"] for r in queue]
-    assert probabilities == sorted(probabilities) and all(p < threshold for p in probabilities)
-    assert set(queue[0]) == {"text", "label", "predicted", "probability", "slices"}
+    scores = [r["score"] for r in queue]
+    assert scores == sorted(scores) and all(p < threshold for p in scores)
+    assert all(r["needs_review"] for r in queue)
+    assert set(queue[0]) == {"text", "label", "score", "probabilities", "needs_review",
+                             "truncated", "true_label", "correct", "slices"}
 
 
 def test_errors_file_orders_mistakes_and_doubts(binary):
@@ -138,12 +112,12 @@ def test_errors_file_orders_mistakes_and_doubts(binary):
     mistakes = [r for r in records if r["kind"] == "confident_mistake"]
     doubts = [r for r in records if r["kind"] == "uncertain_correct"]
     assert len(mistakes) == min(50, result.metrics["slices"]["all"]["errors"])
-    assert all(r["label"] != r["predicted"] for r in mistakes)
-    assert all(r["label"] == r["predicted"] for r in doubts) and doubts
-    assert [r["probability"] for r in mistakes] == sorted(
-        (r["probability"] for r in mistakes), reverse=True)
-    assert [r["probability"] for r in doubts] == sorted(r["probability"] for r in doubts)
-    assert all(f"class:{r['label']}" in r["slices"] for r in records)
+    assert all(r["true_label"] != r["label"] and not r["correct"] for r in mistakes)
+    assert all(r["true_label"] == r["label"] and r["correct"] for r in doubts) and doubts
+    assert [r["score"] for r in mistakes] == sorted((r["score"] for r in mistakes), reverse=True)
+    assert [r["score"] for r in doubts] == sorted(r["score"] for r in doubts)
+    assert all(r["score"] == r["probabilities"][r["label"]] for r in records)
+    assert all(f"class:{r['true_label']}" in r["slices"] for r in records)
 
 
 def test_report_embeds_every_figure(binary):
@@ -181,7 +155,9 @@ def test_cli_evaluate_with_user_slice_and_csv_queue(capsys, tmp_path, tiny_run_d
     assert s["negation"]["count"] == 1 and s["question"]["count"] == 1
     assert m["behavioral"] == {"skipped": "turned off"}
     queue = pd.read_csv(tmp_path / "q.csv")
-    assert list(queue.columns) == ["text", "label", "predicted", "probability", "slices"]
+    assert list(queue.columns) == ["text", "label", "score", "p_negative", "p_positive",
+                                   "needs_review", "truncated", "true_label", "correct",
+                                   "slices"]
     assert len(queue) == m["review"]["queued"]
     assert (tiny_run_dir / "decision.json").read_text() == decision  # no target: unchanged
 
@@ -210,7 +186,7 @@ def test_check_broken_model_fails_loudly(capsys, tmp_path, tiny_run_dir):
 @pytest.fixture(scope="module")
 def three_label_runs(tmp_path_factory):
     """A multi-class and a multi-label run of a tiny 3-label BERT, one quick epoch each."""
-    from sentitune.train import train
+    from sentitune.training import train
 
     root = tmp_path_factory.mktemp("three")
     model = build_tiny_model("bert", root / "bert3", num_labels=3)
@@ -231,7 +207,8 @@ def test_multiclass_run(tmp_path, three_label_runs):
     result = evaluate(three_label_runs["multiclass"], output=tmp_path / "out")
     m = result.metrics
     assert "false_positives" not in m and "skipped" in m["behavioral"]
-    assert sum(s["count"] for name, s in m["slices"].items() if name.startswith("class:")) == 48
+    n = len(validation_split(three_label_runs["multiclass"]))
+    assert sum(s["count"] for name, s in m["slices"].items() if name.startswith("class:")) == n
     assert len(m["confusion_matrix"]) == 3
 
 
@@ -247,7 +224,8 @@ def test_multilabel_review_queue_matches_predict(tmp_path, three_label_runs):
         not m["review"]["reached"])
     assert "note" in m["calibration"] and m["calibration"]["ece"] >= 0
     assert not any(name.startswith("class:") for name in m["slices"])
-    assert sum(s["count"] for n, s in m["slices"].items() if n.startswith("length:")) == 48
+    val = validation_split(run)
+    assert sum(s["count"] for n, s in m["slices"].items() if n.startswith("length:")) == len(val)
     review = m["review"]
     if review["reached"]:
         assert review["validation_accuracy_accepted"] >= 0.3
@@ -255,13 +233,14 @@ def test_multilabel_review_queue_matches_predict(tmp_path, three_label_runs):
         assert review["validation_coverage"] == 0.0
 
     clf = Classifier.from_pretrained(run)  # with the threshold evaluate just saved
-    texts = list(pd.read_csv(m["data"])["text"])
+    texts = list(val["text"])
     flagged = [a["text"] for a in clf.predict(texts) if a["needs_review"]]
     queue = read_jsonl(result.review_queue)
     assert Counter(r["text"] for r in queue) == Counter(flagged)
-    margins = [r["margin"] for r in queue]
+    margins = [r["score"] for r in queue]
     assert margins == sorted(margins)
-    assert all({"label", "predicted", "probabilities", "slices"} <= set(r) for r in queue)
+    assert all({"labels", "true_labels", "score", "probabilities", "slices"} <= set(r)
+               for r in queue)
 
 
 @pytest.mark.parametrize("scale", [0.5, 1e-3, 1e-6])
@@ -274,24 +253,14 @@ def test_multilabel_threshold_survives_float_rounding(scale):
     rng = np.random.default_rng(0)
     margins = rng.uniform(0, scale, 300)
     correct = rng.random(300) < 0.5 + margins / scale / 2  # wider margins are right more often
-    scores = _Scores(probs=margins, y_true=correct, y_pred=correct, confidence=margins,
-                     correct=correct)
     for target in (0.6, 0.8, 0.95, 1.0):
         cut = threshold_for_target_accuracy(margins, correct, target)["threshold"]
-        threshold = _threshold_for_target(scores, target, "multilabel")
+        threshold = threshold_for_target(margins, correct, target, "multilabel")
         accepted = ~(margins < (1 - threshold) / 2)
         assert np.array_equal(accepted, margins >= cut), (scale, target)
 
 
 # ----------------------------------------------------------------- bad input
-
-
-def assert_one_line_error(code: int, err: str, *patterns: str) -> None:
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for pattern in patterns:
-        assert pattern in lines[0], lines[0]
 
 
 def test_binary_only_options_on_multiclass_run(capsys, tmp_path, three_label_runs):

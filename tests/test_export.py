@@ -16,7 +16,9 @@ import torch
 from conftest import build_tiny_model
 
 from sentitune.errors import SentituneError
-from sentitune.export import INT8_NAME, ONNX_NAME, OnnxBackend, agreement, export_onnx
+from sentitune.exporting.onnx import INT8_NAME, ONNX_NAME, agreement
+from sentitune.exporting.run_export import export_onnx
+from sentitune.inference.backends import OnnxBackend
 
 pytest.importorskip("onnxruntime")
 
@@ -130,7 +132,7 @@ def test_int8_quantizes_the_token_wise_matmuls_and_keeps_the_head_fp32(exported)
 def test_int8_rewrite_is_exact_before_quantization(kind, tiny_bert, tiny_distilbert):
     from transformers import AutoModelForSequenceClassification
 
-    from sentitune.export import _int8_ready, _Int8ReadyLinear
+    from sentitune.exporting.int8 import _int8_ready, _Int8ReadyLinear
 
     model_dir = {"bert": tiny_bert, "distilbert": tiny_distilbert}[kind]
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -215,7 +217,7 @@ def test_failure_mid_export_removes_the_partial_files(tmp_path, tiny_bert, monke
     def fail(*_args):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("sentitune.export._quantize_int8", fail)
+    monkeypatch.setattr("sentitune.exporting.run_export.quantize_int8", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         export_onnx(tiny_bert, tmp_path / "out", quantize="int8")
     assert list(tmp_path.iterdir()) == []

@@ -10,11 +10,12 @@ import pytest
 from conftest import SHARED, tiny_config
 
 from sentitune.config import TrainingConfig, load_preset
-from sentitune.data import load_splits
+from sentitune.dataset import load_splits
+from sentitune.inference.classifier import Classifier
 from sentitune.metrics import classification_metrics
 from sentitune.model import apply_lora, load_model, parameter_counts
-from sentitune.predict import Classifier
-from sentitune.train import train
+from sentitune.run import Run
+from sentitune.training import train
 
 TEXTS = ["a wonderful , superb film", "awful and boring", "what a lovely story",
          "the acting is dreadful and dull", "i found it charming", "ok"]
@@ -96,7 +97,7 @@ def test_only_adapters_and_head_train(kind, lora_runs):
     head = HIDDEN * 2 + 2 + (HIDDEN * HIDDEN + HIDDEN if kind == "distilbert" else 0)
     assert metrics["trainable_params"] == lora + head
     assert metrics["total_params"] > 1_000_000
-    assert metrics["method"] == "lora"
+    assert Run.open(lora_runs[kind].run_dir).config.training.method == "lora"
 
 
 def test_temperature_is_folded_into_the_saved_lora_head(lora_runs, tmp_path):
@@ -169,7 +170,7 @@ def test_lora_on_bert_base_trains_under_one_percent():
     ],
 )
 def test_lora_bad_input(capsys, tmp_path, tiny_bert, sentiment_csv, extra, message):
-    from test_cli import assert_one_line_error, run_cli
+    from conftest import assert_one_line_error, run_cli
 
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--dataset", str(sentiment_csv), "--model",
@@ -180,7 +181,7 @@ def test_lora_bad_input(capsys, tmp_path, tiny_bert, sentiment_csv, extra, messa
 
 
 def test_lora_options_with_full_method_warn(capsys, tmp_path, tiny_bert, sentiment_csv):
-    from test_cli import run_cli
+    from conftest import run_cli
 
     with pytest.warns(UserWarning, match="--lora-r, --lora-targets ignored: --method is full"):
         code, _, _ = run_cli(capsys, "train", "--dataset", str(sentiment_csv), "--model",
@@ -205,9 +206,11 @@ def test_adapter_only_run_with_three_labels_loads_its_own_head(tmp_path, tiny_be
     probs = clf.predict_proba(["a gloomy day", "a sunny day"])
     assert probs.shape == (2, 3)
     trained = result.model.eval()
-    enc = clf.tokenizer(["a gloomy day", "a sunny day"], padding=True, return_tensors="pt")
     import torch
+    from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(result.run_dir / "adapter")
+    enc = tokenizer(["a gloomy day", "a sunny day"], padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = torch.softmax(trained(**enc).logits, dim=-1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)

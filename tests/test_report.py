@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 
-from sentitune.calibration import (
-    coverage_accuracy_curve,
-    reliability_bins,
-    threshold_for_target_accuracy,
-)
-from sentitune.report import (
+from sentitune.calibration import reliability_bins
+from sentitune.decision import coverage_accuracy_curve, threshold_for_target_accuracy
+from sentitune.evaluation.report import (
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
@@ -72,7 +69,8 @@ def test_full_report(tmp_path, figures):
     }
     errors = [{"text": "<script>alert('x')</script> | pipe", "label": "neg", "pred": "pos",
                "confidence": 0.97}]
-    md_path, html_path = write_report(tmp_path, metrics, figures, "Eval <run 1>", errors)
+    md_path, html_path = write_report(tmp_path, metrics, figures, "Eval <run 1>",
+                                       errors=errors)
 
     assert (md_path, html_path) == (tmp_path / "report.md", tmp_path / "report.html")
     md, page = md_path.read_text(), html_path.read_text()

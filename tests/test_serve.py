@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentitune.errors import SentituneError
-from sentitune.serve import API_KEY_ENV, ServeSettings, create_app, serve_in_thread
+from sentitune.server import API_KEY_ENV, ServeSettings, create_app, serve_in_thread
 
 KEY = "s3cret-key"
 

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from sentitune import slices
 from sentitune.errors import SentituneError
-from sentitune.slices import Slice, assign_slices, register_slice, slice_metrics
+from sentitune.evaluation import slices
+from sentitune.evaluation.slices import Slice, assign_slices, register_slice, slice_metrics
 
 
 def text_slices_of(text: str) -> set[str]:

@@ -9,10 +9,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluate import figure_pngs, make_always_positive, read_jsonl, validation_split
+from conftest import figure_pngs, make_always_positive, read_jsonl, validation_split
 
-from sentitune.evaluate import check, evaluate
-from sentitune.predict import Classifier
+from sentitune.evaluation.evaluator import check, evaluate
+from sentitune.inference.classifier import Classifier
 
 pytestmark = pytest.mark.slow
 
@@ -87,11 +87,12 @@ def test_real_minilm_int8_export_follows_torch_far_closer_than_plain_int8(minilm
     pytest.importorskip("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from sentitune.export import INT8_NAME, ONNX_NAME, agreement, export_run
+    from sentitune.exporting.onnx import INT8_NAME, ONNX_NAME, agreement
+    from sentitune.exporting.run_export import export
 
     ours, plain = tmp_path / "ours", tmp_path / "plain"
     shutil.copytree(minilm_sst2_run, ours)  # export writes RUN/onnx
-    report = export_run(ours, quantize="int8")
+    report = export(ours, quantize="int8").report
     assert report["int8_calibration_texts"] == 256  # SST-2 training sentences
     assert report["agreement"]["onnx"]["label_agreement"] == 1.0
     # The baseline: what quantize_dynamic alone makes of the same fp32 graph.

@@ -18,12 +18,12 @@ from conftest import build_tiny_model
 
 from sentitune.cli import main
 from sentitune.config import DataConfig
-from sentitune.data import Splits, load_eval_split, load_splits
+from sentitune.dataset import Splits, load_eval_split, load_splits
 from sentitune.errors import SentituneError
+from sentitune.inference.classifier import Classifier
 from sentitune.metrics import classification_metrics
-from sentitune.predict import Classifier
-from sentitune.rundir import read_decision
-from sentitune.train import _weighted_loss, class_weights
+from sentitune.run import Run
+from sentitune.training import _weighted_loss, class_weights
 
 # Each emotion has its own words, so a tiny model can learn which ones a text carries.
 WORDS = {
@@ -318,7 +318,7 @@ def test_multilabel_run_saves_tuned_thresholds(multilabel_run):
     assert list(config["id2label"].values()) == sorted(WORDS)
     saved = json.loads((run / "decision.json").read_text())["label_thresholds"]
     assert len(saved) == 4 and all(0 < t < 1 for t in saved)
-    assert read_decision(run).label_thresholds == saved
+    assert Run(run).decision.label_thresholds == saved
     assert Classifier.from_pretrained(run).label_thresholds().tolist() == saved
     metrics = json.loads((run / "metrics.json").read_text())
     validation = metrics["validation"]
@@ -341,7 +341,8 @@ def test_multilabel_predictions_use_the_thresholds(multilabel_run):
     texts = ["i feel furious and gloomy today", "i feel cheerful today", "nothing much"]
     cuts = dict(zip(clf.labels, clf.label_thresholds(), strict=True))
     for result in clf.predict(texts):
-        assert set(result) == {"text", "labels", "probabilities", "needs_review", "truncated"}
+        assert set(result) == {"text", "labels", "score", "probabilities", "needs_review",
+                               "truncated"}
         assert list(result["probabilities"]) == sorted(WORDS)
         assert result["labels"] == [label for label, p in result["probabilities"].items()
                                     if p >= cuts[label]]

@@ -10,11 +10,11 @@ import pytest
 from conftest import tiny_config
 
 from sentitune.config import load_preset
-from sentitune.data import load_splits
+from sentitune.dataset import load_splits
 from sentitune.errors import SentituneError
+from sentitune.inference.classifier import Classifier, length_batches
 from sentitune.metrics import classification_metrics
-from sentitune.predict import Classifier, length_batches
-from sentitune.train import train
+from sentitune.training import train
 
 RUN_FILES = ["model/config.json", "model/model.safetensors", "model/tokenizer.json",
              "config.yaml", "labels.json", "decision.json", "history.csv", "curves.png",
@@ -129,26 +129,27 @@ def test_existing_output_is_refused_and_a_failed_run_leaves_no_run(tmp_path, tin
 
 
 def test_resume_continues_from_checkpoint(tmp_path, tiny_bert, sentiment_csv, monkeypatch):
-    from sentitune import rundir
+    from sentitune.run import Run
 
     out = tmp_path / "r"
+    staging = out.with_name("r.partial")
 
-    def interrupted(staging, run_dir):
+    def interrupted(self):
         raise KeyboardInterrupt  # after the last checkpoint, before publishing
 
-    monkeypatch.setattr(rundir, "publish", interrupted)
+    monkeypatch.setattr(Run, "publish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0), out, progress=False)
     assert not out.exists()
-    assert any((rundir.staging_dir(out) / "checkpoints").glob("checkpoint-*"))
+    assert any((staging / "checkpoints").glob("checkpoint-*"))
     with pytest.raises(SentituneError, match="unfinished run"):
-        rundir.check_run_dir(rundir.staging_dir(out))
+        Run.open(staging)
     monkeypatch.undo()
 
     resumed = train(tiny_config(tiny_bert, sentiment_csv), out, resume=True, progress=False)
     fresh = train(tiny_config(tiny_bert, sentiment_csv), tmp_path / "fresh", progress=False)
     assert resumed.metrics["epochs_run"] == 2
-    assert not rundir.staging_dir(out).exists()
+    assert not staging.exists()
 
     def first_epoch_loss(run):
         with open(run / "history.csv") as handle:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sentitune.serve import ServeSettings, create_app, serve_in_thread
+from sentitune.server import ServeSettings, create_app, serve_in_thread
 
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="needs selenium (pip install selenium)"

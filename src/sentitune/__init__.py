@@ -1,11 +1,14 @@
 """sentitune: fine-tune transformers into sentiment classifiers and put them to work.
 
     import sentitune
-    config = sentitune.load_preset("sst2-minilm")
-    run = sentitune.train(config, "runs/sst2")
-    clf = sentitune.Classifier.from_pretrained("runs/sst2")
-    clf.predict(["A quietly moving film."])
+    run = sentitune.train("sst2-minilm", "runs/sst2", train_samples=1000)
+    sentitune.evaluate("runs/sst2")
+    sentitune.predict("runs/sst2", ["A quietly moving film."])
 
+Each CLI verb is a function of the same name with the same options (`train`, `data`,
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `presets`); `Classifier`
+keeps a loaded model for repeated scoring and `Run` reads a run directory. No module is
+named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
 """
 
@@ -19,20 +22,35 @@ _EXPORTS = {
     "ModelConfig": "sentitune.config",
     "TrainingConfig": "sentitune.config",
     "load_preset": "sentitune.config",
+    "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
-    "load_splits": "sentitune.data",
-    "data_report": "sentitune.explore",
-    "train": "sentitune.train",
-    "evaluate": "sentitune.evaluate",
-    "Classifier": "sentitune.predict",
-    "predict_file": "sentitune.predict",
+    "Run": "sentitune.run",
+    "Decision": "sentitune.decision",
+    "load_splits": "sentitune.dataset.splits",
+    "data": "sentitune.dataset.explore",
+    "train": "sentitune.training",
+    "evaluate": "sentitune.evaluation.evaluator",
+    "check": "sentitune.evaluation.evaluator",
+    "Classifier": "sentitune.inference.classifier",
+    "predict": "sentitune.inference.scoring",
+    "export": "sentitune.exporting.run_export",
+    "serve": "sentitune.server.app",
+    "create_app": "sentitune.server.app",
+    "compare": "sentitune.comparison",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         import importlib
 
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'sentitune' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

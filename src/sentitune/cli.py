@@ -1,8 +1,17 @@
 """Command line: a thin shell over the Python API.
 
-Every `train` flag is generated from the config dataclasses (same names, same help),
-so the CLI, YAML presets and the saved config.yaml can never drift apart. User
-mistakes print one line and exit 2; nothing here holds logic of its own.
+Every verb calls the function of the same name in `sentitune` with options of the same
+names. Run settings (`train`, `data`, `compare`) are generated from the config
+dataclasses (same names, same help, same choices), so the CLI, YAML presets and the saved
+config.yaml can never drift apart. Conventions, the same in every verb:
+
+- one flag per concept (`--data` everywhere; older spellings still work, unlisted);
+- booleans are `--x/--no-x` (the older `--x true|false` still works);
+- an optional setting takes `none` to clear a preset's value (`--train-samples none`:
+  every row);
+- flags and free texts may come in any order.
+
+User mistakes print one line and exit 2; nothing here holds logic of its own.
 """
 
 from __future__ import annotations
@@ -12,65 +21,90 @@ import dataclasses
 import json
 import sys
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from sentitune import __version__
-from sentitune.config import (
-    FIELD_SECTION,
-    SECTIONS,
-    RunConfig,
-    available_presets,
-    load_preset,
-    validate,
-)
+from sentitune.config import OPTIONAL, SECTIONS, available_presets
 from sentitune.errors import SentituneError
 
-# The share of torch's labels below which `export` warns that the int8 model is, in effect,
-# a different classifier (the goal the int8 export is built and benchmarked for).
-INT8_MIN_AGREEMENT = 0.99
+CLEARS = ("none", "all", "off")  # spellings of "no value" for an optional setting
+# Older spellings, still accepted but not listed: flag -> the flag it now is.
+ALIASES = {"--dataset": "--data"}
+SPLITS = ("train", "validation", "test")
 
 
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+def _boolean_words(argv: list[str], flags: set[str]) -> list[str]:
+    """The older `--flag true|false` as `--flag` / `--no-flag`."""
+    out: list[str] = []
+    words = {"true": True, "yes": True, "1": True, "on": True,
+             "false": False, "no": False, "0": False, "off": False}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in flags and eq and value.lower() in words:
+            out.append(name if words[value.lower()] else "--no-" + name[2:])
+        elif arg in flags and i + 1 < len(argv) and argv[i + 1].lower() in words:
+            out.append(arg if words[argv[i + 1].lower()] else "--no-" + arg[2:])
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return out
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, sections=tuple(SECTIONS),
+def _converter(kind: str, optional: bool):
+    base = int if "int" in kind else float if "float" in kind else str
+
+    def convert(text: str):
+        if optional and text.lower() in CLEARS:
+            return None
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if base is int else 'a number'}"
+                f"{' or none' if optional else ''}, got '{text}'") from None
+
+    convert.__name__ = base.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = tuple(SECTIONS),
                       skip: tuple[str, ...] = ()) -> None:
+    """One flag per setting; absent flags stay out of the namespace (default SUPPRESS), so
+    only what was typed overrides the preset."""
     for section in sections:
-        group = parser.add_argument_group(section)
+        group = parser.add_argument_group(f"{section} settings")
         for f in dataclasses.fields(SECTIONS[section]):
             if f.name in skip:
                 continue
-            flag = "--" + f.name.replace("_", "-")
+            flag = "--data" if f.name == "dataset" else "--" + f.name.replace("_", "-")
             kind = f.type if isinstance(f.type, str) else f.type.__name__
+            text, choices = f.metadata["help"], f.metadata.get("choices")
+            optional = f.name in OPTIONAL
+            shown = "" if f.default is None else f" (default: {f.default})"
+            common = {"dest": f.name, "default": argparse.SUPPRESS}
             if "bool" in kind:
-                convert = _bool
-            elif "int" in kind:
-                convert = int
-            elif "float" in kind:
-                convert = float
-            else:
-                convert = str
-            default = f.default if f.default is not dataclasses.MISSING else None
-            group.add_argument(flag, dest=f.name, type=convert, default=None,
-                               help=f"{f.metadata.get('help', '')} (default: {default})")
+                group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                   help=text + shown, **common)
+                continue
+            if choices:
+                values = [*choices, *(("none",) if optional else ())]
+                group.add_argument(flag, type=_converter("str", optional), choices=(
+                    *choices, *((None,) if optional else ())), metavar="{" + ",".join(values)
+                    + "}", help=text + shown, **common)
+                continue
+            group.add_argument(flag, type=_converter(kind, optional), help=text + shown,
+                               metavar=f.name.split("_")[-1].upper() + ("|none" if optional
+                                                                         else ""), **common)
 
 
-def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    base = load_preset(args.config) if args.config else RunConfig()
-    overrides: dict[str, Any] = {}
-    for section in SECTIONS.values():
-        for f in dataclasses.fields(section):
-            value = getattr(args, f.name, None)
-            if value is not None:
-                overrides[f.name] = value
-    return validate(base.replace(**overrides))
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config settings typed on the command line."""
+    names = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
 def _print_json(payload: Any) -> None:
@@ -81,41 +115,39 @@ def _print_json(payload: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from sentitune.train import train
-
-    config = _config_from_args(args)
-    output = Path(args.output or f"runs/{Path(config.data.dataset).stem}-{config.model.model}")
+    from sentitune.training import train
 
     def announce(splits) -> None:
-        how = "given" if config.data.task else "inferred"
+        how = "given" if args.__dict__.get("task") else "inferred"
         print(f"task: {splits.task} ({how}); {len(splits.labels)} labels: "
               f"{', '.join(splits.labels)}; {len(splits.train):,} training and "
               f"{len(splits.validation):,} validation rows", flush=True)
 
-    result = train(config, output, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, on_data=announce)
-    v = result.metrics["validation"]
-    print(f"run saved to {result.run_dir}: validation accuracy {v['accuracy']:.4f}, "
-          f"F1 {v['f1']:.4f} (best epoch {result.metrics['best_epoch']})")
+    result = train(args.config, args.output, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet, on_data=announce, **_settings(args))
+    v, metric = result.metrics["validation"], result.metrics["selection_metric"]
+    print(f"run saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
+          f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from sentitune.explore import data_report
+    from sentitune.dataset.explore import data
 
-    config = _config_from_args(args).data
-    output = Path(args.output or f"runs/data-{Path(config.dataset).stem}")
-    report = data_report(config, args.model or "minilm", output)
-    _print_json(report)
-    print(f"report saved to {output}/data_report.json and {output}/lengths.png")
+    settings = _settings(args)
+    settings.pop("model")  # the tokenizer to measure with, not a run setting
+    if args.dataset_positional:
+        settings["dataset"] = args.dataset_positional
+    result = data(config=args.config, output=args.output, model=args.model, **settings)
+    _print_json(result.report)
+    print(f"report saved to {result.output}/data_report.json and {result.output}/lengths.png")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from sentitune.evaluate import evaluate, parse_slice
+    from sentitune.evaluation.evaluator import evaluate
 
     result = evaluate(args.run_dir, args.data, split=args.split, output=args.output,
                       text_column=args.text_column, label_column=args.label_column,
-                      batch_size=args.batch_size,
-                      extra_slices=[parse_slice(spec) for spec in args.slice],
+                      batch_size=args.batch_size, slices=args.slice,
                       target_accuracy=args.target_accuracy, review_queue=args.review_queue,
                       behavioral=args.behavioral)
     m = result.metrics
@@ -136,10 +168,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sentitune.evaluate import check, check_summary
+    from sentitune.evaluation.evaluator import check, check_summary
 
     result = check(args.run_dir, args.output, max_failure_rate=args.max_failure_rate,
-                   max_examples=args.examples, batch_size=args.batch_size)
+                   examples=args.examples, batch_size=args.batch_size)
     print("\n".join(check_summary(result.results)))
     print(f"results saved to {result.output}")
     if result.failed:
@@ -150,200 +182,194 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from sentitune.predict import Classifier, predict_file
+    from sentitune.inference.scoring import predict
 
-    if not args.texts and not args.input:
-        raise SentituneError("give texts to classify or --input FILE")
-    classifier = Classifier.from_pretrained(args.run_dir, backend=args.backend)
-    if args.input:
-        if not args.output:
-            raise SentituneError("--input needs --output FILE.jsonl or FILE.csv")
-        counts = predict_file(classifier, Path(args.input), Path(args.output),
-                              text_column=args.text_column, batch_size=args.batch_size,
-                              review_threshold=args.review_threshold,
-                              threshold=args.threshold, progress=not args.quiet)
-        print(f"{counts['texts']} predictions written to {args.output} "
-              f"({counts['needs_review']} need review, {counts['empty']} empty lines skipped)")
+    found = predict(args.run_dir, args.texts or None, input=args.input, output=args.output,
+                    text_column=args.text_column, keep_columns=args.keep_columns,
+                    batch_size=args.batch_size, review_threshold=args.review_threshold,
+                    threshold=args.threshold, backend=args.backend, progress=not args.quiet)
+    if isinstance(found, list):
+        for result in found:
+            print(json.dumps(result, ensure_ascii=False))
         return
-    texts = [t for t in args.texts if t.strip()]
-    if not texts:
-        raise SentituneError("all given texts are empty; pass some words to classify")
-    for result in classifier.predict(texts, batch_size=args.batch_size,
-                                     review_threshold=args.review_threshold,
-                                     threshold=args.threshold):
-        print(json.dumps(result, ensure_ascii=False))
+    print(f"{found.texts} predictions written to {found.output} from column "
+          f"'{found.text_column}' ({found.needs_review} need review, {found.truncated} "
+          f"truncated, {found.empty} empty rows skipped)")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from sentitune.serve import ServeSettings, run_server
+    from sentitune.server.app import serve
 
     # Only the flags given: ServeSettings holds the defaults (and the API key's env fallback).
     given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
-                                      "review_threshold", "api_key")
+                                      "review_threshold", "api_key", "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
-    settings = ServeSettings(micro_batching=not args.no_batching, **given)
-    run_server(args.run_dir, settings, backend=args.backend, workers=args.workers)
+    serve(args.run_dir, backend=args.backend, workers=args.workers, **given)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from sentitune.export import export_run
+    from sentitune.exporting.run_export import export
 
-    report = export_run(Path(args.run_dir), quantize=args.quantize)
-    _print_json(report)
-    int8 = report["agreement"].get("onnx-int8")
-    if int8 is not None and int8["label_agreement"] < INT8_MIN_AGREEMENT:
-        print(f"warning: the int8 model gives the torch label on only "
-              f"{int8['label_agreement']:.1%} of {report['agreement_texts']}; "
-              "serve this run with --backend onnx (fp32) instead", file=sys.stderr)
+    _print_json(export(args.run_dir, quantize=args.quantize).report)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from sentitune.compare import compare, compare_runs, parse_methods, parse_seeds, summary_table
+    from sentitune.comparison import compare, summary_table
 
-    if args.runs:
-        given = sorted(name for name in FIELD_SECTION.keys() | {"config", "methods", "seeds",
-                                                                "lr_full", "lr_lora"}
-                       if getattr(args, name, None) is not None)
-        if given:
-            flags = ", ".join("--data" if n == "dataset" else "--" + n.replace("_", "-")
-                              for n in given)
-            raise SentituneError(f"--runs compares finished runs as they are; drop {flags}")
-        result = compare_runs(args.runs, Path(args.output or "runs/compare"),
-                              progress=not args.quiet)
-    else:
-        config = _config_from_args(args)
-        output = Path(args.output or f"runs/compare-{Path(config.data.dataset).stem}-"
-                                     f"{Path(config.model.model).name}")
-        choices: dict[str, Any] = {}
-        if args.methods:
-            choices["methods"] = parse_methods(args.methods)
-        if args.seeds:
-            choices["seeds"] = parse_seeds(args.seeds)
-        rates = {m: r for m, r in (("full", args.lr_full), ("lora", args.lr_lora)) if r}
-        result = compare(config, output, learning_rates=rates, overwrite=args.overwrite,
-                         progress=not args.quiet, **choices)
+    result = compare(args.config, args.output, runs=args.runs, methods=args.methods,
+                     seeds=args.seeds, lr_full=args.lr_full, lr_lora=args.lr_lora,
+                     overwrite=args.overwrite, progress=not args.quiet, **_settings(args))
     print("\n".join(summary_table(result.report)))
     print(result.report["tradeoffs"])
     print(f"comparison saved to {result.output}/compare.md, compare.json and compare.png")
 
 
 def cmd_presets(_: argparse.Namespace) -> None:
-    for name in available_presets():
-        print(name)
+    presets = available_presets()
+    if not presets:
+        raise SentituneError("no presets found: this install of sentitune is incomplete; "
+                             "reinstall it")
+    print("\n".join(presets))
 
 
 # ----------------------------------------------------------------- parser
 
 
+def _flag(parser, *names: str, **kwargs) -> None:
+    """An option with help; a default, when it means something, is shown once."""
+    default = kwargs.get("default")
+    if default not in (None, False, argparse.SUPPRESS) and "(default" not in kwargs["help"]:
+        kwargs["help"] += f" (default: {default})"
+    parser.add_argument(*names, **kwargs)
+
+
+def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
+    if quiet:
+        _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
+              help="no progress bars")
+    if batch_size:
+        _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from sentitune.exporting.onnx import QUANTIZE_CHOICES
+    from sentitune.inference.backends import BACKENDS
+
     parser = argparse.ArgumentParser(
         prog="sentitune",
         description="Fine-tune transformers into sentiment classifiers and put them to work.")
     parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    presets = ", ".join(available_presets())
 
     p = commands.add_parser("train", help="fine-tune a model into a run directory")
-    p.add_argument("--config", help=f"preset name or YAML file ({', '.join(available_presets())})")
-    p.add_argument("--output", help="run directory to create (default: runs/DATA-MODEL)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _flag(p, "--config", help=f"preset name ({presets}) or YAML file to start from")
+    _flag(p, "--output", help="run directory to create (default: runs/DATA-MODEL)")
+    _flag(p, "--resume", action=argparse.BooleanOptionalAction, default=False,
+          help="continue an interrupted run from its last checkpoint")
+    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+          help="replace an existing run directory")
+    _common(p, quiet=True)
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = commands.add_parser("data", help="exploratory report on a dataset")
-    p.add_argument("dataset", help="built-in name, file or aclImdb/ folder")
-    p.add_argument("--config", help="preset whose data settings to start from")
-    p.add_argument("--output", help="folder for data_report.json and lengths.png")
-    p.add_argument("--model", help="tokenizer to measure lengths with (default: minilm)")
-    _add_config_flags(p, ("data",), skip=("dataset",))
+    p.add_argument("dataset_positional", nargs="?", metavar="DATA", help=argparse.SUPPRESS)
+    _flag(p, "--config", help="preset whose data settings to start from")
+    _flag(p, "--output", help="folder for data_report.json and lengths.png "
+                              "(default: runs/data-DATA)")
+    _flag(p, "--model", default="minilm", help="tokenizer to measure lengths with")
+    _add_config_flags(p, ("data",))
     p.set_defaults(func=cmd_data)
 
     p = commands.add_parser("evaluate", help="metrics of a run on a labelled split")
-    p.add_argument("run_dir")
-    p.add_argument("--data", help="name or file (default: the run's training dataset)")
-    p.add_argument("--split", help="split to score (default: test, else validation)")
-    p.add_argument("--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--slice", action="append", default=[], metavar="NAME=REGEX",
-                   help="extra slice of texts matching REGEX (case-insensitive); repeatable")
-    p.add_argument("--target-accuracy", type=float,
-                   help="pick the review threshold reaching this accuracy on the run's "
-                        "validation split and save it as the run's default")
-    p.add_argument("--review-queue", metavar="FILE",
-                   help="write the examples below the review threshold, most uncertain "
-                        "first (.jsonl or .csv)")
-    p.add_argument("--behavioral", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the behavioural tests (default: on binary negative/positive runs)")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--data", help="name or file (default: the run's own dataset)")
+    _flag(p, "--split", choices=SPLITS,
+          help="split to score (default: test if the data has one, else the run's own "
+               "validation rows; never its training rows unless asked)")
+    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
+    _flag(p, "--text-column", help="text column of --data (default: guessed)")
+    _flag(p, "--label-column", help="label column of --data (default: guessed)")
+    _common(p, batch_size=True)
+    _flag(p, "--slice", action="append", default=[], metavar="NAME=REGEX",
+          help="extra slice of texts matching REGEX (case-insensitive); repeatable")
+    _flag(p, "--target-accuracy", type=float,
+          help="pick the review threshold reaching this accuracy on the run's validation "
+               "split and save it as the run's default")
+    _flag(p, "--review-queue", metavar="FILE",
+          help="write the examples below the review threshold, most uncertain first "
+               "(.jsonl or .csv)")
+    _flag(p, "--behavioral", action=argparse.BooleanOptionalAction, default=None,
+          help="run the behavioural tests (default: on binary negative/positive runs)")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("check", help="behavioural tests of a binary run")
-    p.add_argument("run_dir")
-    p.add_argument("--output", help="JSON file for the results "
-                                    "(default: RUN_DIR/check/behavioral.json)")
-    p.add_argument("--max-failure-rate", type=float,
-                   help="exit with status 1 when any test fails more often than this")
-    p.add_argument("--examples", type=int, default=5, help="failing cases kept per test")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--output", help="JSON file for the results "
+                              "(default: RUN_DIR/check/behavioral.json)")
+    _flag(p, "--max-failure-rate", type=float,
+          help="exit with status 1 when any test fails more often than this")
+    _flag(p, "--examples", type=int, default=5, help="failing cases kept per test")
+    _common(p, batch_size=True)
     p.set_defaults(func=cmd_check)
 
     p = commands.add_parser("predict", help="classify texts or a file")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     p.add_argument("texts", nargs="*", help="texts to classify")
-    p.add_argument("--input", help="CSV/TSV/JSONL/TXT file to score")
-    p.add_argument("--output", help="where to write results (.jsonl or .csv)")
-    p.add_argument("--text-column")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--review-threshold", type=float,
-                   help="flag predictions whose probability is below this (default: the run's)")
-    p.add_argument("--threshold", type=float,
-                   help="multi-label runs: one decision threshold for every label instead of "
-                        "the per-label ones tuned on validation")
-    p.add_argument("--backend", default="torch",
-                   help="torch, onnx or onnx-int8 (the last two after `sentitune export`)")
-    p.add_argument("--quiet", action="store_true")
+    _flag(p, "--input", help="file to score: CSV/TSV/JSON/JSONL/parquet/TXT (optionally .gz)")
+    _flag(p, "--output", help="where to write results (.jsonl or .csv)")
+    _flag(p, "--text-column", help="column to score (default: the run's training column "
+                                   "if present, else guessed)")
+    _flag(p, "--keep-columns", action=argparse.BooleanOptionalAction, default=True,
+          help="copy the input's other columns (e.g. an id) into the output")
+    _common(p, batch_size=True, quiet=True)
+    _flag(p, "--review-threshold", type=float,
+          help="flag predictions whose score is below this (default: the run's)")
+    _flag(p, "--threshold", type=float,
+          help="multi-label runs: one decision threshold for every label instead of the "
+               "per-label ones tuned on validation")
+    _flag(p, "--backend", default="torch", choices=BACKENDS,
+          help="inference engine; the onnx ones after `sentitune export`")
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
-    p.add_argument("run_dir")
-    p.add_argument("--host", help="address to bind (default: 127.0.0.1, local only)")
-    p.add_argument("--port", type=int, help="(default: 8000)")
-    p.add_argument("--workers", type=int, default=1, help="processes, each with its own model")
-    p.add_argument("--backend", default="torch", help="torch, onnx or onnx-int8")
-    p.add_argument("--api-key", help="require this key (X-API-Key or Bearer); "
-                                     "default: $SENTITUNE_API_KEY if set")
-    p.add_argument("--max-batch-size", type=int,
-                   help="most texts grouped into one forward pass (default: 32)")
-    p.add_argument("--max-wait-ms", type=float,
-                   help="longest a micro-batch waits for more requests (default: 5)")
-    p.add_argument("--no-batching", action="store_true", help="one forward pass per request")
-    p.add_argument("--review-threshold", type=float)
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--host", help="address to bind (default: 127.0.0.1, local only)")
+    _flag(p, "--port", type=int, help="TCP port (default: 8000)")
+    _flag(p, "--workers", type=int, default=1, help="processes, each with its own model")
+    _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine")
+    _flag(p, "--api-key", help="require this key (X-API-Key or Bearer); "
+                               "default: $SENTITUNE_API_KEY if set")
+    _flag(p, "--max-batch-size", type=int,
+          help="most texts grouped into one forward pass (default: 32)")
+    _flag(p, "--max-wait-ms", type=float,
+          help="longest a micro-batch waits for more requests (default: 5)")
+    _flag(p, "--batching", dest="micro_batching", action=argparse.BooleanOptionalAction,
+          default=None, help="group concurrent requests into one forward pass (default: on)")
+    _flag(p, "--review-threshold", type=float, help="default: the run's own")
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
-    p.add_argument("run_dir")
-    p.add_argument("--format", default="onnx", choices=["onnx"])
-    p.add_argument("--quantize", choices=["int8"], help="also write a dynamic int8 model")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("compare", help="full fine-tuning vs LoRA under identical settings")
-    p.add_argument("--runs", nargs="+", metavar="RUN_DIR",
-                   help="compare finished run directories instead of training new ones")
-    p.add_argument("--data", dest="dataset", help="built-in name, file or aclImdb/ folder")
-    p.add_argument("--config", help="preset or YAML file every run starts from")
-    p.add_argument("--methods", help="methods to compare (default: full,lora)")
-    p.add_argument("--seeds", help="seeds; each method runs on each (default: 42,43,44)")
-    p.add_argument("--lr-full", type=float,
-                   help="learning rate of full fine-tuning (default: the preset's, else 5e-5)")
-    p.add_argument("--lr-lora", type=float, help="learning rate of LoRA (default: 5e-4)")
-    p.add_argument("--output", help="folder for compare.* and runs/ (default: "
-                                     "runs/compare-DATA-MODEL)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="retrain runs already in OUTPUT/runs/ (default: reuse matching ones)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    _add_config_flags(p, skip=("dataset", "method", "learning_rate", "seed"))
+    _flag(p, "--runs", nargs="+", metavar="RUN_DIR",
+          help="compare finished run directories instead of training new ones")
+    _flag(p, "--config", help="preset or YAML file every run starts from")
+    _flag(p, "--methods", default="full,lora", help="methods to compare")
+    _flag(p, "--seeds", default="42,43,44", help="seeds; each method runs on each")
+    _flag(p, "--lr-full", type=float,
+          help="learning rate of full fine-tuning (default: the preset's, else 5e-5)")
+    _flag(p, "--lr-lora", type=float, help="learning rate of LoRA (default: 2e-3)")
+    _flag(p, "--output", help="folder for compare.* and runs/ (default: "
+                              "runs/compare-DATA-MODEL)")
+    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+          help="retrain runs already in OUTPUT/runs/ (default: reuse matching ones)")
+    _common(p, quiet=True)
+    _add_config_flags(p, skip=("method", "learning_rate", "seed"))
     p.set_defaults(func=cmd_compare)
 
     p = commands.add_parser("presets", help="list the YAML presets")
@@ -351,13 +377,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _boolean_flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in parser._actions if isinstance(action,
+            argparse.BooleanOptionalAction) for option in action.option_strings
+            if not option.startswith("--no-")}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse with flags and free texts in any order (argparse's intermixed parsing, per
+    verb, since it does not mix with subcommands)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.formatwarning = lambda message, *_a, **_k: f"warning: {message}\n"
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if not argv or argv[0] not in commands.choices:
+        return parser.parse_args(argv)  # --help, --version, or an error listing the verbs
+    sub = commands.choices[argv[0]]
+    rest = [ALIASES.get(arg, arg) for arg in _boolean_words(argv[1:], _boolean_flags(sub))]
+    args = sub.parse_intermixed_args(rest)
+    args.command = argv[0]
+    return args
+
+
+def _show_warning(message, *_args, **_kwargs) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
-        code = args.func(args)  # a command may return an exit status, e.g. failed checks
+        with warnings.catch_warnings():
+            # Each warning once, as one line on stderr; library deprecations are not the
+            # user's business.
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.showwarning = _show_warning
+            code = args.func(args)  # a command may return an exit status, e.g. failed checks
     except SentituneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """Typed, frozen configuration: what a run was asked to do.
 
 Three sections (data, model, training) with a help string on every field. The same
-dataclasses are filled from a YAML preset in `configs/`, then from command-line flags,
+dataclasses are filled from a YAML preset shipped in `sentitune/presets/`, then from
+command-line flags,
 and the resolved result is saved in every run directory, so a run can be repeated
 from its `config.yaml` alone.
 """
@@ -17,15 +18,21 @@ import yaml
 
 from sentitune.errors import SentituneError
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"  # package data: works installed
 TASKS = ("binary", "multiclass", "multilabel")
 METHODS = ("full", "lora")
+# LoRA trains ~0.3% of the weights and needs a far higher rate: at 5e-5 it stayed at chance
+# on 1,000 SST-2 sentences; 2e-3 matched full fine-tuning within seed noise
+# (benchmarks/results/compare-minilm-sst2-cpu).
+DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 2e-3}
 # The training settings that only --method lora reads.
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
 
 
-def _help(text: str, default: Any = None) -> Any:
-    return field(default=default, metadata={"help": text})
+def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A field with its help text (shown by `--help`; the CLI adds the default) and, for
+    an enumeration, its choices. A None default is described in the help text itself."""
+    return field(default=default, metadata={"help": text, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -35,18 +42,19 @@ class DataConfig:
         "file, or an aclImdb/ folder.",
         "sst2",
     )
-    text_column: str | None = _help("Column holding the text (default: guessed).")
-    label_column: str | None = _help("Column holding the label (default: guessed).")
+    text_column: str | None = _help("Column holding the text; none: guessed.")
+    label_column: str | None = _help("Column holding the label; none: guessed.")
     validation_data: str | None = _help(
-        "Separate validation file; default: the source's own split or a stratified hold-out."
+        "Separate validation file; none: the source's own split or a stratified hold-out."
     )
-    train_samples: int | None = _help("Seeded, stratified subset of training rows (None = all).")
-    val_samples: int | None = _help("Seeded, stratified subset of validation rows (None = all).")
+    train_samples: int | None = _help("Seeded, stratified subset of training rows; none: all.")
+    val_samples: int | None = _help("Seeded, stratified subset of validation rows; none: all.")
     val_fraction: float = _help(
         "Share of training rows held out when the source has no validation split.", 0.1
     )
     max_length: int = _help("Longest input in tokens; longer texts are truncated.", 128)
-    task: str | None = _help("binary, multiclass or multilabel (default: inferred).")
+    task: str | None = _help("The task; none: inferred from the labels.", None,
+                             ("binary", "multiclass", "multilabel"))
     clean_html: bool = _help("Strip HTML tags such as IMDb's <br /> and unescape entities.", True)
     drop_duplicates: bool = _help("Drop exact duplicate texts inside the training split.", False)
 
@@ -60,8 +68,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    method: str = _help("full (all weights) or lora (low-rank adapters via peft).", "full")
-    learning_rate: float = _help("Peak AdamW learning rate.", 5e-5)
+    method: str = _help("full (all weights) or lora (low-rank adapters via peft).", "full",
+                        ("full", "lora"))
+    learning_rate: float | None = _help(
+        "Peak AdamW learning rate; none: the method's default (full 5e-5, lora 2e-3).")
     batch_size: int = _help("Training batch size per step.", 32)
     eval_batch_size: int = _help("Batch size for validation.", 64)
     epochs: float = _help("Training epochs.", 3.0)
@@ -69,19 +79,21 @@ class TrainingConfig:
     warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
     gradient_accumulation: int = _help("Steps to accumulate before each optimizer update.", 1)
     seed: int = _help("Seed for data order, subsets, dropout and the new head.", 42)
-    patience: int | None = _help("Stop after this many epochs without improvement (None: off).")
-    metric: str | None = _help(
-        "Validation metric that picks the best epoch (default: f1 for binary, f1_macro else)."
-    )
+    patience: int | None = _help("Stop after this many epochs without improvement; none: off.")
+    metric: str = _help(
+        "Validation metric that picks the best epoch and early stopping. Macro-F1 by default: "
+        "a model that predicts one class cannot win it, unlike accuracy or positive-class F1.",
+        "f1_macro", ("f1_macro", "f1", "accuracy", "f1_weighted", "loss"))
     group_by_length: bool = _help("Batch texts of similar length together (less padding).", True)
     dynamic_padding: bool = _help("Pad each batch to its longest text, not to max_length.", True)
-    precision: str = _help("auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.", "auto")
+    precision: str = _help("auto: bf16/fp16 on GPU, fp32 on CPU.", "auto",
+                           ("auto", "fp32", "fp16", "bf16"))
     class_weights: str = _help("none, auto (inverse frequency) or a JSON file of weights.", "none")
     lora_r: int = _help("LoRA rank.", 8)
     lora_alpha: int = _help("LoRA scaling numerator (scale = alpha / r).", 16)
     lora_dropout: float = _help("Dropout on the LoRA branch.", 0.05)
     lora_targets: str | None = _help(
-        "Comma-separated module names, or all-linear (default: chosen per architecture)."
+        "Comma-separated module names, or all-linear; none: chosen per architecture."
     )
     merge_lora: bool = _help("Also save model/ with the adapter merged in (LoRA only).", True)
 
@@ -115,10 +127,17 @@ def section_of(name: str) -> str:
     return FIELD_SECTION[name]
 
 
+# Settings that may be None ("all rows", "guessed", "off"): None given for one of them
+# clears a preset's value; for any other setting None means "not given".
+OPTIONAL: frozenset[str] = frozenset(
+    f.name for cls in SECTIONS.values() for f in fields(cls) if "None" in str(f.type)
+)
+
+
 def _apply(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     by_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in overrides.items():
-        if value is not None:
+        if value is not None or section_of(key) and key in OPTIONAL:
             by_section[section_of(key)][key] = value
     return RunConfig(
         **{
@@ -133,7 +152,8 @@ def available_presets() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> RunConfig:
-    """Read a preset by name (configs/NAME.yaml) or a YAML file path, e.g. a run's config.yaml."""
+    """Read a preset by name (sentitune/presets/NAME.yaml) or a YAML file, e.g. a run's
+    config.yaml."""
     path = Path(name_or_path)
     if not path.is_file():
         path = PRESETS_DIR / f"{name_or_path}.yaml"
@@ -141,29 +161,47 @@ def load_preset(name_or_path: str) -> RunConfig:
         raise SentituneError(
             f"no preset or YAML file '{name_or_path}'; presets: {', '.join(available_presets())}"
         )
+    return from_dict(read_yaml(path), str(path))
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML mapping from `path`; anything else is a SentituneError naming the file."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SentituneError(f"{path} is not UTF-8 text; restore or rewrite it") from None
     except yaml.YAMLError as exc:
-        raise SentituneError(f"{path} is not valid YAML ({exc.__class__.__name__})") from exc
+        raise SentituneError(f"{path} is not valid YAML ({exc.__class__.__name__}); "
+                             "restore or rewrite it") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SentituneError(f"{path} must hold a mapping of sections, not a "
+                             f"{type(raw).__name__}; restore or rewrite it")
+    return raw
+
+
+def from_dict(raw: dict, source: str) -> RunConfig:
+    """A RunConfig from its sections (`data:`, `model:`, `training:`); other keys are facts
+    that a run directory saves beside the config and are ignored here."""
     flat: dict[str, Any] = {}
     for section in SECTIONS:
         values = raw.get(section) or {}
         if not isinstance(values, dict):
-            raise SentituneError(f"{path}: section '{section}' must be a mapping")
+            raise SentituneError(f"{source}: section '{section}' must be a mapping")
         for key, value in values.items():
             if section_of(key) != section:
-                raise SentituneError(f"{path}: '{key}' belongs in section '{section_of(key)}'")
+                raise SentituneError(f"{source}: '{key}' belongs in section '{section_of(key)}'")
             flat[key] = value
-    return validate(RunConfig().replace(**flat))
+    try:
+        return validate(RunConfig().replace(**flat))
+    except TypeError as exc:
+        raise SentituneError(f"{source}: {exc}") from None
 
 
 def validate(config: RunConfig) -> RunConfig:
     """Reject settings that cannot work, before any model or data is loaded."""
     d, t = config.data, config.training
-    if d.task is not None and d.task not in TASKS:
-        raise SentituneError(f"--task must be one of {', '.join(TASKS)}, not '{d.task}'")
-    if t.method not in METHODS:
-        raise SentituneError(f"--method must be full or lora, not '{t.method}'")
     positive = {
         "max_length": d.max_length,
         "batch_size": t.batch_size,
@@ -176,15 +214,27 @@ def validate(config: RunConfig) -> RunConfig:
     for name, value in positive.items():
         if value is not None and value <= 0:
             raise SentituneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    if t.learning_rate <= 0 or t.epochs <= 0:
+    if (t.learning_rate is not None and t.learning_rate <= 0) or t.epochs <= 0:
         raise SentituneError("--learning-rate and --epochs must be > 0")
     if not 0 < d.val_fraction < 1:
         raise SentituneError(f"--val-fraction must be between 0 and 1, got {d.val_fraction}")
     if not 0 <= t.warmup_ratio < 1:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
-    if t.precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise SentituneError(f"--precision must be auto, fp32, fp16 or bf16, not '{t.precision}'")
+    for section in (d, t):
+        for f in fields(section):
+            choices = f.metadata.get("choices")
+            value = getattr(section, f.name)
+            if choices and value is not None and value not in choices:
+                raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
+                                     f"{', '.join(choices)}, not '{value}'")
     return config
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """`config` with its method-dependent defaults filled in, as a run saves it."""
+    if config.training.learning_rate is not None:
+        return config
+    return config.replace(learning_rate=DEFAULT_LEARNING_RATES[config.training.method])
 
 
 def plain(value: Any) -> Any:
@@ -195,6 +245,23 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def save_config(config: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved config (plus facts such as the data fingerprint) as YAML."""
-    path.write_text(yaml.safe_dump(plain(config.to_dict() | (extra or {})), sort_keys=False))
+def config_yaml(config: RunConfig, facts: dict[str, Any] | None = None) -> str:
+    """The resolved config (plus facts such as the data fingerprint) as YAML text."""
+    return yaml.safe_dump(plain(config.to_dict() | (facts or {})), sort_keys=False)
+
+
+def make_config(config: RunConfig | str | Path | None = None, **settings: Any) -> RunConfig:
+    """A validated RunConfig from a RunConfig, a preset name or YAML file (or the defaults),
+    with flat `setting=value` overrides, as `sentitune train --config X --setting value`."""
+    if config is None:
+        base = RunConfig()
+    elif isinstance(config, RunConfig):
+        base = config
+    else:
+        base = load_preset(str(config))
+    return validate(base.replace(**settings))
+
+
+def presets() -> list[str]:
+    """The names of the presets shipped with sentitune (`--config NAME`)."""
+    return available_presets()

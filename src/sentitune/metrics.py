@@ -27,10 +27,6 @@ def multi_hot(label_lists: Sequence[Sequence[int]], n_labels: int) -> np.ndarray
     return out
 
 
-def default_metric(task: str) -> str:
-    return "f1" if task == "binary" else "f1_macro"
-
-
 def classification_metrics(
     y_true: np.ndarray,
     probs: np.ndarray,

@@ -11,13 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sentitune import rundir  # noqa: E402
+from sentitune import files  # noqa: E402
 
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write `fig` as a PNG atomically and free it: every figure of the project goes here."""
     path = Path(path)
-    with rundir.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -14,7 +14,6 @@ kernels), and runs never compete with each other for the CPU or GPU.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -27,24 +26,25 @@ from pathlib import Path
 import matplotlib.pyplot as plt  # sentitune.plots selects the file-only Agg backend
 import numpy as np
 
-from sentitune import rundir
+from sentitune import files
 from sentitune.config import (
+    DEFAULT_LEARNING_RATES,
     LORA_SETTINGS,
     METHODS,
     RunConfig,
     TrainingConfig,
-    load_preset,
+    make_config,
     plain,
     validate,
 )
 from sentitune.errors import SentituneError
 from sentitune.plots import save_figure
+from sentitune.run import Run
 
 # What may differ between compared runs: the method and the settings that belong to it.
 # Everything else (data, model, batch size, schedule, ..., library versions, device) must match.
 METHOD_SETTINGS = {"full": ("learning_rate",), "lora": ("learning_rate", *LORA_SETTINGS)}
 PER_RUN = {"method", "seed", *(name for names in METHOD_SETTINGS.values() for name in names)}
-DEFAULT_LORA_LEARNING_RATE = 5e-4  # LoRA's few parameters usually want ~10x full's rate
 LATENCY_TEXTS = 64
 LATENCY_BATCH_SIZES = (1, 32)
 LATENCY_REPEATS = 3
@@ -62,11 +62,15 @@ class CompareResult:
 class _Run:
     """What a finished run directory says about itself."""
 
-    path: Path
+    run: Run
     settings: dict  # flat: every config field plus device and library versions
     fingerprint: str
     metrics: dict
     history: list[dict]
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
 
     @property
     def method(self) -> str:
@@ -123,10 +127,37 @@ def plan_runs(base: RunConfig, methods: Sequence[str], seeds: Sequence[int],
     return plans
 
 
-def compare(base: RunConfig, output: str | Path, *, methods: Sequence[str] = METHODS,
-            seeds: Sequence[int] = (42, 43, 44),
-            learning_rates: Mapping[str, float] | None = None, overwrite: bool = False,
-            progress: bool = True) -> CompareResult:
+def compare(config: RunConfig | str | None = None, output: str | Path | None = None, *,
+            runs: Sequence[str | Path] | None = None,
+            methods: Sequence[str] | str = METHODS, seeds: Sequence[int] | str = (42, 43, 44),
+            lr_full: float | None = None, lr_lora: float | None = None,
+            overwrite: bool = False, progress: bool = True, **settings) -> CompareResult:
+    """`sentitune compare`: train each method on each seed from `config` (a RunConfig or
+    preset, with `settings` overrides) into OUTPUT/runs/ and compare them; or, with `runs`,
+    compare finished run directories as they are."""
+    if runs:
+        given = [name for name, value in (("config", config), ("lr_full", lr_full),
+                                          ("lr_lora", lr_lora), *settings.items())
+                 if value is not None]
+        if given:
+            flags = ", ".join(sorted("--data" if n == "dataset" else "--" + n.replace("_", "-")
+                                     for n in given))
+            raise SentituneError(f"--runs compares finished runs as they are; drop {flags}")
+        return compare_runs(runs, Path(output or "runs/compare"), progress=progress)
+    base = make_config(config, **settings)
+    output = Path(output or f"runs/compare-{Path(base.data.dataset).stem}-"
+                            f"{Path(base.model.model).name}")
+    rates = {m: r for m, r in (("full", lr_full), ("lora", lr_lora)) if r}
+    return train_and_compare(
+        base, output, methods=parse_methods(methods) if isinstance(methods, str) else methods,
+        seeds=parse_seeds(seeds) if isinstance(seeds, str) else seeds, learning_rates=rates,
+        overwrite=overwrite, progress=progress)
+
+
+def train_and_compare(base: RunConfig, output: Path, *, methods: Sequence[str] = METHODS,
+                      seeds: Sequence[int] = (42, 43, 44),
+                      learning_rates: Mapping[str, float] | None = None,
+                      overwrite: bool = False, progress: bool = True) -> CompareResult:
     """Train each method on each seed into OUTPUT/runs/, then compare them.
 
     A finished run with exactly the planned settings is reused, so an interrupted
@@ -135,14 +166,15 @@ def compare(base: RunConfig, output: str | Path, *, methods: Sequence[str] = MET
     output = Path(output)
     methods = parse_methods(",".join(methods))
     seeds = parse_seeds(",".join(str(s) for s in seeds))
-    rates = {"full": base.training.learning_rate, "lora": DEFAULT_LORA_LEARNING_RATE}
+    rates = dict(DEFAULT_LEARNING_RATES)
+    if base.training.learning_rate is not None:
+        rates["full"] = base.training.learning_rate
     rates |= dict(learning_rates or {})
     plans = plan_runs(base, methods, seeds, rates)
     for i, (name, config) in enumerate(plans.items(), 1):
         run_dir = output / "runs" / name
         if run_dir.exists() and not overwrite:
-            saved = rundir.read_yaml(run_dir / "config.yaml")
-            if _saved_settings(saved) != plain(config.to_dict()):
+            if plain(Run.open(run_dir).config.to_dict()) != plain(config.to_dict()):
                 raise SentituneError(f"{run_dir} exists with other settings; choose another "
                                      "--output or pass --overwrite")
             _say(progress, f"[{i}/{len(plans)}] {name}: reusing the finished run")
@@ -167,7 +199,7 @@ def _train_isolated(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
 def _train_metrics(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
     import warnings
 
-    from sentitune.train import train
+    from sentitune.training import train
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations, as the CLI
     return train(config, run_dir, overwrite=overwrite, progress=False).metrics
@@ -181,24 +213,15 @@ def _say(progress: bool, message: str) -> None:
 # ----------------------------------------------------------------- verifying
 
 
-def _saved_settings(saved: dict) -> dict:
-    """The config sections of a run's saved config.yaml."""
-    return {section: saved.get(section) for section in ("data", "model", "training")}
-
-
 def _read_run(path: Path) -> _Run:
-    path = rundir.check_run_dir(path)
-    saved = rundir.read_yaml(path / "config.yaml")
-    metrics = rundir.read_json(path / "metrics.json")
-    settings = {key: value for section in _saved_settings(saved).values()
-                for key, value in (section or {}).items()}
-    versions = saved.get("versions") or {}
-    settings |= {"device": metrics.get("device"), "torch": versions.get("torch"),
+    run = Run.open(path)
+    settings = {key: value for section in run.config.to_dict().values()
+                for key, value in section.items()}
+    versions = run.facts.get("versions") or {}
+    settings |= {"device": run.metrics.get("device"), "torch": versions.get("torch"),
                  "transformers": versions.get("transformers")}
-    with (path / "history.csv").open() as handle:
-        history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                   for row in csv.DictReader(handle)]
-    return _Run(path, settings, saved.get("data_fingerprint", ""), metrics, history)
+    history = [{k: v for k, v in row.items() if v is not None} for row in run.history()]
+    return _Run(run, settings, run.facts.get("data_fingerprint", ""), run.metrics, history)
 
 
 def check_comparable(runs: Sequence[_Run]) -> dict:
@@ -272,7 +295,7 @@ def measure_latency(runs: Sequence[_Run], texts: Sequence[str]) -> dict[Path, di
     each keeps its best pass: other work on a shared machine only ever adds time, and
     taking turns spreads what it adds over the methods alike.
     """
-    from sentitune.predict import Classifier
+    from sentitune.inference.classifier import Classifier
 
     found: dict[Path, dict[int, float]] = {run.path: {} for run in runs}
     for seed in sorted({run.seed for run in runs}):
@@ -293,10 +316,7 @@ def measure_latency(runs: Sequence[_Run], texts: Sequence[str]) -> dict[Path, di
 
 
 def _latency_texts(run: _Run) -> list[str]:
-    from sentitune.data import load_splits
-
-    splits = load_splits(load_preset(str(run.path / "config.yaml")).data, run.seed)
-    return list(splits.validation["text"][:LATENCY_TEXTS])
+    return list(run.run.rebuilt_splits().validation["text"][:LATENCY_TEXTS])
 
 
 def _summarise(group: list[_Run], latency: dict[Path, dict[int, float]], output: Path) -> dict:
@@ -369,9 +389,8 @@ def compare_runs(run_dirs: Sequence[str | Path], output: str | Path, *,
         "machine": _machine(),
     }
     report["tradeoffs"] = tradeoffs(report)
-    rundir.write_json(output / "compare.json", report)
-    with rundir.atomic_path(output / "compare.md") as tmp:
-        tmp.write_text(markdown(report))
+    files.write_json(output / "compare.json", report)
+    files.write_text(output / "compare.md", markdown(report))
     plot_comparison(report, runs, output / "compare.png")
     return CompareResult(output, report)
 

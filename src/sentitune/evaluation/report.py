@@ -6,7 +6,7 @@ embeds every PNG as a base64 data URI and escapes all text, so it can be mailed 
 attached to a ticket as one file. Any section whose metrics are missing is left out.
 
 Figures are saved through `plots.save_figure`, and every file is written atomically
-(`rundir.atomic_path`), like the rest of the project.
+(`files.atomic_path`), like the rest of the project.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from sentitune import rundir
+from sentitune import files
 from sentitune.plots import save_figure
 
 HEADLINE_KEYS = ("accuracy", "f1", "precision", "recall", "loss")
@@ -89,9 +89,11 @@ def plot_slice_accuracy(slice_metrics: dict[str, dict], path: str | os.PathLike)
     if "all" in slice_metrics:
         ax.axvline(slice_metrics["all"]["accuracy"], color="black", linestyle="--",
                    label=f"all ({slice_metrics['all']['accuracy']:.3f})")
-        ax.legend(loc="lower right")
+        # Below the axes: inside them the legend would cover a bar's value.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / fig.get_figheight()),
+                  frameon=False)
     ax.invert_yaxis()  # first slice on top
-    ax.set(xlim=(0, 1), xlabel="Accuracy", title="Accuracy by slice")
+    ax.set(xlim=(0, 1.1), xlabel="Accuracy", title="Accuracy by slice")
     return save_figure(fig, path)
 
 
@@ -238,12 +240,20 @@ def _behavioral_blocks(metrics: dict) -> list[Block]:
     return blocks
 
 
+ERROR_COLUMNS = ("kind", "text", "true_label", "label", "true_labels", "labels", "score",
+                 "slices")
+
+
 def _error_blocks(errors: list[dict] | None) -> list[Block]:
     """A table of misclassified examples (the first MAX_ERRORS)."""
     if not errors:
         return []
-    columns = list(dict.fromkeys(k for e in errors for k in e))
-    rows = [[_fmt(e.get(c), c) for c in columns] for e in errors[:MAX_ERRORS]]
+    columns = [c for c in ERROR_COLUMNS if any(c in e for e in errors)]
+
+    def cell(value: Any, column: str) -> str:
+        return _fmt(", ".join(value) if isinstance(value, list) else value, column)
+
+    rows = [[cell(e.get(c), c) for c in columns] for e in errors[:MAX_ERRORS]]
     shown = f"the first {MAX_ERRORS} of {len(errors)}" if len(errors) > MAX_ERRORS else "all"
     return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})."),
             ("table", columns, rows)]
@@ -260,11 +270,21 @@ FIGURE_SECTIONS = {
 }
 
 
+def _summary_blocks(summary: dict | None) -> list[Block]:
+    """What was evaluated: run, model, data, date."""
+    if not summary:
+        return []
+    return [("h2", "Run"),
+            ("table", ["", "Value"], [[k, _fmt(v, k)] for k, v in summary.items()])]
+
+
 def _report_blocks(
-    metrics: dict, figures: dict[str, Path], title: str, errors: list[dict] | None
+    metrics: dict, figures: dict[str, Path], title: str, summary: dict | None,
+    errors: list[dict] | None
 ) -> list[Block]:
     """The whole report as blocks, with each figure placed after its section."""
     sections = [
+        _summary_blocks(summary),
         _headline_blocks(metrics),
         _slice_blocks(metrics),
         _calibration_blocks(metrics),
@@ -358,19 +378,21 @@ def write_report(
     metrics: dict,
     figures: dict[str, Path],
     title: str,
+    summary: dict | None = None,
     errors: list[dict] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into `out_dir`.
 
     `figures` maps a name to a PNG; the known names (learning_curves, confusion_matrix,
     reliability, coverage_accuracy, slice_accuracy, error_lengths) are placed in their
-    sections. Returns both paths.
+    sections. `summary` (run, model, data, date) opens the report; `errors` are records
+    in the prediction schema with their truth. Returns both paths.
     """
     out_dir = Path(out_dir)
-    blocks = _report_blocks(metrics, figures, title, errors)
+    blocks = _report_blocks(metrics, figures, title, summary, errors)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     for path, text in ((md_path, _render_markdown(blocks, out_dir)),
                        (html_path, _render_html(blocks))):
-        with rundir.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     return md_path, html_path

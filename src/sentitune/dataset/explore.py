@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sentitune import rundir
-from sentitune.config import DataConfig
-from sentitune.data import Splits, load_splits
+from sentitune import files
+from sentitune.config import DataConfig, RunConfig, make_config
+from sentitune.dataset.splits import Splits, load_splits
 from sentitune.model import load_tokenizer, quiet_transformers
 from sentitune.plots import plot_lengths
 
@@ -20,6 +22,24 @@ def _class_balance(splits: Splits, split) -> dict[str, int]:
     else:
         counts = Counter(split["label"])
     return {name: int(counts.get(i, 0)) for i, name in enumerate(splits.labels)}
+
+
+@dataclass(frozen=True)
+class DataReport:
+    output: Path  # holds data_report.json and lengths.png
+    report: dict
+
+
+def data(dataset: str | None = None, *, config: RunConfig | str | None = None,
+         output: str | Path | None = None, model: str = "minilm", **settings: Any
+         ) -> DataReport:
+    """`sentitune data`: the report on `dataset` (or the preset's), with its data settings."""
+    if dataset is not None:
+        settings["dataset"] = dataset
+    run_config = make_config(config, **settings)
+    output = Path(output or f"runs/data-{Path(run_config.data.dataset).stem}")
+    report = data_report(run_config.data, model, output, run_config.training.seed)
+    return DataReport(output, report)
 
 
 def data_report(config: DataConfig, model: str, output: Path, seed: int = 42) -> dict:
@@ -48,5 +68,5 @@ def data_report(config: DataConfig, model: str, output: Path, seed: int = 42) ->
     report["notes"] = splits.notes
     output.mkdir(parents=True, exist_ok=True)
     plot_lengths(lengths, config.max_length, output / "lengths.png")
-    rundir.write_json(output / "data_report.json", report)
+    files.write_json(output / "data_report.json", report)
     return report

@@ -287,9 +287,8 @@ def slice_metrics(
     Labels are class indices, or multi-hot rows for multi-label (accuracy is then exact
     match and an error is an example with any label wrong).
     Starts with ``all`` (the whole set, for comparison); empty slices are left out.
-    Macro-F1 averages over the classes present in the slice (true or predicted), so on a
-    one-class slice such as ``class:positive`` accuracy (= that class's recall) is the
-    number to read.
+    Per-class slices (``class:NAME``) hold one true class, where macro-F1 means nothing:
+    they get ``f1_macro`` None, and their accuracy is that class's recall.
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
@@ -321,7 +320,8 @@ def slice_metrics(
         result[name] = {
             "count": len(idx),
             "accuracy": float(accuracy_score(t, p)),
-            "f1_macro": float(f1_score(t, p, average="macro", zero_division=0)),
+            "f1_macro": (None if name.startswith("class:")
+                         else float(f1_score(t, p, average="macro", zero_division=0))),
             "errors": int(wrong.sum()),
             "share": len(idx) / n,
         }

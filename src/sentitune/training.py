@@ -10,7 +10,7 @@ and a run directory that every later stage reads.
 from __future__ import annotations
 
 import copy
-import csv
+import json
 import math
 import threading
 import time
@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from sentitune import rundir
-from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, save_config, validate
-from sentitune.data import Splits, load_splits
+from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
+from sentitune.dataset.splits import Splits, load_splits
+from sentitune.decision import Decision, tune_label_thresholds
 from sentitune.errors import SentituneError
-from sentitune.metrics import classification_metrics, default_metric, multi_hot, probabilities
+from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.model import (
     apply_lora,
     check_max_length,
@@ -36,6 +36,7 @@ from sentitune.model import (
     quiet_transformers,
 )
 from sentitune.plots import plot_curves
+from sentitune.run import Run, versions
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def class_weights(splits: Splits, setting: str) -> np.ndarray | None:
     if not path.is_file():
         raise SentituneError(f"--class-weights must be none, auto or a JSON file; got '{setting}'")
     try:
-        weights = rundir.read_json(path)
+        weights = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise SentituneError(
             f"{path} is not JSON; give a list of {n} weights or an object label -> weight"
@@ -160,20 +161,10 @@ def _history(log_history: list[dict]) -> list[dict]:
         row = rows.setdefault(epoch, {"epoch": epoch})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
-        if "eval_loss" in entry:
-            row["val_loss"] = entry["eval_loss"]
-            row["val_accuracy"] = entry.get("eval_accuracy")
-            row["val_f1"] = entry.get("eval_f1")
-            row["val_f1_macro"] = entry.get("eval_f1_macro")
+        # Every validation metric (history.csv keeps the usual ones; any can pick the best).
+        row.update({"val_" + key.removeprefix("eval_"): value for key, value in entry.items()
+                    if key.startswith("eval_") and isinstance(value, float)})
     return [rows[k] for k in sorted(rows) if "val_loss" in rows[k]]
-
-
-def _write_history(history: list[dict], path: Path) -> None:
-    columns = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro"]
-    with rundir.atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
 
 
 class _PeakRss:
@@ -213,17 +204,24 @@ class _PeakRss:
         return self.peak_mb - self.start_mb
 
 
+def default_output(config: RunConfig) -> Path:
+    return Path("runs") / f"{Path(config.data.dataset).stem}-{Path(config.model.model).name}"
+
+
 def train(
-    config: RunConfig,
-    output: Path,
+    config: RunConfig | str | Path | None = None,
+    output: str | Path | None = None,
     *,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     on_data: Callable[[Splits], None] | None = None,
+    **overrides: Any,
 ) -> TrainResult:
-    """Fine-tune as `config` says and publish a complete run directory at `output`.
+    """Fine-tune and publish a complete run directory at `output` (default runs/DATA-MODEL).
 
+    `config` is a RunConfig, a preset name or a YAML file; `overrides` set single
+    fields (`learning_rate=1e-4`), as `sentitune train --config X --learning-rate 1e-4`.
     `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
     prints them, so an inferred task is visible before minutes of training.
     """
@@ -237,12 +235,12 @@ def train(
         set_seed,
     )
 
-    config = validate(config)
+    config = resolved(make_config(config, **overrides))
     settings, data_config = config.training, config.data
     _warn_unused_lora(settings)
     quiet_transformers()
-    output = Path(output)
-    if output.exists() and not overwrite:
+    output = Path(output) if output is not None else default_output(config)
+    if output.exists() and not overwrite:  # checked again when staging, after the data loads
         raise SentituneError(f"{output} already exists; choose another --output or --overwrite")
 
     splits = load_splits(data_config, settings.seed)
@@ -265,12 +263,10 @@ def train(
     val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task, n,
                        pad_to_max)
 
-    staging = rundir.prepare_staging(output, resume)
-    metric = settings.metric or default_metric(splits.task)
+    staging = Run.stage(output, resume=resume, overwrite=overwrite)
+    metric = settings.metric
 
     def compute_metrics(prediction) -> dict:
-        from sentitune.calibration import tune_label_thresholds
-
         logits = prediction.predictions
         probs = probabilities(np.asarray(logits, dtype=np.float64), splits.task)
         # Multi-label decisions use per-label thresholds tuned on validation (fit_decision):
@@ -283,7 +279,7 @@ def train(
         return {k: v for k, v in found.items() if isinstance(v, float)}
 
     args = TrainingArguments(
-        output_dir=str(staging / "checkpoints"),
+        output_dir=str(staging.checkpoints),
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.eval_batch_size,
@@ -323,7 +319,7 @@ def train(
 
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
-    checkpoints = staging / "checkpoints"
+    checkpoints = staging.checkpoints
     resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -346,28 +342,28 @@ def train(
     thresholds = decision.label_thresholds
     validation = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
                                         None if thresholds is None else np.asarray(thresholds))
+    _warn_if_not_learned(validation, splits.task, splits.labels, settings)
     history = _history(trainer.state.log_history)
     best_epoch = _best_epoch(history, metric)
 
-    _save_model(trainer.model, tokenizer, staging, settings)
-    rundir.write_json(staging / "labels.json", {"task": splits.task, "labels": splits.labels})
-    rundir.write_decision(staging, decision)
-    save_config(config, staging / "config.yaml", {
+    _save_model(trainer.model, tokenizer, staging.path, settings)
+    staging.write_labels(splits.task, splits.labels)
+    staging.write_decision(decision)
+    staging.write_config(config, {
         "data_fingerprint": splits.fingerprint(),
         "rows": {"train": len(splits.train), "validation": len(splits.validation)},
         "data_notes": splits.notes,
-        "versions": rundir.versions(),
+        "versions": versions(),
     })
-    _write_history(history, staging / "history.csv")
-    plot_curves(history, staging / "curves.png", title=f"{config.model.model} on "
+    staging.write_history(history)
+    plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
                 f"{Path(data_config.dataset).name}")
     tokens_seen = int(sum(train_set["length"])) * settings.epochs
     metrics = {
         "validation": validation,
+        "selection_metric": metric,
         "best_epoch": best_epoch,
         "epochs_run": len(history),
-        "task": splits.task,
-        "method": settings.method,
         "train_runtime_s": round(runtime, 3),
         "train_samples_per_s": round(outcome.metrics["train_samples_per_second"], 3),
         "train_tokens": tokens_seen,
@@ -377,30 +373,51 @@ def train(
         "calibration": calibration,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
-    rundir.write_json(staging / "metrics.json", metrics)
-    (staging / "README.md").write_text(model_card(config, splits, metrics))
-    rundir.publish(staging, output)
-    return TrainResult(output, metrics, trainer.model)
+    staging.write_metrics(metrics)
+    staging.write_card(model_card(config, splits, metrics))
+    run = staging.publish()
+    return TrainResult(run.path, metrics, trainer.model)
+
+
+# A run whose validation answers are this much one class, or whose accuracy is within this
+# of always answering the commonest class, has not learned: a wrong learning rate, mostly.
+ONE_CLASS_SHARE = 0.95
+CHANCE_MARGIN = 0.02
+
+
+def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
+                         settings: TrainingConfig) -> None:
+    if task == "multilabel":
+        return
+    matrix = np.asarray(validation["confusion_matrix"])
+    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
+    top = int(predicted.argmax())
+    if predicted[top] >= ONE_CLASS_SHARE:
+        problem = f"predicts '{labels[top]}' for {predicted[top]:.0%} of validation rows"
+    elif validation["accuracy"] <= true.max() + CHANCE_MARGIN:
+        problem = (f"is at chance: validation accuracy {validation['accuracy']:.3f} vs "
+                   f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
+    else:
+        return
+    warnings.warn(f"the model {problem}; it has not learned at learning rate "
+                  f"{settings.learning_rate:g} with --method {settings.method}: try another "
+                  "--learning-rate, more --epochs or more data", stacklevel=3)
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
-                 task: str) -> tuple[rundir.Decision, dict]:
+                 task: str) -> tuple[Decision, dict]:
     """Fit on validation how probabilities become decisions.
 
     Single-label: a temperature (Guo et al. 2017) folded into the model's head, so the
     saved model itself gives calibrated probabilities. Multi-label: one decision
     threshold per label, chosen to maximise that label's F1.
     """
-    from sentitune.calibration import (
-        expected_calibration_error,
-        fit_temperature,
-        tune_label_thresholds,
-    )
+    from sentitune.calibration import expected_calibration_error, fit_temperature
     from sentitune.model import scale_logits
 
     if task == "multilabel":
         thresholds = tune_label_thresholds(probabilities(logits, task), y_true)
-        return rundir.Decision(label_thresholds=[round(float(t), 6) for t in thresholds]), {}
+        return Decision(label_thresholds=[round(float(t), 6) for t in thresholds]), {}
     temperature = round(float(fit_temperature(logits, y_true)), 6)
     if not scale_logits(model, 1.0 / temperature):
         temperature = 1.0
@@ -411,7 +428,7 @@ def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
         "ece_after_temperature": expected_calibration_error(
             probabilities(logits / temperature, task), labels),
     }
-    return rundir.Decision(temperature=temperature), calibration
+    return Decision(temperature=temperature), calibration
 
 
 def _best_epoch(history: list[dict], metric: str) -> int | None:

@@ -40,7 +40,8 @@ PredictProba = Callable[[list[str]], np.ndarray]
 
 def _load(name: str) -> dict:
     """One JSON file from the package's ``checks/`` data directory."""
-    return json.loads(resources.files("sentitune").joinpath("checks", name).read_text("utf-8"))
+    checks = resources.files("sentitune.evaluation").joinpath("checks")
+    return json.loads(checks.joinpath(name).read_text("utf-8"))
 
 
 def positive_index(label_names: Sequence[str]) -> int:

@@ -31,7 +31,6 @@ binary prediction; multi-label runs fit no temperature, so both ECE values are e
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -41,28 +40,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sentitune import rundir
-from sentitune.behavioral import positive_index, run_behavioral_tests
-from sentitune.calibration import (
+from sentitune import files, schema
+from sentitune.calibration import expected_calibration_error, reliability_bins
+from sentitune.dataset.sources import available_splits
+from sentitune.dataset.splits import load_eval_split
+from sentitune.decision import (
+    accept_cut,
     coverage_accuracy_curve,
-    expected_calibration_error,
-    multilabel_uncertainty,
-    reliability_bins,
-    threshold_for_target_accuracy,
+    decide,
+    review_stats,
+    threshold_for_target,
 )
-from sentitune.data import load_eval_split, load_splits
 from sentitune.errors import SentituneError
-from sentitune.metrics import classification_metrics, multi_hot, probabilities
-from sentitune.plots import plot_confusion
-from sentitune.predict import Classifier, accept_cut
-from sentitune.report import (
+from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
+from sentitune.evaluation.report import (
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
     plot_slice_accuracy,
     write_report,
 )
-from sentitune.slices import Slice, assign_slices, slice_metrics, text_slices
+from sentitune.evaluation.slices import Slice, assign_slices, slice_metrics, text_slices
+from sentitune.inference.classifier import Classifier
+from sentitune.metrics import classification_metrics, multi_hot, probabilities
+from sentitune.plots import plot_confusion
+from sentitune.run import Run
 
 ECE_BINS = 15
 ERRORS_PER_KIND = 50  # confident mistakes, and uncertain correct answers, in errors.jsonl
@@ -90,8 +92,9 @@ class _Scores:
     probs: np.ndarray  # calibrated: the temperature is folded into the saved head
     y_true: np.ndarray  # class ids, or multi-hot rows for multi-label
     y_pred: np.ndarray
-    confidence: np.ndarray  # top probability, or multi-label margin to the nearest threshold
+    confidence: np.ndarray  # the prediction's `score` (sentitune.schema)
     correct: np.ndarray
+    truncated: list[bool]
 
 
 def parse_slice(spec: str) -> Slice:
@@ -113,22 +116,22 @@ def evaluate(
     label_column: str | None = None,
     batch_size: int = 64,
     classifier: Classifier | None = None,
-    extra_slices: Sequence[Slice] = (),
+    slices: Sequence[Slice | str] = (),
     target_accuracy: float | None = None,
     review_queue: str | Path | None = None,
     behavioral: bool | None = None,
 ) -> EvalResult:
-    """Evaluate `run_dir` on `data` (default: the dataset it was trained on).
+    """Evaluate a run on `data` (default: its own dataset; see `evaluation_rows`).
 
-    `extra_slices` add user slices; `target_accuracy` picks and saves the review threshold
-    (see the module docstring); `review_queue` (.jsonl or .csv) receives every example of
-    the evaluated split below the threshold, most uncertain first; `behavioral` runs the
-    behavioural tests (None: on binary runs with negative/positive labels).
+    `slices` add user slices (`Slice` objects or `NAME=REGEX` strings); `target_accuracy`
+    picks and saves the review threshold (see the module docstring); `review_queue` (.jsonl
+    or .csv) receives every example of the evaluated split below the threshold, most
+    uncertain first; `behavioral` runs the behavioural tests (None: on binary runs with
+    negative/positive labels).
     """
-    run_dir = rundir.check_run_dir(Path(run_dir))
-    run_metrics = rundir.read_json(run_dir / "metrics.json")  # fails early on a broken run
-    settings = _run_settings(run_dir)
-    task, labels = rundir.read_labels(run_dir)
+    run = classifier.run if classifier is not None else Run.open(run_dir)
+    task, labels = run.task, run.labels
+    extra_slices = [parse_slice(s) if isinstance(s, str) else s for s in slices]
     # Every option is checked before data or model load, so a typo costs nothing.
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise SentituneError(f"--target-accuracy must be in (0, 1], got {target_accuracy}")
@@ -137,33 +140,23 @@ def evaluate(
             f"--review-queue must end in .jsonl or .csv, not '{Path(review_queue).name}'")
     text_slices(extra_slices)  # bad names or regexes fail here
     if behavioral:
-        _require_behavioral(run_dir, task, labels, "--behavioral")
+        _require_behavioral(run, "--behavioral")
     skipped = None if behavioral else _why_no_behavioral(task, labels, behavioral)
 
-    data = data or settings["data"]["dataset"]
-    own_data = data == settings["data"]["dataset"]
-    frame, split = load_eval_split(
-        data, split, labels, task,
-        text_column or (settings["data"]["text_column"] if own_data else None),
-        label_column or (settings["data"]["label_column"] if own_data else None),
-        strip_html=settings["data"].get("clean_html", True),
-    )
-    if frame.empty:
-        raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
-    validation = _validation_split(run_dir, settings) if target_accuracy is not None else None
+    frame, data, split = evaluation_rows(run, data, split, text_column, label_column)
+    validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
 
-    classifier = classifier or Classifier.from_pretrained(run_dir)
+    classifier = classifier or Classifier.from_pretrained(run)
     texts = list(frame["text"])
-    scores, raw_logits = _score(classifier, texts, list(frame["label"]), task, batch_size)
+    scores, raw_logits = _score(classifier, texts, list(frame["label"]), batch_size)
     thresholds = classifier.decision.label_thresholds
     found = classification_metrics(scores.y_true, scores.probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
-    found |= {"data": data, "split": split, "method": run_metrics.get("method", "full")}
     if task == "binary":  # rows are the true class, columns the predicted one
         found["false_positives"] = found["confusion_matrix"][0][1]
         found["false_negatives"] = found["confusion_matrix"][1][0]
 
-    lengths = [len(ids) for ids in classifier.tokenizer(texts, truncation=False)["input_ids"]]
+    lengths = classifier.encoder.token_lengths(run.preprocess(texts))
     slice_lists = assign_slices(
         texts, lengths, classifier.max_length,
         None if task == "multilabel" else list(scores.y_true), labels, extra_slices)
@@ -174,7 +167,8 @@ def evaluate(
     threshold, review = _choose_threshold(classifier, scores, texts, validation,
                                           target_accuracy, batch_size)
     accepted = scores.confidence >= accept_cut(threshold, task)
-    found["review"] = {"threshold": threshold, **_review_stats(scores, threshold, task),
+    found["review"] = {"threshold": threshold,
+                       **review_stats(scores.confidence, scores.correct, threshold, task),
                        "queued": int((~accepted).sum()), **review}
 
     if skipped is None:
@@ -183,31 +177,62 @@ def evaluate(
     else:
         found["behavioral"] = {"skipped": skipped}
 
-    def example(i: int) -> dict:
-        return _example(texts[i], i, scores, labels, task, slice_lists[i])
+    def record(i: int) -> dict:
+        return _record(texts[i], i, scores, labels, task, threshold, slice_lists[i])
 
-    mistakes = [{"kind": "confident_mistake", **example(i)} for i in
+    mistakes = [{"kind": "confident_mistake", **record(i)} for i in
                 _by_confidence(scores, ~scores.correct, descending=True)[:ERRORS_PER_KIND]]
-    uncertain = [{"kind": "uncertain_correct", **example(i)}
+    uncertain = [{"kind": "uncertain_correct", **record(i)}
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
 
     # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
-    out_dir = Path(output) if output else run_dir / name
+    out_dir = Path(output) if output else run.path / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _figures(run_dir, out_dir, found, labels, scores, bins, lengths)
-    _write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
+    summary = {"run": str(run.path), "data": data, "split": split}
+    figures = _figures(run, out_dir, found, labels, scores, bins, lengths)
+    files.write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
     queue_path = None
     if review_queue is not None:
         queue_path = Path(review_queue)
-        queue = [example(i) for i in _by_confidence(scores, ~accepted)]
-        _write_records(queue_path, queue, columns=list(_flat(example(0))))
-    rundir.write_json(out_dir / "metrics.json", found)
-    shown = [{**e, "slices": ", ".join(e["slices"])} for e in mistakes]
-    write_report(out_dir, found, figures, f"{run_dir.name} on {data} ({split})", shown)
+        _write_records(queue_path, [record(i) for i in _by_confidence(scores, ~accepted)],
+                       columns=list(schema.flat_row(record(0))))
+    files.write_json(out_dir / "metrics.json", summary | found)
+    write_report(out_dir, found, figures, f"{run.path.name} on {data} ({split})",
+                 _report_summary(run, summary), mistakes)
     if target_accuracy is not None:
-        rundir.set_review_threshold(run_dir, threshold)
-    return EvalResult(out_dir, found, queue_path)
+        run.set_review_threshold(threshold)
+    return EvalResult(out_dir, summary | found, queue_path)
+
+
+def evaluation_rows(run: Run, data: str | None, split: str | None,
+                    text_column: str | None = None, label_column: str | None = None
+                    ) -> tuple[pd.DataFrame, str, str]:
+    """The labelled rows to evaluate on, and the data name and split they come from.
+
+    On the run's own dataset the default is its test split when it has one, else the
+    run's own validation rows (rebuilt exactly, fingerprint checked): never rows the model
+    trained on. Asking for `train` there works, with a warning. Another source defaults
+    to its test, else validation, else its only split.
+    """
+    settings = run.config.data
+    own = data is None or data == settings.dataset
+    data = data or settings.dataset
+    if own:
+        split = split or ("test" if "test" in available_splits(data) else "validation")
+        if split == "validation":
+            return run.rebuilt_splits().validation, data, split
+        if split == "train":
+            warnings.warn(f"evaluating on {data} (train): these rows include the ones "
+                          f"{run.path} was trained on, so the metrics are optimistic",
+                          stacklevel=3)
+        text_column = text_column or settings.text_column
+        label_column = label_column or settings.label_column
+    frame, split = load_eval_split(data, split, run.labels, run.task, text_column,
+                                   label_column, strip_html=settings.clean_html)
+    if frame.empty:
+        raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
+    return frame, data, split
 
 
 def check(
@@ -215,28 +240,28 @@ def check(
     output: str | Path | None = None,
     *,
     max_failure_rate: float | None = None,
-    max_examples: int = 5,
+    examples: int = 5,
     batch_size: int = 64,
     classifier: Classifier | None = None,
 ) -> CheckResult:
     """Run the behavioural tests on a binary run; write RUN_DIR/check/behavioral.json.
 
     A test fails the check when its failure rate is above `max_failure_rate` (no gate
-    when None); the names of those tests are in `failed`.
+    when None); the names of those tests are in `failed`. `examples` failing cases are
+    kept per test.
     """
-    run_dir = rundir.check_run_dir(Path(run_dir))
-    task, labels = rundir.read_labels(run_dir)
-    _require_behavioral(run_dir, task, labels, "sentitune check")
+    run = classifier.run if classifier is not None else Run.open(run_dir)
+    _require_behavioral(run, "sentitune check")
     if max_failure_rate is not None and not 0 <= max_failure_rate <= 1:
         raise SentituneError(f"--max-failure-rate must be in [0, 1], got {max_failure_rate}")
-    classifier = classifier or Classifier.from_pretrained(run_dir)
+    classifier = classifier or Classifier.from_pretrained(run)
     results = run_behavioral_tests(
-        lambda batch: classifier.predict_proba(batch, batch_size), labels, max_examples)
+        lambda batch: classifier.predict_proba(batch, batch_size), run.labels, examples)
     failed = [] if max_failure_rate is None else [
         t["name"] for t in results["tests"] if t["failure_rate"] > max_failure_rate]
     results |= {"max_failure_rate": max_failure_rate, "failed": failed}
-    out = Path(output) if output else run_dir / "check" / "behavioral.json"
-    rundir.write_json(out, results)
+    out = Path(output) if output else run.path / "check" / "behavioral.json"
+    files.write_json(out, results)
     return CheckResult(out, results, failed)
 
 
@@ -261,22 +286,22 @@ def check_summary(results: dict) -> list[str]:
 # ----------------------------------------------------------------- scoring
 
 
-def _score(classifier: Classifier, texts: list[str], labels: list, task: str,
+def _score(classifier: Classifier, texts: list[str], labels: list,
            batch_size: int) -> tuple[_Scores, np.ndarray]:
     """The classifier's answers on `texts`, and its raw logits (before the temperature)."""
-    logits, _ = classifier.logits(texts, batch_size)
+    task = classifier.task
+    logits, truncated = classifier.logits(texts, batch_size)
     logits = logits.astype(np.float64)  # as Classifier.predict does, so thresholds agree
     probs = probabilities(logits, task)
+    cuts = classifier.label_thresholds() if task == "multilabel" else None
+    y_pred, confidence = decide(probs, task, cuts)
     if task == "multilabel":
-        cuts = classifier.label_thresholds()
         y_true = multi_hot(labels, len(classifier.labels)).astype(int)
-        y_pred = (probs >= cuts).astype(int)
-        scores = _Scores(probs, y_true, y_pred, multilabel_uncertainty(probs, cuts),
-                         (y_true == y_pred).all(axis=1))
+        correct = (y_true == y_pred).all(axis=1)
     else:
         y_true = np.asarray(labels, dtype=int)
-        y_pred = probs.argmax(axis=1)
-        scores = _Scores(probs, y_true, y_pred, probs.max(axis=1), y_pred == y_true)
+        correct = y_pred == y_true
+    scores = _Scores(probs, y_true, y_pred, confidence, correct, truncated)
     return scores, logits * classifier.decision.temperature
 
 
@@ -308,9 +333,9 @@ def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
     task = classifier.task
     val_scores = (scores if list(validation["text"]) == texts else
                   _score(classifier, list(validation["text"]), list(validation["label"]),
-                         task, batch_size)[0])
-    threshold = _threshold_for_target(val_scores, target, task)
-    delivered = _review_stats(val_scores, threshold, task)
+                         batch_size)[0])
+    threshold = threshold_for_target(val_scores.confidence, val_scores.correct, target, task)
+    delivered = review_stats(val_scores.confidence, val_scores.correct, threshold, task)
     reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12
     if not reached:
         warnings.warn(f"no review threshold reaches accuracy {target} on the run's "
@@ -321,33 +346,6 @@ def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
                        **{f"validation_{key}": value for key, value in delivered.items()}}
 
 
-def _threshold_for_target(scores: _Scores, target: float, task: str) -> float:
-    """The review threshold whose accepted answers on `scores` reach `target` accuracy."""
-    cut = threshold_for_target_accuracy(scores.confidence, scores.correct, target)["threshold"]
-    if task != "multilabel":
-        return cut
-    # Predict accepts margins >= (1 - threshold) / 2, which float rounding puts near, not
-    # on, `cut`: nudge the threshold until that accepts the margins >= cut and no other.
-    below = scores.confidence[scores.confidence < cut]
-    floor = below.max() if len(below) else -np.inf
-    threshold = 1 - 2 * cut
-    while accept_cut(threshold, task) > cut:
-        threshold = float(np.nextafter(threshold, np.inf))
-    while accept_cut(threshold, task) <= floor:
-        threshold = float(np.nextafter(threshold, -np.inf))
-    return threshold
-
-
-def _review_stats(scores: _Scores, threshold: float, task: str) -> dict:
-    """Share of answers accepted under `threshold` and their accuracy (None if none)."""
-    accepted = scores.confidence >= accept_cut(threshold, task)
-    return {
-        "n": len(accepted),
-        "coverage": float(accepted.mean()),
-        "accuracy_accepted": float(scores.correct[accepted].mean()) if accepted.any() else None,
-    }
-
-
 def _by_confidence(scores: _Scores, mask: np.ndarray, descending: bool = False) -> np.ndarray:
     """Indices where `mask` holds, by confidence (lowest first unless `descending`)."""
     picked = np.flatnonzero(mask)
@@ -355,44 +353,21 @@ def _by_confidence(scores: _Scores, mask: np.ndarray, descending: bool = False) 
     return picked[np.argsort(key, kind="stable")]
 
 
-def _example(text: str, i: int, scores: _Scores, labels: list[str], task: str,
-             slices: list[str]) -> dict:
-    """One example as a record for errors.jsonl and the review queue."""
+def _record(text: str, i: int, scores: _Scores, labels: list[str], task: str,
+            review_threshold: float, slices: list[str]) -> dict:
+    """One example in the prediction schema, plus its truth and slices."""
+    record = schema.prediction(
+        text, labels, scores.probs[i], chosen=scores.y_pred[i], score=scores.confidence[i],
+        needs_review=scores.confidence[i] < accept_cut(review_threshold, task),
+        truncated=scores.truncated[i])
     if task == "multilabel":
-        return {
-            "text": text,
-            "label": [labels[j] for j in np.flatnonzero(scores.y_true[i])],
-            "predicted": [labels[j] for j in np.flatnonzero(scores.y_pred[i])],
-            "probabilities": {n: round(float(p), 6)
-                              for n, p in zip(labels, scores.probs[i], strict=True)},
-            "margin": float(scores.confidence[i]),
-            "slices": slices,
-        }
-    return {"text": text, "label": labels[scores.y_true[i]],
-            "predicted": labels[scores.y_pred[i]],
-            "probability": float(scores.confidence[i]), "slices": slices}
+        record["true_labels"] = [labels[j] for j in np.flatnonzero(scores.y_true[i])]
+    else:
+        record["true_label"] = labels[scores.y_true[i]]
+    return record | {"correct": bool(scores.correct[i]), "slices": slices}
 
 
 # ----------------------------------------------------------------- run data
-
-
-def _run_settings(run_dir: Path) -> dict:
-    return rundir.read_yaml(run_dir / "config.yaml")
-
-
-def _validation_split(run_dir: Path, settings: dict) -> pd.DataFrame:
-    """The exact validation rows the run was trained with, rebuilt from its config."""
-    from sentitune.config import load_preset
-
-    config = load_preset(str(run_dir / "config.yaml"))
-    splits = load_splits(config.data, config.training.seed)
-    saved = settings.get("data_fingerprint")
-    if saved and splits.fingerprint() != saved:
-        raise SentituneError(
-            f"{config.data.dataset} changed since {run_dir} was trained (data fingerprint "
-            "differs), so its validation split cannot be rebuilt for --target-accuracy; "
-            "restore the data or retrain")
-    return splits.validation
 
 
 def _why_no_behavioral(task: str, labels: list[str], behavioral: bool | None) -> str | None:
@@ -408,28 +383,45 @@ def _why_no_behavioral(task: str, labels: list[str], behavioral: bool | None) ->
     return None
 
 
-def _require_behavioral(run_dir: Path, task: str, labels: list[str], option: str) -> None:
-    if task != "binary":
+def _require_behavioral(run: Run, option: str) -> None:
+    if run.task != "binary":
         raise SentituneError(
-            f"{option} runs binary sentiment tests but {run_dir} is a {task} run "
-            f"({', '.join(labels)}); use it on a binary negative/positive run")
-    positive_index(labels)  # raises when the two labels are not negative/positive
+            f"{option} runs binary sentiment tests but {run.path} is a {run.task} run "
+            f"({', '.join(run.labels)}); use it on a binary negative/positive run")
+    positive_index(run.labels)  # raises when the two labels are not negative/positive
+
+
+def _report_summary(run: Run, summary: dict) -> dict:
+    """What the report's first table says about the run and the evaluation."""
+    from datetime import datetime, timezone
+
+    config = run.config
+    return {
+        "run": run.path.name,
+        "model": config.model.model,
+        "method": config.training.method,
+        "task": run.task,
+        "trained on": config.data.dataset,
+        "evaluated on": f"{summary['data']} ({summary['split']})",
+        "max length": config.data.max_length,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
 
 
 # ----------------------------------------------------------------- writing
 
 
-def _figures(run_dir: Path, out_dir: Path, found: dict, labels: list[str], scores: _Scores,
+def _figures(run: Run, out_dir: Path, found: dict, labels: list[str], scores: _Scores,
              bins: list[dict], lengths: list[int]) -> dict[str, Path]:
     """Every figure of the report as a PNG in `out_dir`, by report name."""
     figures = {}
-    if (run_dir / "curves.png").is_file():
-        with rundir.atomic_path(out_dir / "learning_curves.png") as tmp:
-            shutil.copyfile(run_dir / "curves.png", tmp)
+    if (run.path / "curves.png").is_file():
+        with files.atomic_path(out_dir / "learning_curves.png") as partial:
+            shutil.copyfile(run.path / "curves.png", partial)
         figures["learning_curves"] = out_dir / "learning_curves.png"
     if "confusion_matrix" in found:
-        rundir.write_json(out_dir / "confusion_matrix.json",
-                          {"labels": labels, "matrix": found["confusion_matrix"]})
+        files.write_json(out_dir / "confusion_matrix.json",
+                         {"labels": labels, "matrix": found["confusion_matrix"]})
         figures["confusion_matrix"] = plot_confusion(found["confusion_matrix"], labels,
                                                      out_dir / "confusion_matrix.png")
     figures["reliability"] = plot_reliability(bins, out_dir / "reliability.png")
@@ -447,27 +439,11 @@ def _figures(run_dir: Path, out_dir: Path, found: dict, labels: list[str], score
     return figures
 
 
-def _flat(record: dict) -> dict:
-    """A record as one CSV row: lists joined with |, probabilities as p_LABEL columns."""
-    row = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            row.update({f"p_{label}": p for label, p in value.items()})
-        else:
-            row[key] = "|".join(value) if isinstance(value, list) else value
-    return row
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with rundir.atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
-                       encoding="utf-8")
-
-
 def _write_records(path: Path, records: list[dict], columns: list[str]) -> None:
-    """Write `records` as JSONL or CSV (by suffix), atomically."""
+    """Write `records` as JSONL or CSV (by suffix, with `columns` even when empty)."""
     if path.suffix.lower() == ".jsonl":
-        _write_jsonl(path, records)
+        files.write_jsonl(path, records)
         return
-    with rundir.atomic_path(path) as tmp:
-        pd.DataFrame([_flat(r) for r in records], columns=columns).to_csv(tmp, index=False)
+    with files.atomic_path(path) as partial:
+        pd.DataFrame([schema.flat_row(r) for r in records], columns=columns).to_csv(
+            partial, index=False)

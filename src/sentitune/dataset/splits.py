@@ -1,0 +1,212 @@
+"""Splits: clean, label-encoded, seeded train/validation(/test) frames.
+
+Cleaning (`clean_text`) is the run's preprocessing: training, evaluation, predict, serve
+and the ONNX path all apply it, as the run's config says (`clean_html`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from sentitune.config import DataConfig
+from sentitune.dataset.labels import (
+    cell_labels,
+    check_multilabel_names,
+    encode_labels,
+    ids_to_names,
+    infer_task,
+    label_names_for,
+)
+from sentitune.dataset.sources import read_source
+from sentitune.errors import SentituneError
+
+
+@dataclass
+class Splits:
+    """Clean, labelled splits plus what was done to get there."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame | None
+    labels: list[str]
+    task: str
+    notes: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of the exact training and validation rows: two runs on the same data agree."""
+        digest = hashlib.sha256()
+        for frame in (self.train, self.validation):
+            for text, label in zip(frame["text"], frame["label"], strict=True):
+                digest.update(f"{text}\x1f{label}\x1e".encode())
+        return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- cleaning
+
+
+_TAG = re.compile(r"<[^>]{0,200}>")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str, strip_html: bool = True) -> str:
+    """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, squash spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    if strip_html:
+        text = html.unescape(_TAG.sub(" ", text))
+    return _SPACE.sub(" ", text).strip()
+
+
+# ---------------------------------------------------------------- cleaning and splitting
+
+
+def clean_frame(frame: pd.DataFrame, strip_html: bool, source: str) -> tuple[pd.DataFrame, int]:
+    """Clean texts and drop rows with a missing/blank text or label; error if none remain."""
+    before = len(frame)
+    frame = frame[frame["text"].notna() & frame["label"].notna()].copy()
+    frame["text"] = [clean_text(str(t), strip_html) for t in frame["text"]]
+    frame = frame[[len(text) > 0 for text in frame["text"]]].reset_index(drop=True)
+    if frame.empty:
+        raise SentituneError(f"{source}: no rows left after dropping empty texts and labels")
+    return frame, before - len(frame)
+
+
+def _stratify_key(frame: pd.DataFrame, task: str) -> pd.Series | None:
+    if task == "multilabel":
+        return None
+    counts = frame["label"].value_counts()
+    return frame["label"] if counts.min() >= 2 else None
+
+
+def subset(frame: pd.DataFrame, n: int | None, seed: int, task: str, what: str) -> pd.DataFrame:
+    """A seeded, stratified sample of n rows (all rows, shuffled, when n is None)."""
+    if n is None or n == len(frame):
+        return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    if n > len(frame):
+        raise SentituneError(
+            f"--{what}-samples {n} is larger than the {len(frame)} rows available; "
+            f"use at most {len(frame)}"
+        )
+    from sklearn.model_selection import train_test_split
+
+    try:
+        picked, _ = train_test_split(
+            frame, train_size=n, random_state=seed, stratify=_stratify_key(frame, task)
+        )
+    except ValueError:  # too few rows per class for stratification at this size
+        picked = frame.sample(n=n, random_state=seed)
+    return picked.reset_index(drop=True)
+
+
+def hold_out(frame: pd.DataFrame, fraction: float, seed: int, task: str):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train, val = train_test_split(
+            frame, test_size=fraction, random_state=seed, stratify=_stratify_key(frame, task)
+        )
+    except ValueError:
+        train, val = train_test_split(frame, test_size=fraction, random_state=seed)
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def overlap_count(a: pd.DataFrame, b: pd.DataFrame | None) -> int:
+    return 0 if b is None else len(set(a["text"]) & set(b["text"]))
+
+
+def load_splits(config: DataConfig, seed: int) -> Splits:
+    """Read, clean, label-encode and split a source as `config` asks."""
+    raw, names, multilabel_source = read_source(
+        config.dataset, config.text_column, config.label_column
+    )
+    if config.validation_data:
+        extra, _, _ = read_source(config.validation_data, config.text_column, config.label_column)
+        raw["validation"] = extra["train"]
+    notes: dict = {"text_column": raw["train"].attrs.get("text_column"), "dropped_rows": {}}
+    cleaned = {}
+    for split, frame in raw.items():
+        cleaned[split], notes["dropped_rows"][split] = clean_frame(
+            frame, config.clean_html, f"{config.dataset} ({split})"
+        )
+
+    all_labels = pd.concat([f["label"] for f in cleaned.values()], ignore_index=True)
+    task = config.task or infer_task(all_labels, multilabel_source)
+    if names is None:
+        names = label_names_for(
+            [x for cell in all_labels for x in cell_labels(cell, task, config.dataset)]
+        )
+        if task == "multilabel":
+            check_multilabel_names(names, config.dataset)
+    encoded = {
+        split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
+        for split, frame in cleaned.items()
+    }
+    train = encoded["train"]
+    _check_classes(train, names, task, config.dataset)
+
+    notes["duplicates_in_train"] = int(train["text"].duplicated().sum())
+    if config.drop_duplicates:
+        train = train.drop_duplicates("text").reset_index(drop=True)
+    if "validation" in encoded:
+        validation = encoded["validation"]
+    else:
+        train, validation = hold_out(train, config.val_fraction, seed, task)
+        notes["validation_from"] = f"{config.val_fraction:.0%} stratified hold-out of train"
+    train = subset(train, config.train_samples, seed, task, "train")
+    validation = subset(validation, config.val_samples, seed, task, "val")
+    test = encoded.get("test")
+    notes["train_validation_overlap"] = overlap_count(train, validation)
+    notes["train_test_overlap"] = overlap_count(train, test)
+    return Splits(train, validation, test, names, task, notes)
+
+
+def _check_classes(train: pd.DataFrame, names: list[str], task: str, source: str) -> None:
+    if task == "multilabel":
+        present = {i for ids in train["label"] for i in ids}
+    else:
+        present = set(train["label"])
+    if len(present) < 2:
+        only = ", ".join(names[i] for i in sorted(present)) or "none"
+        raise SentituneError(
+            f"{source}: only one class present in the training data ({only}); "
+            "a classifier needs at least two"
+        )
+    if task == "binary" and len(names) > 2:
+        raise SentituneError(
+            f"--task binary but {source} has {len(names)} classes ({', '.join(names)}); "
+            "use --task multiclass"
+        )
+
+
+def load_eval_split(
+    source: str,
+    split: str | None,
+    names: list[str],
+    task: str,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    strip_html: bool = True,
+) -> tuple[pd.DataFrame, str]:
+    """One split of a source, labels mapped onto a trained run's label names.
+
+    Default split: test when the source has one, else validation, else the file itself.
+    """
+    raw, source_names, _ = read_source(source, text_column, label_column)
+    if split is None:
+        split = next(s for s in ("test", "validation", "train") if s in raw)
+    if split not in raw:
+        raise SentituneError(f"{source} has no '{split}' split; it has: {', '.join(raw)}")
+    where = f"{source} ({split})"
+    frame, _ = clean_frame(raw[split], strip_html, where)
+    if source_names is not None and source_names != names:
+        # The source stores ids of its own label list: name them first, so a run whose
+        # labels are ordered differently (e.g. sorted names from a file) is scored against
+        # the right classes instead of the same ids.
+        frame["label"] = [ids_to_names(cell, source_names, task, where)
+                          for cell in frame["label"]]
+    return encode_labels(frame, names, task, where), split

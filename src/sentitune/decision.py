@@ -1,0 +1,214 @@
+"""Decisions: how a run turns probabilities into answers, and when a person should look.
+
+Every rule lives here, once, and every stage (training fits it, predict and serve apply
+it, evaluate chooses a review threshold with it) calls it:
+
+- single-label answers are the most probable class; multi-label answers are the labels at
+  or over their own decision threshold (tuned per label on validation);
+- the confidence of an answer is its top probability, or for multi-label the distance of
+  the label probability nearest its threshold;
+- an answer skips review when its confidence reaches `accept_cut(review_threshold)`;
+- `threshold_for_target` picks the lowest review threshold whose accepted validation
+  answers reach a target accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sentitune.errors import SentituneError
+
+DEFAULT_REVIEW_THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a run turns probabilities into answers; saved as decision.json."""
+
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    label_thresholds: list[float] | None = None  # multi-label: one per label
+    temperature: float = 1.0  # fitted on validation, already folded into the saved head
+
+
+def accept_cut(review_threshold: float, task: str) -> float:
+    """The confidence an answer needs to skip review: the top probability for single-label
+    tasks; for multi-label ones every label's distance from its decision threshold."""
+    return (1 - review_threshold) / 2 if task == "multilabel" else review_threshold
+
+
+def label_cuts(decision: Decision, n_labels: int, threshold: float | None = None) -> np.ndarray:
+    """Multi-label decision thresholds: the run's tuned ones, or `threshold` for all."""
+    if threshold is not None:
+        if not 0 < threshold < 1:
+            raise SentituneError(f"--threshold must be between 0 and 1, got {threshold}")
+        return np.full(n_labels, float(threshold))
+    return np.asarray(decision.label_thresholds or [0.5] * n_labels, dtype=float)
+
+
+def decide(probs: np.ndarray, task: str, cuts: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, confidence) for an (n, labels) probability matrix: class ids and top
+    probabilities, or for multi-label 0/1 rows and the margin to the nearest threshold."""
+    if task == "multilabel":
+        return (probs >= cuts).astype(int), multilabel_uncertainty(probs, cuts)
+    return probs.argmax(axis=1), probs.max(axis=1)
+
+
+def _accepted_stats(
+    confidence: np.ndarray, correct: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each distinct confidence t (descending): t, coverage and accuracy of conf >= t."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    if confidence.ndim != 1 or len(confidence) == 0 or confidence.shape != correct.shape:
+        raise SentituneError(
+            f"confidence and correct must be equal, non-empty 1-D arrays, got shapes "
+            f"{confidence.shape} and {correct.shape}"
+        )
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted = confidence[order]
+    hits = np.cumsum(correct[order])
+    # The last position of each run of equal confidences: accepting t accepts all ties.
+    last = np.flatnonzero(np.append(conf_sorted[1:] != conf_sorted[:-1], True))
+    accepted = last + 1
+    return conf_sorted[last], accepted / len(confidence), hits[last] / accepted
+
+
+def coverage_accuracy_curve(
+    confidence: np.ndarray, correct: np.ndarray, max_points: int = 101
+) -> list[dict[str, float]]:
+    """Accuracy on the accepted examples (confidence >= threshold) against their share.
+
+    One point per distinct confidence, from the strictest threshold to accepting all,
+    thinned to about `max_points` evenly spread points (the end points are kept).
+    """
+    thresholds, coverage, accuracy = _accepted_stats(confidence, correct)
+    keep = np.unique(np.linspace(0, len(thresholds) - 1, max_points).round().astype(int))
+    return [
+        {
+            "threshold": float(thresholds[i]),
+            "coverage": float(coverage[i]),
+            "accuracy": float(accuracy[i]),
+        }
+        for i in keep
+    ]
+
+
+def threshold_for_target_accuracy(
+    confidence: np.ndarray, correct: np.ndarray, target: float
+) -> dict[str, float | bool | None]:
+    """The lowest confidence threshold whose accepted set reaches `target` accuracy.
+
+    Examples with confidence >= threshold are accepted, the rest go to review; the lowest
+    such threshold accepts the most. The threshold is the lowest accepted confidence.
+    When no threshold reaches the target, ``reached`` is False and the threshold lies just
+    above the highest confidence: everything goes to review.
+    """
+    if not 0 < target <= 1:
+        raise SentituneError(f"target accuracy must be in (0, 1], got {target}")
+    thresholds, coverage, accuracy = _accepted_stats(confidence, correct)
+    # Small tolerance so a target of exactly 0.9 is met by 9/10 despite float rounding.
+    ok = np.flatnonzero(accuracy >= target - 1e-12)
+    if len(ok) == 0:
+        return {
+            "threshold": float(np.nextafter(thresholds[0], np.inf)),
+            "coverage": 0.0,
+            "accuracy_accepted": None,
+            "reached": False,
+        }
+    best = ok[-1]  # thresholds descend, so the last hit is the lowest threshold
+    return {
+        "threshold": float(thresholds[best]),
+        "coverage": float(coverage[best]),
+        "accuracy_accepted": float(accuracy[best]),
+        "reached": True,
+    }
+
+
+def _best_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The threshold (predict scores >= t) maximising F1; ties go to the one nearest 0.5.
+
+    Every split between consecutive distinct scores is a candidate; within its interval
+    the threshold is 0.5 when 0.5 lies inside, else the midpoint, for margin on new data.
+    """
+    values = np.unique(scores)  # ascending
+    n_pos = positive.sum()
+    # Predicting scores >= values[j]: how many are predicted, and how many of those are right.
+    order = np.argsort(scores, kind="stable")
+    pos_from_top = np.cumsum(positive[order][::-1])[::-1]  # positives at sorted index >= i
+    start = np.searchsorted(scores[order], values, side="left")
+    predicted = len(scores) - start
+    f1 = 2 * pos_from_top[start] / (predicted + n_pos)
+
+    lower = np.concatenate([[min(0.0, values[0])], values[:-1]])
+    inside = (lower < 0.5) & (values >= 0.5)
+    candidates = np.where(inside, 0.5, (lower + values) / 2)
+    best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def tune_label_thresholds(probs: np.ndarray, y_true: np.ndarray) -> np.ndarray:
+    """Per-label thresholds maximising each label's validation F1 (multi-label models).
+
+    `probs` are (n, L) sigmoid outputs and `y_true` the (n, L) 0/1 targets. Labels without
+    a positive example keep 0.5: there is no F1 to optimise.
+    """
+    probs = np.asarray(probs, dtype=float)
+    y_true = np.asarray(y_true).astype(bool)
+    if probs.ndim != 2 or probs.shape != y_true.shape or len(probs) == 0:
+        raise SentituneError(
+            f"probs and targets must be equal, non-empty (n, labels) arrays, got shapes "
+            f"{probs.shape} and {y_true.shape}"
+        )
+    return np.array(
+        [
+            _best_threshold(probs[:, j], y_true[:, j]) if y_true[:, j].any() else 0.5
+            for j in range(probs.shape[1])
+        ]
+    )
+
+
+def multilabel_uncertainty(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per example, the distance of the label probability closest to its threshold.
+
+    Small means at least one label decision is a near coin-flip: review those first.
+    """
+    probs = np.asarray(probs, dtype=float)
+    thresholds = np.asarray(thresholds, dtype=float)
+    if probs.ndim != 2 or thresholds.shape != (probs.shape[1],):
+        raise SentituneError(
+            f"need (n, labels) probabilities and one threshold per label, got shapes "
+            f"{probs.shape} and {thresholds.shape}"
+        )
+    return np.abs(probs - thresholds).min(axis=1)
+
+
+def threshold_for_target(confidence: np.ndarray, correct: np.ndarray, target: float,
+                         task: str) -> float:
+    """The review threshold whose accepted answers reach `target` accuracy (see
+    `threshold_for_target_accuracy`), expressed so that `accept_cut` reproduces it."""
+    cut = threshold_for_target_accuracy(confidence, correct, target)["threshold"]
+    if task != "multilabel":
+        return cut
+    # Predict accepts margins >= (1 - threshold) / 2, which float rounding puts near, not
+    # on, `cut`: nudge the threshold until that accepts the margins >= cut and no other.
+    below = confidence[confidence < cut]
+    floor = below.max() if len(below) else -np.inf
+    threshold = 1 - 2 * cut
+    while accept_cut(threshold, task) > cut:
+        threshold = float(np.nextafter(threshold, np.inf))
+    while accept_cut(threshold, task) <= floor:
+        threshold = float(np.nextafter(threshold, -np.inf))
+    return threshold
+
+
+def review_stats(confidence: np.ndarray, correct: np.ndarray, threshold: float,
+                 task: str) -> dict:
+    """Share of answers accepted under `threshold` and their accuracy (None if none)."""
+    accepted = confidence >= accept_cut(threshold, task)
+    return {
+        "n": len(accepted),
+        "coverage": float(accepted.mean()),
+        "accuracy_accepted": float(correct[accepted].mean()) if accepted.any() else None,
+    }

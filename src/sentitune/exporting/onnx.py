@@ -1,0 +1,155 @@
+"""Export a trained classifier to ONNX and run it with ONNX Runtime.
+
+The graph takes the tokenizer's own input names (`input_ids`, `attention_mask` and, for
+BERT-like models, `token_type_ids`) with dynamic batch and sequence axes, and returns raw
+`logits`: softmax/sigmoid stay in Python so the torch and ONNX paths share one
+post-processing. `onnx` and `onnxruntime` are optional (`sentitune[onnx]`) and are only
+imported when an export or a session is asked for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sentitune.errors import SentituneError
+
+ONNX_DIR = "onnx"  # inside a run directory, beside model/
+ONNX_NAME = "model.onnx"
+INT8_NAME = "model.int8.onnx"
+QUANTIZE_CHOICES = ("int8",)
+# fp32 ONNX Runtime and torch differ only by kernel summation order (~1e-6 on MiniLM-L6); a
+# wrongly traced branch (a frozen mask, dropout left on) is off by 0.1 or more. A thousandth
+# separates the two with room for deeper models.
+FP32_ATOL = 1e-3
+
+# Sentences of varied length: verification must cover padding and several sequence lengths.
+SAMPLE_TEXTS = (
+    "great",
+    "not good at all",
+    "the plot was thin but the acting carried the whole film to the end",
+    "i would not watch it again , although my friends seemed to enjoy every minute of it , "
+    "which i still do not understand after thinking about it for a week",
+)
+
+
+def load_for_export(model_dir: Path) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (model_dir / "config.json").is_file():
+        raise SentituneError(
+            f"{model_dir} is not a saved model (no config.json); pass the model/ folder of a run"
+        )
+    try:
+        # float32 whatever the saved dtype: the fp32 graph is the reference that int8 starts from.
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise SentituneError(
+            f"cannot load a classifier and tokenizer from {model_dir} ({first_line}); "
+            "pass the model/ folder of a finished run"
+        ) from error
+    return model.eval(), tokenizer
+
+
+def input_names_of(model: torch.nn.Module, tokenizer: Any) -> list[str]:
+    # A tokenizer can emit inputs the architecture does not take (a BERT tokenizer saved with a
+    # DistilBERT gives token_type_ids); the graph takes only what forward() accepts.
+    accepted = inspect.signature(model.forward).parameters
+    names = [name for name in tokenizer.model_input_names if name in accepted]
+    if "input_ids" not in names:
+        raise SentituneError(
+            f"the tokenizer's inputs {tokenizer.model_input_names} do not fit "
+            f"{type(model).__name__}; save the model with the tokenizer it was trained with"
+        )
+    return names
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Positional inputs in a fixed order and one tensor out, so ONNX names map one to one."""
+
+    def __init__(self, model: torch.nn.Module, input_names: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.input_names = tuple(input_names)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.input_names, inputs, strict=True))).logits
+
+
+def encode(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str]) -> dict[str, Any]:
+    encoded = tokenizer(list(texts), padding=True, truncation=True, return_tensors="np")
+    return {name: encoded[name].astype(np.int64) for name in input_names}
+
+
+def verification_batches(tokenizer: Any, input_names: Sequence[str]) -> list[dict[str, Any]]:
+    # Shapes differ from the export example (2 x short), so dynamic axes are exercised too.
+    return [
+        encode(tokenizer, SAMPLE_TEXTS, input_names),
+        encode(tokenizer, SAMPLE_TEXTS[-1:], input_names),
+        encode(tokenizer, SAMPLE_TEXTS[:1] * 3, input_names),
+    ]
+
+
+def torch_logits(model: torch.nn.Module, encoded: Mapping[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        inputs = {name: torch.from_numpy(array) for name, array in encoded.items()}
+        return model(**inputs).logits.numpy()
+
+
+def agreement(
+    reference_probs: np.ndarray, candidate_probs: np.ndarray, *, multi_label: bool = False
+) -> dict[str, Any]:
+    """How closely `candidate_probs` (e.g. int8 ONNX) follows `reference_probs` (torch).
+
+    `label_agreement` is the share of rows whose predicted label is the same: the argmax for
+    single-label tasks; for multi-label ones the whole set of labels at probability >= 0.5
+    must match, since a row with one label more or less is a different prediction.
+    """
+    reference = np.asarray(reference_probs, dtype=np.float64)
+    candidate = np.asarray(candidate_probs, dtype=np.float64)
+    if reference.shape != candidate.shape or reference.ndim != 2:
+        raise ValueError(
+            f"need two (n, num_labels) arrays, got {reference.shape} and {candidate.shape}"
+        )
+    if multi_label:
+        same = ((reference >= 0.5) == (candidate >= 0.5)).all(axis=1)
+    else:
+        same = reference.argmax(axis=1) == candidate.argmax(axis=1)
+    n = len(reference)
+    return {
+        "label_agreement": float(same.mean()) if n else 1.0,
+        "max_prob_diff": float(np.abs(reference - candidate).max()) if n else 0.0,
+        "n": n,
+    }
+
+
+def export_fp32(
+    model: torch.nn.Module, example: Mapping[str, np.ndarray], path: Path, opset: int
+) -> None:
+    input_names = list(example)
+    # A new Module starts in training mode, and the exporter restores the wrapper's mode
+    # afterwards, which would switch dropout on in `model` for the torch side of verification.
+    wrapper = _LogitsOnly(model, input_names).eval()
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about every Python-level shape check in transformers; the numeric
+        # verification after export is what tells whether a traced branch was wrong.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            tuple(torch.from_numpy(array) for array in example.values()),
+            str(path),
+            input_names=input_names,
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript and traces HF models fine
+        )

@@ -1,0 +1,133 @@
+"""Scoring a whole file: stream it in chunks, write one prediction per row.
+
+The text column is the one named, else the one the run was trained on (when the file has
+it), else the same guessing rule training uses. The file's other columns (an `id`, say)
+pass through to the output, so results join back to their rows; an input column whose
+name a prediction field also uses is written as `input_NAME`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sentitune import files, schema
+from sentitune.dataset.sources import TEXT_COLUMNS, iter_table, pick_column
+from sentitune.errors import SentituneError
+from sentitune.inference.classifier import Classifier
+
+OUTPUT_SUFFIXES = (".jsonl", ".csv")
+
+
+@dataclass(frozen=True)
+class FileScores:
+    """What `score_file` wrote."""
+
+    output: Path
+    texts: int  # predictions written
+    needs_review: int
+    truncated: int
+    empty: int  # rows skipped: no text
+    text_column: str
+
+
+def text_column_for(classifier: Classifier, columns: list[str], given: str | None) -> str:
+    """The column to score: given, else the run's training column if present, else guessed."""
+    if given is None:
+        trained = (classifier.run.config.data.text_column
+                   or classifier.run.facts.get("data_notes", {}).get("text_column"))
+        if trained in columns:
+            return trained
+    return pick_column(pd.DataFrame(columns=columns), given, TEXT_COLUMNS, "text", "the input")
+
+
+def score_file(classifier: Classifier, source: Path, target: Path, *,
+               text_column: str | None = None, keep_columns: bool = True,
+               batch_size: int = 64, review_threshold: float | None = None,
+               threshold: float | None = None, chunk_size: int = 2048,
+               progress: bool = True) -> FileScores:
+    """Score every text of `source` into `target` (.jsonl or .csv), written atomically."""
+    from tqdm.auto import tqdm
+
+    source, target = Path(source), Path(target)
+    if target.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise SentituneError(f"--output must end in .jsonl or .csv, not '{target.name}'")
+    if threshold is not None:
+        classifier.label_thresholds(threshold)  # a wrong --threshold fails before any reading
+    counts = {"texts": 0, "needs_review": 0, "truncated": 0, "empty": 0}
+    column = None
+    as_jsonl = target.suffix.lower() == ".jsonl"
+    # delay: a bar appears only for work that takes a while, never before an early error.
+    bar = tqdm(unit="texts", desc="predict", disable=not progress, delay=1.0)
+    with files.atomic_path(target) as partial, \
+            partial.open("w", newline="", encoding="utf-8") as out:
+        writer = None
+        for frame in iter_table(source, chunk_size):
+            if column is None:
+                column = text_column_for(classifier, [str(c) for c in frame.columns],
+                                         text_column)
+            texts = [t if isinstance(t, str) else "" for t in frame[column]]
+            kept = [i for i, text in enumerate(texts) if text.strip()]
+            counts["empty"] += len(texts) - len(kept)
+            results = classifier.predict([texts[i] for i in kept], batch_size=batch_size,
+                                         review_threshold=review_threshold, threshold=threshold)
+            extra = _passthrough(frame, column) if keep_columns else None
+            for i, result in zip(kept, results, strict=True):
+                counts["needs_review"] += result["needs_review"]
+                counts["truncated"] += result["truncated"]
+                record = ({**extra[i], **result} if extra else result)
+                if as_jsonl:
+                    out.write(json.dumps(record, ensure_ascii=False, default=files.jsonable)
+                              + "\n")
+                    continue
+                row = schema.flat_row(record)
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+            counts["texts"] += len(results)
+            bar.update(len(texts))
+    bar.close()
+    return FileScores(target, text_column=column or "", **counts)
+
+
+def _passthrough(frame: pd.DataFrame, text_column: str) -> list[dict] | None:
+    """The other columns of each row, renamed where a prediction field has their name."""
+    others = [c for c in frame.columns if str(c) != text_column]
+    if not others:
+        return None
+    renamed = frame[others].rename(
+        columns={c: f"input_{c}" for c in others if str(c) in schema.FIELDS})
+    renamed = renamed.astype(object).where(renamed.notna(), None)
+    return renamed.to_dict("records")
+
+
+def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None = None, *,
+            input: str | Path | None = None, output: str | Path | None = None,
+            text_column: str | None = None, keep_columns: bool = True, batch_size: int = 64,
+            review_threshold: float | None = None, threshold: float | None = None,
+            backend: str = "torch", progress: bool = True) -> list[dict] | FileScores:
+    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`."""
+    if texts is None and input is None:
+        raise SentituneError("give texts to classify or --input FILE")
+    if texts is not None and input is not None:
+        raise SentituneError("give texts or --input FILE, not both")
+    if input is not None and output is None:
+        raise SentituneError("--input needs --output FILE.jsonl or FILE.csv")
+    classifier = (run_dir if isinstance(run_dir, Classifier)
+                  else Classifier.from_pretrained(run_dir, backend=backend))
+    if input is not None:
+        return score_file(classifier, Path(input), Path(output), text_column=text_column,
+                          keep_columns=keep_columns, batch_size=batch_size,
+                          review_threshold=review_threshold, threshold=threshold,
+                          progress=progress)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not any(t.strip() for t in texts):
+        raise SentituneError("all given texts are empty; pass some words to classify")
+    return classifier.predict([t for t in texts if t.strip()], batch_size=batch_size,
+                              review_threshold=review_threshold, threshold=threshold)

@@ -1,0 +1,273 @@
+"""The run directory: the contract between training and every later stage.
+
+    RUN_DIR/
+      model/          save_pretrained: safetensors, config (label names), tokenizer
+      adapter/        LoRA runs only: the peft adapter with the trained head
+      onnx/           after `sentitune export`: model.onnx (and model.int8.onnx)
+      config.yaml     resolved RunConfig + facts: data fingerprint, rows, library versions
+      labels.json     {"task": ..., "labels": [...]}
+      decision.json   how probabilities become decisions (sentitune.decision.Decision)
+      history.csv     per epoch: train loss, validation loss, accuracy, F1
+      metrics.json    validation metrics, best epoch, runtime, parameters, memory
+      curves.png      loss and accuracy per epoch
+      README.md       model card
+
+Every stage reads and writes a run through `Run`; no other module parses these files.
+Each fact is stored once: the task and labels in labels.json, the method and every
+setting in config.yaml, measurements in metrics.json.
+
+A run is built in `RUN_DIR.partial/` and renamed into place only when complete, so a
+failed run never leaves a directory that looks finished. Checkpoints for `--resume`
+live in `RUN_DIR.partial/checkpoints/` until then.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import asdict, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sentitune import files
+from sentitune.config import RunConfig, config_yaml, from_dict, read_yaml
+from sentitune.decision import Decision
+from sentitune.errors import SentituneError
+
+REQUIRED = ("labels.json", "config.yaml", "metrics.json")
+ONNX_DIR = "onnx"
+ONNX_FILES = {False: "model.onnx", True: "model.int8.onnx"}
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
+
+
+class Run:
+    """A run directory, read and written through typed accessors.
+
+    `Run.open(path)` checks a finished run; `Run.stage(path)` starts one in
+    `path.partial/`, which `publish()` renames into place. Readers are cached: a Run is a
+    snapshot, open it again to see later changes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # ------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        """A finished run; a SentituneError says what is missing or damaged."""
+        path = Path(path)
+        if path.name.endswith(".partial"):
+            raise SentituneError(
+                f"{path} is an unfinished run; resume it with `sentitune train --resume "
+                f"--output {path.with_name(path.name.removesuffix('.partial'))}`")
+        if not path.is_dir():
+            raise SentituneError(f"{path} is not a directory; give a run made by "
+                                 "`sentitune train`")
+        missing = [name for name in REQUIRED if not (path / name).exists()]
+        if missing or not ((path / "model").is_dir() or (path / "adapter").is_dir()):
+            raise SentituneError(
+                f"{path} is not a sentitune run: missing {', '.join(missing) or 'model/'}; "
+                "train one with `sentitune train`")
+        run = cls(path)
+        run.config, run.task  # noqa: B018  (a damaged file fails here, not mid-way)
+        return run
+
+    @classmethod
+    def stage(cls, output: str | Path, *, resume: bool = False, overwrite: bool = False) -> Run:
+        """An empty (or, with `resume`, the interrupted) staging run for `output`."""
+        output = Path(output)
+        if output.exists() and not overwrite:
+            raise SentituneError(f"{output} already exists; choose another --output or "
+                                 "--overwrite")
+        staging = output.with_name(output.name + ".partial")
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
+        return cls(staging)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def publish(self) -> Run:
+        """Swap this finished staging run into place; returns the published run."""
+        if not self.path.name.endswith(".partial"):
+            raise ValueError(f"{self.path} is not a staging directory")
+        target = self.path.with_name(self.path.name.removesuffix(".partial"))
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        if target.exists():
+            trash = target.with_name(target.name + ".old")
+            shutil.rmtree(trash, ignore_errors=True)
+            target.rename(trash)
+            self.path.rename(target)
+            shutil.rmtree(trash)
+        else:
+            self.path.rename(target)
+        return Run(target)
+
+    # ------------------------------------------------------------- reading
+
+    def _json(self, name: str) -> Any:
+        path = self.path / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SentituneError(f"{path} is missing; retrain the run") from None
+        except (UnicodeDecodeError, ValueError):
+            raise SentituneError(f"{path} is damaged (not JSON); restore it or retrain the "
+                                 "run") from None
+
+    @cached_property
+    def _config_file(self) -> dict:
+        return read_yaml(self.path / "config.yaml")
+
+    @cached_property
+    def config(self) -> RunConfig:
+        """The resolved config the run was trained with."""
+        return from_dict(self._config_file, str(self.path / "config.yaml"))
+
+    @property
+    def facts(self) -> dict:
+        """What training recorded beside the config: data fingerprint, rows, data notes,
+        library versions."""
+        return {k: v for k, v in self._config_file.items() if k not in RunConfig().to_dict()}
+
+    @cached_property
+    def _labels_file(self) -> dict:
+        payload = self._json("labels.json")
+        if not (isinstance(payload, dict) and isinstance(payload.get("labels"), list)
+                and payload.get("task") in ("binary", "multiclass", "multilabel")):
+            raise SentituneError(f"{self.path / 'labels.json'} is damaged; restore it or "
+                                 "retrain the run")
+        return payload
+
+    @property
+    def task(self) -> str:
+        return self._labels_file["task"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels_file["labels"])
+
+    @cached_property
+    def decision(self) -> Decision:
+        path = self.path / "decision.json"
+        if not path.exists():
+            return Decision()
+        try:
+            return Decision(**self._json("decision.json"))
+        except TypeError:
+            raise SentituneError(f"{path} is damaged; restore it or retrain the run") from None
+
+    @cached_property
+    def metrics(self) -> dict:
+        return self._json("metrics.json")
+
+    def history(self) -> list[dict]:
+        with (self.path / "history.csv").open(newline="") as handle:
+            return [{k: float(v) if v not in ("", None) else None for k, v in row.items()}
+                    for row in csv.DictReader(handle)]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.path / ONNX_DIR
+
+    def onnx_path(self, *, int8: bool = False) -> Path:
+        """The exported graph; raises if `sentitune export` has not made it."""
+        path = self.onnx_dir / ONNX_FILES[int8]
+        if not path.is_file():
+            flag = " --quantize int8" if int8 else ""
+            raise SentituneError(f"{path} does not exist; run `sentitune export "
+                                 f"{self.path}{flag}` first")
+        return path
+
+    @property
+    def max_length(self) -> int:
+        return self.config.data.max_length
+
+    def preprocess(self, texts: list[str]) -> list[str]:
+        """The run's own text cleaning, exactly as training applied it."""
+        from sentitune.dataset.splits import clean_text
+
+        strip_html = self.config.data.clean_html
+        return [clean_text(text, strip_html) for text in texts]
+
+    def rebuilt_splits(self):
+        """The exact training and validation rows of the run, rebuilt from its config and
+        checked against the saved data fingerprint (a `Splits`)."""
+        from sentitune.dataset.splits import load_splits
+
+        config = self.config
+        splits = load_splits(config.data, config.training.seed)
+        saved = self.facts.get("data_fingerprint")
+        if saved and splits.fingerprint() != saved:
+            raise SentituneError(
+                f"{config.data.dataset} changed since {self.path} was trained (the data "
+                "fingerprint differs), so its validation split cannot be rebuilt; restore the "
+                "data or retrain")
+        return splits
+
+    # ------------------------------------------------------------- writing
+
+    def write_config(self, config: RunConfig, facts: dict[str, Any]) -> None:
+        files.write_text(self.path / "config.yaml", config_yaml(config, facts))
+        self.__dict__.pop("_config_file", None)
+        self.__dict__.pop("config", None)
+
+    def write_labels(self, task: str, labels: list[str]) -> None:
+        files.write_json(self.path / "labels.json", {"task": task, "labels": labels})
+        self.__dict__.pop("_labels_file", None)
+
+    def write_decision(self, decision: Decision) -> None:
+        files.write_json(self.path / "decision.json", asdict(decision))
+        self.__dict__["decision"] = decision
+
+    def set_review_threshold(self, threshold: float) -> Decision:
+        """Make `threshold` the run's default review threshold; the rest stays."""
+        decision = replace(self.decision, review_threshold=float(threshold))
+        self.write_decision(decision)
+        return decision
+
+    def write_metrics(self, metrics: dict) -> None:
+        files.write_json(self.path / "metrics.json", metrics)
+        self.__dict__["metrics"] = metrics
+
+    def write_history(self, history: list[dict]) -> None:
+        with files.atomic_path(self.path / "history.csv") as partial, \
+                partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(history)
+
+    def write_card(self, text: str) -> None:
+        files.write_text(self.path / "README.md", text)
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import torch
+    import transformers
+
+    from sentitune import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "transformers": str(transformers.__version__),
+        "sentitune": __version__,
+    }

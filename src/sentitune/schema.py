@@ -1,0 +1,80 @@
+"""The prediction schema: one definition for the Python API, predict's JSONL/CSV files,
+evaluate's errors and review queue, and the HTTP API.
+
+A prediction of a single-label run (binary or multi-class):
+
+    {"text", "label", "score", "probabilities", "needs_review", "truncated"}
+
+and of a multi-label run:
+
+    {"text", "labels", "score", "probabilities", "needs_review", "truncated"}
+
+`score` is always the confidence that `needs_review` is judged on: the probability of
+`label` (it equals `probabilities[label]`), or for multi-label runs the distance of the
+label probability nearest its decision threshold. Probabilities and scores are rounded to
+`DIGITS` decimals. Evaluation records add `true_label` (or `true_labels`), `correct` and
+`slices`. In CSV files lists are joined with `|` and `probabilities` become one
+`p_LABEL` column per label (`flat_row`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+DIGITS = 6
+FIELDS = ("text", "label", "labels", "score", "probabilities", "needs_review", "truncated")
+
+
+class SingleLabelPrediction(BaseModel):
+    text: str
+    label: str = Field(description="the most probable class")
+    score: float = Field(description="probability of `label` (= probabilities[label])")
+    probabilities: dict[str, float] = Field(description="every class's probability")
+    needs_review: bool = Field(description="score below the review threshold")
+    truncated: bool = Field(description="the text was cut to the model's max_length tokens")
+
+
+class MultiLabelPrediction(BaseModel):
+    text: str
+    labels: list[str] = Field(description="every label at or over its threshold; may be empty")
+    score: float = Field(description="distance of the label probability nearest its "
+                                     "decision threshold")
+    probabilities: dict[str, float] = Field(description="every label's probability")
+    needs_review: bool = Field(description="some label is too close to its threshold")
+    truncated: bool = Field(description="the text was cut to the model's max_length tokens")
+
+
+Prediction = SingleLabelPrediction | MultiLabelPrediction
+
+
+def prediction(text: str, labels: Sequence[str], probs: np.ndarray, *, chosen: Any,
+               score: float, needs_review: bool, truncated: bool) -> dict[str, Any]:
+    """One prediction record; `chosen` is a class id, or a 0/1 row for multi-label runs."""
+    record: dict[str, Any] = {"text": text}
+    if np.ndim(chosen) == 0:
+        record["label"] = labels[int(chosen)]
+    else:
+        record["labels"] = [name for name, on in zip(labels, chosen, strict=True) if on]
+    record["score"] = round(float(score), DIGITS)
+    record["probabilities"] = {name: round(float(p), DIGITS)
+                               for name, p in zip(labels, probs, strict=True)}
+    record["needs_review"] = bool(needs_review)
+    record["truncated"] = bool(truncated)
+    return record
+
+
+def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as one CSV row: lists joined with |, probabilities as p_LABEL columns."""
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "probabilities":
+            row.update({f"p_{label}": p for label, p in value.items()})
+        elif isinstance(value, list):
+            row[key] = "|".join(map(str, value))
+        else:
+            row[key] = value
+    return row

@@ -1,0 +1,13 @@
+"""HTTP serving: a FastAPI app around one loaded `Classifier`, plus a small web page.
+
+    settings   `ServeSettings`: address, batching, limits, API key
+    metrics    Prometheus counters and histograms
+    batching   the model's worker thread and the micro-batcher
+    models     request and response bodies (predictions: `sentitune.schema`)
+    app        `create_app` (the app factory), middleware, `serve`, `serve_in_thread`
+"""
+
+from sentitune.server.app import create_app, serve, serve_in_thread
+from sentitune.server.settings import API_KEY_ENV, ServeSettings
+
+__all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "serve", "serve_in_thread"]

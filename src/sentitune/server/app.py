@@ -1,0 +1,385 @@
+"""HTTP serving: a FastAPI app around one loaded `Classifier`, plus a small web page.
+
+    POST /predict        {"text": "..."}          -> one prediction
+    POST /predict/batch  {"texts": ["...", ...]}  -> {"predictions": [...]}, input order
+    GET  /health         liveness (always open)     GET /ready    model warmed up
+    GET  /info           model + serving settings   GET /metrics  Prometheus text format
+    GET  /               the web page               GET /docs     OpenAPI UI
+
+The model is called from one worker thread only (`Classifier.predict` wants its calls
+serialised), so the event loop never blocks on it. With micro-batching on, concurrent
+requests are grouped into one `predict` call; see `MicroBatcher` for when a batch closes.
+
+Bad input is always a 4xx with `{"detail": ...}`, never a 5xx:
+    400  body is not JSON (or not UTF-8)
+    401  API key missing or wrong (when one is set)
+    413  body over `max_body_bytes`, checked before parsing
+    422  wrong shape or types; a text empty, only whitespace, not valid Unicode, or over
+         `max_text_chars`; no texts, or more than `max_texts_per_request`. Per-field limits
+         are 422 rather than 413 so the answer can point at the offending field (`loc`).
+Texts longer than the model's `max_length` tokens are truncated, not refused; the
+prediction says `"truncated": true`.
+"""
+
+import hmac
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from sentitune.errors import SentituneError
+from sentitune.inference.classifier import Classifier
+from sentitune.run import Run
+from sentitune.schema import Prediction
+from sentitune.server.batching import MicroBatcher, ModelWorker
+from sentitune.server.metrics import ServeMetrics
+from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
+from sentitune.server.settings import ServeSettings
+
+# Carries the run directory and settings to `uvicorn --workers` processes, which import
+# the app by name and so cannot be handed Python objects.
+_WORKER_CONFIG_ENV = "SENTITUNE_SERVE_WORKER_CONFIG"
+_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+# Same-origin only: the page loads nothing from elsewhere and runs no inline script.
+_PAGE_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+# --- middleware ---------------------------------------------------------------------------
+
+ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+
+
+class BodyLimitMiddleware:
+    """413 for a body over `max_bytes`, decided before anything parses it.
+
+    A declared Content-Length over the limit is refused unread; otherwise the body is
+    counted as it streams in (chunked uploads declare nothing) and handed on whole.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # later calls wait for the disconnect, as usual
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
+        detail = f"request body over the {self.max_bytes} byte limit"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+class MetricsMiddleware:
+    """Counts every answer, the 401s and 413s included, with its latency."""
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        # Paths outside the app's routes share one label, so scanners cannot grow the
+        # metrics without bound.
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None  # stays None if the client left before an answer
+        start = time.perf_counter()
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            if status is not None:
+                endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
+                self.metrics.observe_request(endpoint, status, time.perf_counter() - start)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """400 for a body that is not JSON at all, 422 listing each bad field otherwise.
+
+    Unlike FastAPI's default answer this does not echo the offending input back, which
+    could be the whole body.
+    """
+    errors = exc.errors()
+    if errors and errors[0]["type"] == "json_invalid":
+        where = errors[0]["loc"][-1]
+        reason = errors[0].get("ctx", {}).get("error", "")
+        detail = f"request body is not valid JSON: {reason} at character {where}"
+        return JSONResponse({"detail": detail}, status_code=400)
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+def _asset(name: str) -> str:
+    return resources.files("sentitune.server").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _api_key_check(expected: str) -> Callable[..., Awaitable[None]]:
+    expected_bytes = expected.encode()
+
+    async def check(
+        header_key: str | None = Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        bearer: HTTPAuthorizationCredentials | None = Security(HTTPBearer(auto_error=False)),
+    ) -> None:
+        given = header_key or (bearer.credentials if bearer else None)
+        # compare_digest on bytes: constant time, and no TypeError for non-ASCII keys.
+        if given is None or not hmac.compare_digest(given.encode(), expected_bytes):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+def create_app(classifier: Classifier, settings: ServeSettings | None = None) -> FastAPI:
+    """The app serving an already loaded classifier; the model is never reloaded."""
+    settings = settings or ServeSettings()
+    metrics = ServeMetrics()
+    worker = ModelWorker(classifier, settings, metrics)
+    batcher = (
+        MicroBatcher(worker, settings.max_batch_size, settings.max_wait_ms)
+        if settings.micro_batching
+        else None
+    )
+    # Without micro-batching each request is its own call, still one at a time.
+    dispatch = batcher.predict if batcher is not None else worker.predict
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if batcher is not None:
+            batcher.start()
+        await worker.warm_up()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False
+            if batcher is not None:
+                await batcher.stop()
+            worker.close()
+
+    app = FastAPI(
+        title="sentitune",
+        summary=f"Sentiment classifier: {', '.join(classifier.labels)} ({classifier.task})",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    PredictRequest, BatchRequest = request_models(settings)
+    protected = [Depends(_api_key_check(settings.api_key))] if settings.api_key else []
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorResponse} for code in (400, 401, 413, 422)
+    }
+    page = _asset("index.html").replace(
+        "__API_KEY_REQUIRED__", "true" if settings.api_key else "false"
+    )
+
+    @app.post("/predict", response_model=Prediction, dependencies=protected, responses=errors)
+    async def predict(body: PredictRequest) -> dict[str, Any]:
+        """Classify one text."""
+        predictions = await dispatch([body.text])
+        metrics.observe_predictions(predictions)
+        return predictions[0]
+
+    @app.post(
+        "/predict/batch", response_model=BatchResponse, dependencies=protected, responses=errors
+    )
+    async def predict_batch(body: BatchRequest) -> dict[str, Any]:
+        """Classify several texts; predictions come back in input order."""
+        predictions = await dispatch(list(body.texts))
+        metrics.observe_predictions(predictions)
+        return {"predictions": predictions}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"model": ErrorResponse}})
+    async def ready() -> dict[str, str]:
+        """Readiness: the model is loaded and has answered its warm-up call."""
+        if not state["ready"]:
+            raise HTTPException(status_code=503, detail="model not ready")
+        return {"status": "ready"}
+
+    details = classifier.info()
+    serving = {k: v for k, v in asdict(settings).items() if k not in ("host", "port", "api_key")}
+    if settings.review_threshold is None:
+        serving["review_threshold"] = details["review_threshold"]
+    serving["api_key_required"] = settings.api_key is not None
+
+    @app.get("/info", response_model=InfoResponse, dependencies=protected, responses=errors)
+    async def info() -> dict[str, Any]:
+        """The model (name, labels, task, metrics) and the serving settings that matter."""
+        return {**details, "serving": serving}
+
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=protected, responses=errors)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, batch sizes, review share."""
+        return PlainTextResponse(
+            metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
+
+    for name, media_type in _ASSETS.items():
+        app.add_api_route(
+            f"/assets/{name}",
+            _asset_endpoint(_asset(name), media_type),
+            methods=["GET"],
+            include_in_schema=False,
+        )
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it also sees the 413s the body limit sends.
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        endpoints=frozenset(route.path for route in app.routes),
+    )
+    return app
+
+
+def _asset_endpoint(content: str, media_type: str) -> Callable[[], Awaitable[Response]]:
+    async def endpoint() -> Response:
+        return Response(content, media_type=media_type)
+
+    return endpoint
+
+
+# --- running it ---------------------------------------------------------------------------
+
+
+def serve(
+    run_dir: str | Path,
+    *,
+    backend: str = "torch",
+    workers: int = 1,
+    settings: ServeSettings | None = None,
+    **options: Any,
+) -> None:
+    """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
+    api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
+    give a whole `settings`. Several workers each load their own model copy."""
+    import uvicorn
+
+    settings = settings or ServeSettings(**options)
+    if workers < 1:
+        raise SentituneError("--workers must be at least 1")
+    if workers == 1:
+        app = create_app(Classifier.from_pretrained(run_dir, backend=backend), settings)
+        uvicorn.run(app, host=settings.host, port=settings.port)
+        return
+    # Fail here, once, rather than in every worker uvicorn would keep restarting.
+    Run.open(run_dir)
+    os.environ[_WORKER_CONFIG_ENV] = json.dumps(
+        {
+            "run_dir": str(run_dir),
+            "backend": backend,
+            "workers": workers,
+            "settings": asdict(settings),
+        }
+    )
+    uvicorn.run(
+        "sentitune.server.app:worker_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+    )
+
+
+def worker_app() -> FastAPI:
+    """App factory for one of `serve(workers=N)`'s processes."""
+    config = json.loads(os.environ[_WORKER_CONFIG_ENV])
+    if not config["backend"].startswith("onnx"):
+        import torch
+
+        # N processes each using every core would fight over them; share the cores out.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config["workers"]))
+    classifier = Classifier.from_pretrained(config["run_dir"], backend=config["backend"])
+    return create_app(classifier, ServeSettings(**config["settings"]))
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run `app` with uvicorn in a background thread; yields its base URL.
+
+    For tests and notebooks. Port 0 picks a free port; the socket is bound here first,
+    so the URL is known before the server starts and no other process can take it.
+    """
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise SentituneError("the server did not start; see the log above")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

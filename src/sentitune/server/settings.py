@@ -1,0 +1,41 @@
+"""How the server listens, batches and limits requests; the model is not part of it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sentitune.errors import SentituneError
+
+API_KEY_ENV = "SENTITUNE_API_KEY"
+
+
+def _api_key_from_env() -> str | None:
+    return os.environ.get(API_KEY_ENV) or None
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server listens, batches and limits requests; the model is not part of it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch_size: int = 32  # texts per `predict` call, also its internal batch size
+    max_wait_ms: float = 5.0  # longest a batch is held open for concurrent requests
+    max_texts_per_request: int = 256
+    max_text_chars: int = 100_000
+    max_body_bytes: int = 2 * 1024 * 1024
+    api_key: str | None = field(default_factory=_api_key_from_env, repr=False)
+    micro_batching: bool = True
+    review_threshold: float | None = None  # None: the run's own threshold
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise SentituneError(f"serve setting {name} must be at least 1")
+        if self.max_wait_ms < 0:
+            raise SentituneError("serve setting max_wait_ms must not be negative")
+        if self.review_threshold is not None and not 0 <= self.review_threshold <= 1:
+            raise SentituneError("review threshold must be between 0 and 1")
+        if not 0 <= self.port <= 65535:
+            raise SentituneError(f"port {self.port} is not a TCP port (0-65535)")
