@@ -183,11 +183,11 @@ def test_lora_bad_input(capsys, tmp_path, tiny_bert, sentiment_csv, extra, messa
 def test_lora_options_with_full_method_warn(capsys, tmp_path, tiny_bert, sentiment_csv):
     from conftest import run_cli
 
-    with pytest.warns(UserWarning, match="--lora-r, --lora-targets ignored: --method is full"):
-        code, _, _ = run_cli(capsys, "train", "--dataset", str(sentiment_csv), "--model",
-                             str(tiny_bert), "--lora-r", "4", "--lora-targets", "key",
-                             "--epochs", "1", "--output", str(tmp_path / "run"), "--quiet")
+    code, _, err = run_cli(capsys, "train", "--data", str(sentiment_csv), "--model",
+                           str(tiny_bert), "--lora-r", "4", "--lora-targets", "key",
+                           "--epochs", "1", "--output", str(tmp_path / "run"), "--quiet")
     assert code == 0
+    assert "warning: --lora-r, --lora-targets ignored: --method is full" in err
     assert not (tmp_path / "run" / "adapter").exists()
 
 
