@@ -109,3 +109,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             partial.rename(path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def follow_umask(folder: str | os.PathLike) -> None:
+    """Give every file under `folder` the permissions a new file gets: libraries that save
+    through private temporary files (safetensors does) leave them 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sentitune import files
 from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
 from sentitune.dataset.splits import Splits, load_splits
 from sentitune.decision import Decision, tune_label_thresholds
@@ -347,6 +348,7 @@ def train(
     best_epoch = _best_epoch(history, metric)
 
     _save_model(trainer.model, tokenizer, staging.path, settings)
+    files.follow_umask(staging.path)
     staging.write_labels(splits.task, splits.labels)
     staging.write_decision(decision)
     staging.write_config(config, {
