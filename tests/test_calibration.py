@@ -153,10 +153,23 @@ def test_label_thresholds_beat_half():
 def test_label_threshold_ties_prefer_half():
     # Any threshold in (0.2, 0.8] separates perfectly; 0.5 lies inside, so 0.5 it is.
     probs = np.array([[0.1], [0.2], [0.8], [0.9]])
-    assert tune_label_thresholds(probs, np.array([[0], [0], [1], [1]]))[0] == 0.5
+    truth = np.array([[0], [0], [1], [1]])
+    assert tune_label_thresholds(probs, truth, min_support=1)[0] == 0.5
     # Perfect split only in (0.6, 0.7]: the midpoint, not the edge.
     probs = np.array([[0.55], [0.6], [0.7], [0.9]])
-    assert tune_label_thresholds(probs, np.array([[0], [0], [1], [1]]))[0] == pytest.approx(0.65)
+    assert tune_label_thresholds(probs, truth, min_support=1)[0] == pytest.approx(0.65)
+    # Two positives are too few to tune on by default: the 0.5 fallback.
+    assert tune_label_thresholds(probs, truth)[0] == 0.5
+
+
+def test_rare_labels_keep_the_fallback_threshold():
+    rng = np.random.default_rng(0)
+    targets = np.zeros((400, 2), dtype=int)
+    targets[:9, 0] = 1  # 9 positives: below MIN_THRESHOLD_SUPPORT
+    targets[:40, 1] = 1
+    probs = np.clip(0.2 + 0.2 * targets + rng.normal(0, 0.05, targets.shape), 0, 1)
+    thresholds = tune_label_thresholds(probs, targets)
+    assert thresholds[0] == 0.5 and thresholds[1] < 0.45
 
 
 def test_multilabel_uncertainty():

@@ -77,7 +77,7 @@ def softmax_with_temperature(logits: np.ndarray, temperature: float = 1.0) -> np
     return softmax(np.asarray(logits, dtype=float) / temperature, axis=1)
 
 
-def _nll(logits: np.ndarray, y_true: np.ndarray, temperature: float) -> float:
+def nll(logits: np.ndarray, y_true: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of softmax(logits / temperature)."""
     log_probs = log_softmax(logits / temperature, axis=1)
     return float(-log_probs[np.arange(len(y_true)), y_true].mean())
@@ -91,7 +91,7 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     """
     logits, y_true = _probs_and_labels(logits, y_true)
     result = minimize_scalar(
-        lambda log_t: _nll(logits, y_true, float(np.exp(log_t))),
+        lambda log_t: nll(logits, y_true, float(np.exp(log_t))),
         bounds=(np.log(T_MIN), np.log(T_MAX)),
         method="bounded",
         options={"xatol": 1e-5},

@@ -120,6 +120,8 @@ def _fmt(value: Any, key: str = "") -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key == "support" and isinstance(value, float | np.floating) and value.is_integer():
+        return str(int(value))  # a count, though scikit-learn reports it as a float
     if isinstance(value, float | np.floating):
         return f"{100 * value:.1f}%" if key in PERCENT_KEYS else f"{value:.4f}"
     text = " ".join(str(value).split())  # one line, for table cells
