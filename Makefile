@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench clean wheel-check
 
 $(BIN)/sentitune: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The package as users install it: wheel, fresh venv, presets and a tiny training elsewhere.
+wheel-check:
+	bash ci/wheel_check.sh
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
