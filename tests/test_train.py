@@ -14,6 +14,7 @@ from sentitune.dataset import load_splits
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier, length_batches
 from sentitune.metrics import classification_metrics
+from sentitune.run import Run
 from sentitune.training import train
 
 RUN_FILES = ["model/config.json", "model/model.safetensors", "model/tokenizer.json",
@@ -26,8 +27,14 @@ def test_run_directory_holds_the_contract(tiny_run_dir):
         assert (tiny_run_dir / name).is_file(), name
     assert not (tiny_run_dir / "checkpoints").exists()
     metrics = json.loads((tiny_run_dir / "metrics.json").read_text())
-    for key in ("accuracy", "f1", "precision", "recall", "loss"):
-        assert 0 <= metrics["validation"][key] <= max(1.0, metrics["validation"]["loss"])
+    for key in ("accuracy", "f1", "f1_macro", "precision", "recall"):
+        assert 0 <= metrics["validation"][key] <= 1, key
+    assert metrics["validation"]["loss"] > 0
+    assert metrics["selection_metric"] == "f1_macro"
+    assert "task" not in metrics and "method" not in metrics  # stored once, elsewhere
+    history = Run.open(tiny_run_dir).history()
+    best = max(history, key=lambda row: row["val_f1_macro"])
+    assert metrics["best_epoch"] == best["epoch"]
     assert metrics["best_epoch"] in (1, 2, 3)
     assert metrics["train_runtime_s"] > 0 and metrics["train_samples_per_s"] > 0
     with open(tiny_run_dir / "history.csv") as handle:
