@@ -28,10 +28,11 @@ from infer_speed import load_texts
 
 import sentitune.exporting.int8 as int8
 from sentitune.dataset import load_eval_split
-from sentitune.exporting.onnx import INT8_NAME, agreement
+from sentitune.exporting.onnx import agreement
 from sentitune.exporting.run_export import export_onnx
 from sentitune.inference.backends import OnnxBackend
 from sentitune.inference.classifier import Classifier
+from sentitune.run import INT8_NAME
 
 
 def measure(clf: Classifier, onnx_file: Path, texts: list[str], reference: np.ndarray) -> dict:

@@ -36,7 +36,7 @@ def test_every_verb_is_a_function_with_the_cli_options():
             dest = action.dest
             if dest in ("help", "run_dir", "dataset_positional") or action.help == "==SUPPRESS==":
                 continue
-            renamed = {"quiet": "progress", "slice": "slices", "micro_batching": "micro_batching"}
+            renamed = {"quiet": "progress", "slice": "slices"}
             name = renamed.get(dest, dest)
             assert name in params or (takes_settings and (name in settings or verb == "serve")), \
                 (verb, dest)

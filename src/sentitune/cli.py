@@ -252,8 +252,9 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sentitune.exporting.onnx import QUANTIZE_CHOICES
+    # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
+    from sentitune.run import QUANTIZE_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="sentitune",
@@ -383,6 +384,12 @@ def _boolean_flags(parser: argparse.ArgumentParser) -> set[str]:
             if not option.startswith("--no-")}
 
 
+def _alias(arg: str) -> str:
+    """An older flag spelling (`--dataset x`, `--dataset=x`) as today's."""
+    name, eq, value = arg.partition("=")
+    return ALIASES.get(name, name) + eq + value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse with flags and free texts in any order (argparse's intermixed parsing, per
     verb, since it does not mix with subcommands)."""
@@ -391,7 +398,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if not argv or argv[0] not in commands.choices:
         return parser.parse_args(argv)  # --help, --version, or an error listing the verbs
     sub = commands.choices[argv[0]]
-    rest = [ALIASES.get(arg, arg) for arg in _boolean_words(argv[1:], _boolean_flags(sub))]
+    rest = [_alias(arg) for arg in _boolean_words(argv[1:], _boolean_flags(sub))]
     args = sub.parse_intermixed_args(rest)
     args.command = argv[0]
     return args

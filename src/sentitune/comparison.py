@@ -64,13 +64,19 @@ class _Run:
 
     run: Run
     settings: dict  # flat: every config field plus device and library versions
-    fingerprint: str
-    metrics: dict
     history: list[dict]
 
     @property
     def path(self) -> Path:
         return self.run.path
+
+    @property
+    def fingerprint(self) -> str:
+        return self.run.facts.get("data_fingerprint", "")
+
+    @property
+    def metrics(self) -> dict:
+        return self.run.metrics
 
     @property
     def method(self) -> str:
@@ -84,8 +90,14 @@ class _Run:
 # ----------------------------------------------------------------- planning and training
 
 
-def parse_methods(text: str) -> tuple[str, ...]:
-    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+def _items(value: str | Sequence) -> list[str]:
+    """`--methods full,lora` and `methods=("full", "lora")` alike, as strings."""
+    return (value.split(",") if isinstance(value, str) else [str(v) for v in value])
+
+
+def parse_methods(value: str | Sequence[str]) -> tuple[str, ...]:
+    text = ",".join(_items(value))
+    methods = tuple(m.strip() for m in _items(value) if m.strip())
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SentituneError(f"--methods: unknown method(s) {', '.join(unknown)}; use "
@@ -96,9 +108,10 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(value: str | Sequence[int]) -> tuple[int, ...]:
+    text = ",".join(_items(value))
     try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        seeds = tuple(int(s) for s in _items(value) if s.strip())
     except ValueError:
         raise SentituneError(f"--seeds must be comma-separated integers, e.g. 42,43,44; "
                              f"got '{text}'") from None
@@ -148,14 +161,13 @@ def compare(config: RunConfig | str | None = None, output: str | Path | None = N
     output = Path(output or f"runs/compare-{Path(base.data.dataset).stem}-"
                             f"{Path(base.model.model).name}")
     rates = {m: r for m, r in (("full", lr_full), ("lora", lr_lora)) if r}
-    return train_and_compare(
-        base, output, methods=parse_methods(methods) if isinstance(methods, str) else methods,
-        seeds=parse_seeds(seeds) if isinstance(seeds, str) else seeds, learning_rates=rates,
-        overwrite=overwrite, progress=progress)
+    return train_and_compare(base, output, methods=methods, seeds=seeds, learning_rates=rates,
+                             overwrite=overwrite, progress=progress)
 
 
-def train_and_compare(base: RunConfig, output: Path, *, methods: Sequence[str] = METHODS,
-                      seeds: Sequence[int] = (42, 43, 44),
+def train_and_compare(base: RunConfig, output: Path, *,
+                      methods: Sequence[str] | str = METHODS,
+                      seeds: Sequence[int] | str = (42, 43, 44),
                       learning_rates: Mapping[str, float] | None = None,
                       overwrite: bool = False, progress: bool = True) -> CompareResult:
     """Train each method on each seed into OUTPUT/runs/, then compare them.
@@ -164,8 +176,7 @@ def train_and_compare(base: RunConfig, output: Path, *, methods: Sequence[str] =
     comparison picks up where it stopped; `overwrite` retrains everything.
     """
     output = Path(output)
-    methods = parse_methods(",".join(methods))
-    seeds = parse_seeds(",".join(str(s) for s in seeds))
+    methods, seeds = parse_methods(methods), parse_seeds(seeds)
     rates = dict(DEFAULT_LEARNING_RATES)
     if base.training.learning_rate is not None:
         rates["full"] = base.training.learning_rate
@@ -221,7 +232,7 @@ def _read_run(path: Path) -> _Run:
     settings |= {"device": run.metrics.get("device"), "torch": versions.get("torch"),
                  "transformers": versions.get("transformers")}
     history = [{k: v for k, v in row.items() if v is not None} for row in run.history()]
-    return _Run(run, settings, run.facts.get("data_fingerprint", ""), run.metrics, history)
+    return _Run(run, settings, history)
 
 
 def check_comparable(runs: Sequence[_Run]) -> dict:

@@ -53,8 +53,7 @@ class DataConfig:
         "Share of training rows held out when the source has no validation split.", 0.1
     )
     max_length: int = _help("Longest input in tokens; longer texts are truncated.", 128)
-    task: str | None = _help("The task; none: inferred from the labels.", None,
-                             ("binary", "multiclass", "multilabel"))
+    task: str | None = _help("The task; none: inferred from the labels.", None, TASKS)
     clean_html: bool = _help("Strip HTML tags such as IMDb's <br /> and unescape entities.", True)
     drop_duplicates: bool = _help("Drop exact duplicate texts inside the training split.", False)
 
@@ -69,7 +68,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     method: str = _help("full (all weights) or lora (low-rank adapters via peft).", "full",
-                        ("full", "lora"))
+                        METHODS)
     learning_rate: float | None = _help(
         "Peak AdamW learning rate; none: the method's default (full 5e-5, lora 2e-3).")
     batch_size: int = _help("Training batch size per step.", 32)
@@ -137,7 +136,7 @@ OPTIONAL: frozenset[str] = frozenset(
 def _apply(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     by_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in overrides.items():
-        if value is not None or section_of(key) and key in OPTIONAL:
+        if value is not None or key in OPTIONAL:
             by_section[section_of(key)][key] = value
     return RunConfig(
         **{

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,24 +93,27 @@ def jsonable(value: Any) -> Any:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty hidden folder beside `path`; on success it replaces `path` (an earlier
     version is swapped out), on failure it is removed."""
-    import shutil
-    import uuid
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
     partial.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
     try:
         yield partial
-        if path.exists():
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            path.rename(old)
-            partial.rename(path)
-            shutil.rmtree(old)
-        else:
-            partial.rename(path)
+        replace_dir(partial, path)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def replace_dir(new: Path, path: Path) -> None:
+    """Rename the finished folder `new` to `path`, swapping out an earlier `path`: readers
+    see the old folder or the new one, for no longer than two renames neither."""
+    if not path.exists():
+        new.rename(path)
+        return
+    old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+    path.rename(old)
+    new.rename(path)
+    shutil.rmtree(old)
 
 
 def follow_umask(folder: str | os.PathLike) -> None:

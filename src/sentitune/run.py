@@ -32,13 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from sentitune import files
-from sentitune.config import RunConfig, config_yaml, from_dict, read_yaml
+from sentitune.config import SECTIONS, TASKS, RunConfig, config_yaml, from_dict, read_yaml
 from sentitune.decision import Decision
 from sentitune.errors import SentituneError
 
 REQUIRED = ("labels.json", "config.yaml", "metrics.json")
-ONNX_DIR = "onnx"
-ONNX_FILES = {False: "model.onnx", True: "model.int8.onnx"}
+ONNX_DIR = "onnx"  # written by `sentitune export`, beside model/
+ONNX_NAME = "model.onnx"
+INT8_NAME = "model.int8.onnx"
+QUANTIZE_CHOICES = ("int8",)
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
 
 
@@ -101,14 +103,7 @@ class Run:
             raise ValueError(f"{self.path} is not a staging directory")
         target = self.path.with_name(self.path.name.removesuffix(".partial"))
         shutil.rmtree(self.checkpoints, ignore_errors=True)
-        if target.exists():
-            trash = target.with_name(target.name + ".old")
-            shutil.rmtree(trash, ignore_errors=True)
-            target.rename(trash)
-            self.path.rename(target)
-            shutil.rmtree(trash)
-        else:
-            self.path.rename(target)
+        files.replace_dir(self.path, target)
         return Run(target)
 
     # ------------------------------------------------------------- reading
@@ -136,13 +131,13 @@ class Run:
     def facts(self) -> dict:
         """What training recorded beside the config: data fingerprint, rows, data notes,
         library versions."""
-        return {k: v for k, v in self._config_file.items() if k not in RunConfig().to_dict()}
+        return {k: v for k, v in self._config_file.items() if k not in SECTIONS}
 
     @cached_property
     def _labels_file(self) -> dict:
         payload = self._json("labels.json")
         if not (isinstance(payload, dict) and isinstance(payload.get("labels"), list)
-                and payload.get("task") in ("binary", "multiclass", "multilabel")):
+                and payload.get("task") in TASKS):
             raise SentituneError(f"{self.path / 'labels.json'} is damaged; restore it or "
                                  "retrain the run")
         return payload
@@ -188,7 +183,7 @@ class Run:
 
     def onnx_path(self, *, int8: bool = False) -> Path:
         """The exported graph; raises if `sentitune export` has not made it."""
-        path = self.onnx_dir / ONNX_FILES[int8]
+        path = self.onnx_dir / (INT8_NAME if int8 else ONNX_NAME)
         if not path.is_file():
             flag = " --quantize int8" if int8 else ""
             raise SentituneError(f"{path} does not exist; run `sentitune export "
@@ -208,9 +203,11 @@ class Run:
 
     def rebuilt_splits(self):
         """The exact training and validation rows of the run, rebuilt from its config and
-        checked against the saved data fingerprint (a `Splits`)."""
+        checked against the saved data fingerprint (a `Splits`); read once per Run."""
         from sentitune.dataset.splits import load_splits
 
+        if "_splits" in self.__dict__:
+            return self.__dict__["_splits"]
         config = self.config
         splits = load_splits(config.data, config.training.seed)
         saved = self.facts.get("data_fingerprint")
@@ -219,6 +216,7 @@ class Run:
                 f"{config.data.dataset} changed since {self.path} was trained (the data "
                 "fingerprint differs), so its validation split cannot be rebuilt; restore the "
                 "data or retrain")
+        self.__dict__["_splits"] = splits
         return splits
 
     # ------------------------------------------------------------- writing

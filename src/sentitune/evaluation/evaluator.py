@@ -2,14 +2,15 @@
 
 `evaluate` writes into its output folder (default RUN_DIR/eval-DATA-SPLIT):
 
-- ``metrics.json``: the headline metrics (same key names as training's validation
+- ``metrics.json``: ``run``, ``data`` and ``split`` (which rows: `evaluation_rows`),
+  the headline metrics (same key names as training's validation
   metrics) plus ``slices`` (count, accuracy, macro-F1, errors per slice),
   ``calibration`` (15-bin ECE before and after the run's temperature), ``review`` (the
   review threshold and what it accepts), ``behavioral`` (the behavioural tests, or why
   they were skipped) and, for binary runs, ``false_positives``/``false_negatives``
   (the second label is positive, as for F1).
 - ``errors.jsonl``: the most confident mistakes and the most uncertain correct answers,
-  each with its slices.
+  as predictions (`sentitune.schema`) with ``true_label(s)``, ``correct`` and ``slices``.
 - ``confusion_matrix.json``, ``report.md``, a self-contained ``report.html`` and every
   figure as a PNG.
 
@@ -18,10 +19,8 @@ answers reach that accuracy on the run's own validation split (rebuilt from conf
 checked against the data fingerprint) becomes the run's default in decision.json, which
 predict and serve use. ``review`` reports coverage and accuracy of the threshold in force
 on the evaluated split, and with a target also on that validation split (``validation_*``
-keys; ``reached`` says whether the target was met there). Confidence is
-the top probability; for multi-label runs it is the distance of the label probability
-nearest its decision threshold, and a review threshold r flags margins below
-(1 - r) / 2, the rule predict applies.
+keys; ``reached`` says whether the target was met there). Confidence is the prediction's
+`score`; the rules live in `sentitune.decision`.
 
 Multi-label calibration is the ECE of every (example, label) probability taken as a
 binary prediction; multi-label runs fit no temperature, so both ECE values are equal.

@@ -20,10 +20,6 @@ import torch
 
 from sentitune.errors import SentituneError
 
-ONNX_DIR = "onnx"  # inside a run directory, beside model/
-ONNX_NAME = "model.onnx"
-INT8_NAME = "model.int8.onnx"
-QUANTIZE_CHOICES = ("int8",)
 # fp32 ONNX Runtime and torch differ only by kernel summation order (~1e-6 on MiniLM-L6); a
 # wrongly traced branch (a frozen mask, dropout left on) is off by 0.1 or more. A thousandth
 # separates the two with room for deeper models.

@@ -22,9 +22,6 @@ from sentitune.errors import SentituneError
 from sentitune.exporting.int8 import CALIBRATION_TEXTS, quantize_int8
 from sentitune.exporting.onnx import (
     FP32_ATOL,
-    INT8_NAME,
-    ONNX_NAME,
-    QUANTIZE_CHOICES,
     SAMPLE_TEXTS,
     agreement,
     encode,
@@ -36,7 +33,7 @@ from sentitune.exporting.onnx import (
 )
 from sentitune.inference.backends import OnnxBackend, import_onnxruntime
 from sentitune.metrics import probabilities
-from sentitune.run import Run
+from sentitune.run import INT8_NAME, ONNX_NAME, QUANTIZE_CHOICES, Run
 
 # The share of torch's labels below which the int8 model is, in effect, a different
 # classifier (the goal the int8 export is built and benchmarked for).
