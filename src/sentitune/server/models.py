@@ -15,7 +15,6 @@ def _not_blank(text: str) -> str:
     return text
 
 
-
 class BatchResponse(BaseModel):
     predictions: list[Prediction] = Field(description="one per input text, in input order")
 
