@@ -127,3 +127,44 @@ def test_a_server_with_a_key_asks_for_it(browser, keyed_url):
     wait_for(browser, lambda: element(browser, "result").is_displayed())
     assert not element(browser, "error").is_displayed()
     assert element(browser, "result-label").text
+
+
+@pytest.fixture(scope="module")
+def multilabel_url(tmp_path_factory) -> Iterator[tuple[str, object]]:
+    from conftest import build_tiny_model, make_sentiment_frame, tiny_config
+
+    from sentitune.inference.classifier import Classifier
+    from sentitune.training import train
+
+    root = tmp_path_factory.mktemp("page-multilabel")
+    frame = make_sentiment_frame(60)
+    mood = {"positive": "glad", "negative": "sad"}  # not sentiment spellings: three names
+    frame["label"] = [f"{mood[label]}|loud" if i % 3 == 0 else mood[label]
+                      for i, label in enumerate(frame["label"])]
+    frame.to_csv(root / "data.csv", index=False)
+    model = build_tiny_model("bert", root / "bert3", num_labels=3)
+    run = train(tiny_config(model, root / "data.csv", epochs=1.0), root / "run",
+                progress=False).run_dir
+    clf = Classifier.from_pretrained(run)
+    with serve_in_thread(create_app(clf, ServeSettings(api_key=None))) as url:
+        yield url, clf
+
+
+def test_multilabel_page_shows_a_probability_and_explains_the_colours(browser, multilabel_url):
+    url, clf = multilabel_url
+    browser.get(url)
+    wait_for(browser, lambda: "labels:" in element(browser, "model-info").text)
+    text = "a superb film , simply lovely"
+    element(browser, "text").send_keys(text)
+    element(browser, "classify").click()
+    wait_for(browser, lambda: element(browser, "result").is_displayed())
+
+    [expected] = clf.predict([text])
+    chosen = [expected["probabilities"][label] for label in expected["labels"]]
+    shown = element(browser, "result-score").get_attribute("data-score")
+    # A probability of a chosen label, never the margin that `score` holds for multi-label.
+    assert (float(shown) == pytest.approx(max(chosen))) if chosen else shown == ""
+    assert element(browser, "bars-legend").is_displayed()
+    assert "threshold" in element(browser, "legend-chosen").text
+    green = browser.find_elements(By.CSS_SELECTOR, "#probabilities .bar.chosen")
+    assert sorted(bar.get_attribute("aria-label") for bar in green) == sorted(expected["labels"])

@@ -51,15 +51,20 @@ function labelText(prediction) {
   return chosen.length ? chosen.join(", ") : "(no label)";
 }
 
+// The probability shown beside the answer. A multi-label `score` is a margin to the
+// decision thresholds, not a probability: show the highest chosen label's probability.
 function scoreOf(prediction) {
-  if (prediction.score !== undefined) return prediction.score;
-  // Multi-label: the highest probability among the chosen labels, if any.
-  const chosen = chosenLabels(prediction).map((l) => prediction.probabilities[l]);
+  if (prediction.labels === undefined) return prediction.score;
+  const chosen = prediction.labels.map((l) => prediction.probabilities[l]);
   return chosen.length ? Math.max(...chosen) : null;
 }
 
 function renderBars(prediction) {
   const chosen = new Set(chosenLabels(prediction));
+  const multiLabel = prediction.labels !== undefined;
+  $("legend-chosen").textContent = multiLabel
+    ? "labels at or over their decision threshold" : "the predicted label";
+  $("legend-other").textContent = multiLabel ? "labels under their threshold" : "other labels";
   const bars = $("probabilities");
   bars.replaceChildren();
   const sorted = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
