@@ -177,3 +177,38 @@ def test_multilabel_uncertainty():
     result = multilabel_uncertainty(probs, np.array([0.5, 0.3]))
     np.testing.assert_allclose(result, [0.2, 0.02, 0.05])
     assert np.argmin(result) == 1
+
+
+def test_review_confidence_never_accepts_a_truncated_text():
+    from sentitune.decision import review_confidence, review_stats, threshold_for_target
+
+    confidence = np.array([0.99, 0.95, 0.9, 0.7, 0.6])
+    correct = np.array([True, True, True, False, True])
+    truncated = [True, False, False, False, False]
+    assert np.array_equal(review_confidence(confidence, truncated, False), confidence)
+    gated = review_confidence(confidence, truncated, True)
+    assert gated[0] == -np.inf and np.array_equal(gated[1:], confidence[1:])
+    threshold = threshold_for_target(gated, correct, 1.0, "binary")
+    assert threshold == 0.9  # accepts the two sure, untruncated answers
+    stats = review_stats(gated, correct, threshold, "binary")
+    assert stats["coverage"] == 2 / 5 and stats["accuracy_accepted"] == 1.0
+    # Nothing but truncated texts: nothing can be accepted, and nothing crashes.
+    everything = review_confidence(confidence, [True] * 5, True)
+    assert threshold_for_target_accuracy(everything, correct, 0.5)["reached"] is False
+    assert coverage_accuracy_curve(everything, correct) == []
+
+
+def test_a_temperature_that_worsens_calibration_is_not_folded():
+    """It lowers the NLL it was fitted for but raises the ECE: the run keeps T = 1."""
+    from sentitune.training import fit_decision
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 40)
+    margin = (y * 2 - 1) * rng.uniform(0.5, 3, 40) * np.where(rng.random(40) < 0.8, 1, -1)
+    logits = np.stack([np.zeros(40), margin], axis=1)
+    # model=None: folding would need a model, and a refused temperature touches none.
+    decision, calibration = fit_decision(None, logits, y, "binary")
+    assert calibration["nll_with_fitted_temperature"] < calibration["nll"]
+    assert calibration["ece_with_fitted_temperature"] > calibration["ece"]
+    assert not calibration["applied"] and decision.temperature == 1.0
+    assert calibration["ece_after_temperature"] == calibration["ece"]

@@ -298,3 +298,32 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, tiny_run_dir
     assert_one_line_error(code, err, *patterns)
     assert not (tmp_path / "out").exists()
     assert (tiny_run_dir / "decision.json").read_text() == decision
+
+
+def test_truncated_texts_go_to_review_when_the_run_says_so(capsys, tmp_path, tiny_run_dir):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    long_text = ("a superb film , simply lovely " * 30).strip()  # far over 32 tokens
+    short = "a superb film"
+    code, out, _ = run_cli(capsys, "predict", str(run), long_text, short)
+    before = [json.loads(line) for line in out.splitlines()]
+    assert before[0]["truncated"] and not before[1]["truncated"]
+
+    data = tmp_path / "long.csv"
+    pd.DataFrame({"text": [long_text, short, "awful , simply awful"],
+                  "label": ["positive", "positive", "negative"]}).to_csv(data, index=False)
+    code, _, _ = run_cli(capsys, "evaluate", str(run), "--data", str(data), "--output",
+                         str(tmp_path / "out"), "--no-behavioral", "--review-truncated",
+                         "--review-queue", str(tmp_path / "queue.jsonl"))
+    assert code == 0
+    assert json.loads((run / "decision.json").read_text())["review_truncated"] is True
+    queue = read_jsonl(tmp_path / "queue.jsonl")
+    assert long_text in [r["text"] for r in queue]
+    assert all(r["needs_review"] for r in queue)
+
+    code, out, _ = run_cli(capsys, "predict", str(run), long_text, short)
+    after = [json.loads(line) for line in out.splitlines()]
+    assert after[0]["needs_review"] and after[0]["score"] == before[0]["score"]
+    assert after[1]["needs_review"] == before[1]["needs_review"]
+    code, out, _ = run_cli(capsys, "predict", str(run), long_text, "--no-review-truncated")
+    assert json.loads(out)["needs_review"] == before[0]["needs_review"]

@@ -149,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                       text_column=args.text_column, label_column=args.label_column,
                       batch_size=args.batch_size, slices=args.slice,
                       target_accuracy=args.target_accuracy, review_queue=args.review_queue,
-                      behavioral=args.behavioral)
+                      review_truncated=args.review_truncated, behavioral=args.behavioral)
     m = result.metrics
     shown = {k: m[k] for k in ("accuracy", "f1", "precision", "recall", "loss", "n",
                                "false_positives", "false_negatives", "f1_macro", "f1_weighted",
@@ -187,7 +187,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     found = predict(args.run_dir, args.texts or None, input=args.input, output=args.output,
                     text_column=args.text_column, keep_columns=args.keep_columns,
                     batch_size=args.batch_size, review_threshold=args.review_threshold,
-                    threshold=args.threshold, backend=args.backend, progress=not args.quiet)
+                    threshold=args.threshold, review_truncated=args.review_truncated,
+                    backend=args.backend, progress=not args.quiet)
     if isinstance(found, list):
         for result in found:
             print(json.dumps(result, ensure_ascii=False))
@@ -202,7 +203,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     # Only the flags given: ServeSettings holds the defaults (and the API key's env fallback).
     given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
-                                      "review_threshold", "api_key", "micro_batching")
+                                      "review_threshold", "review_truncated", "api_key",
+                                      "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
     serve(args.run_dir, backend=args.backend, workers=args.workers, **given)
 
@@ -301,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--review-queue", metavar="FILE",
           help="write the examples below the review threshold, most uncertain first "
                "(.jsonl or .csv)")
+    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
+          help="save in the run's decision whether every text cut to max length goes to "
+               "review (default: keep the run's)")
     _flag(p, "--behavioral", action=argparse.BooleanOptionalAction, default=None,
           help="run the behavioural tests (default: on binary negative/positive runs)")
     p.set_defaults(func=cmd_evaluate)
@@ -332,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                "per-label ones tuned on validation")
     _flag(p, "--backend", default="torch", choices=BACKENDS,
           help="inference engine; the onnx ones after `sentitune export`")
+    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
+          help="send every text cut to max length to review (default: the run's decision)")
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
@@ -349,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--batching", dest="micro_batching", action=argparse.BooleanOptionalAction,
           default=None, help="group concurrent requests into one forward pass (default: on)")
     _flag(p, "--review-threshold", type=float, help="default: the run's own")
+    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
+          help="send every text cut to max length to review (default: the run's decision)")
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")

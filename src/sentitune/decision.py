@@ -7,7 +7,8 @@ it, evaluate chooses a review threshold with it) calls it:
   or over their own decision threshold (tuned per label on validation);
 - the confidence of an answer is its top probability, or for multi-label the distance of
   the label probability nearest its threshold;
-- an answer skips review when its confidence reaches `accept_cut(review_threshold)`;
+- an answer skips review when its confidence reaches `accept_cut(review_threshold)`, and,
+  when the decision says so, it was not truncated (`review_confidence`);
 - `threshold_for_target` picks the lowest review threshold whose accepted validation
   answers reach a target accuracy.
 """
@@ -30,12 +31,24 @@ class Decision:
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     label_thresholds: list[float] | None = None  # multi-label: one per label
     temperature: float = 1.0  # fitted on validation, already folded into the saved head
+    # A text cut to max_length was judged on its start only: with this on, it always goes
+    # to a person, however confident the model is.
+    review_truncated: bool = False
 
 
 def accept_cut(review_threshold: float, task: str) -> float:
     """The confidence an answer needs to skip review: the top probability for single-label
     tasks; for multi-label ones every label's distance from its decision threshold."""
     return (1 - review_threshold) / 2 if task == "multilabel" else review_threshold
+
+
+def review_confidence(confidence: np.ndarray, truncated, review_truncated: bool
+                      ) -> np.ndarray:
+    """The confidence review is judged on: none at all (-inf) for a truncated text when
+    the decision sends truncated texts to review."""
+    if not review_truncated:
+        return confidence
+    return np.where(np.asarray(truncated, dtype=bool), -np.inf, confidence)
 
 
 def label_cuts(decision: Decision, n_labels: int, threshold: float | None = None) -> np.ndarray:
@@ -58,7 +71,11 @@ def decide(probs: np.ndarray, task: str, cuts: np.ndarray | None) -> tuple[np.nd
 def _accepted_stats(
     confidence: np.ndarray, correct: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each distinct confidence t (descending): t, coverage and accuracy of conf >= t."""
+    """For each distinct confidence t (descending): t, coverage and accuracy of conf >= t.
+
+    A confidence of -inf (see `review_confidence`) is never accepted, so it is no candidate
+    threshold; it still counts in the coverage's denominator.
+    """
     confidence = np.asarray(confidence, dtype=float)
     correct = np.asarray(correct, dtype=bool)
     if confidence.ndim != 1 or len(confidence) == 0 or confidence.shape != correct.shape:
@@ -71,6 +88,7 @@ def _accepted_stats(
     hits = np.cumsum(correct[order])
     # The last position of each run of equal confidences: accepting t accepts all ties.
     last = np.flatnonzero(np.append(conf_sorted[1:] != conf_sorted[:-1], True))
+    last = last[np.isfinite(conf_sorted[last])]
     accepted = last + 1
     return conf_sorted[last], accepted / len(confidence), hits[last] / accepted
 
@@ -84,6 +102,8 @@ def coverage_accuracy_curve(
     thinned to about `max_points` evenly spread points (the end points are kept).
     """
     thresholds, coverage, accuracy = _accepted_stats(confidence, correct)
+    if not len(thresholds):  # nothing can be accepted
+        return []
     keep = np.unique(np.linspace(0, len(thresholds) - 1, max_points).round().astype(int))
     return [
         {
@@ -112,7 +132,7 @@ def threshold_for_target_accuracy(
     ok = np.flatnonzero(accuracy >= target - 1e-12)
     if len(ok) == 0:
         return {
-            "threshold": float(np.nextafter(thresholds[0], np.inf)),
+            "threshold": float(np.nextafter(thresholds[0], np.inf)) if len(thresholds) else 1.0,
             "coverage": 0.0,
             "accuracy_accepted": None,
             "reached": False,

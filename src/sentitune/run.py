@@ -234,9 +234,9 @@ class Run:
         files.write_json(self.path / "decision.json", asdict(decision))
         self.__dict__["decision"] = decision
 
-    def set_review_threshold(self, threshold: float) -> Decision:
-        """Make `threshold` the run's default review threshold; the rest stays."""
-        decision = replace(self.decision, review_threshold=float(threshold))
+    def update_decision(self, **changes) -> Decision:
+        """Change some of the run's decision fields (review threshold, ...); the rest stays."""
+        decision = replace(self.decision, **changes)
         self.write_decision(decision)
         return decision
 

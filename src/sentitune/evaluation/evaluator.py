@@ -47,6 +47,7 @@ from sentitune.decision import (
     accept_cut,
     coverage_accuracy_curve,
     decide,
+    review_confidence,
     review_stats,
     threshold_for_target,
 )
@@ -94,6 +95,8 @@ class _Scores:
     confidence: np.ndarray  # the prediction's `score` (sentitune.schema)
     correct: np.ndarray
     truncated: list[bool]
+    review: np.ndarray  # what review is judged on: `confidence`, or -inf where truncated
+
 
 
 def parse_slice(spec: str) -> Slice:
@@ -118,6 +121,7 @@ def evaluate(
     slices: Sequence[Slice | str] = (),
     target_accuracy: float | None = None,
     review_queue: str | Path | None = None,
+    review_truncated: bool | None = None,
     behavioral: bool | None = None,
 ) -> EvalResult:
     """Evaluate a run on `data` (default: its own dataset; see `evaluation_rows`).
@@ -125,8 +129,9 @@ def evaluate(
     `slices` add user slices (`Slice` objects or `NAME=REGEX` strings); `target_accuracy`
     picks and saves the review threshold (see the module docstring); `review_queue` (.jsonl
     or .csv) receives every example of the evaluated split below the threshold, most
-    uncertain first; `behavioral` runs the behavioural tests (None: on binary runs with
-    negative/positive labels).
+    uncertain first; `review_truncated` decides (and saves in the run's decision) whether
+    texts cut to max length always go to review; `behavioral` runs the behavioural tests
+    (None: on binary runs with negative/positive labels).
     """
     run = classifier.run if classifier is not None else Run.open(run_dir)
     task, labels = run.task, run.labels
@@ -146,8 +151,11 @@ def evaluate(
     validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
 
     classifier = classifier or Classifier.from_pretrained(run)
+    if review_truncated is None:
+        review_truncated = classifier.decision.review_truncated
     texts = list(frame["text"])
-    scores, raw_logits = _score(classifier, texts, list(frame["label"]), batch_size)
+    scores, raw_logits = _score(classifier, texts, list(frame["label"]), batch_size,
+                                review_truncated)
     thresholds = classifier.decision.label_thresholds
     found = classification_metrics(scores.y_true, scores.probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
@@ -164,10 +172,10 @@ def evaluate(
                                               classifier.decision.temperature)
 
     threshold, review = _choose_threshold(classifier, scores, texts, validation,
-                                          target_accuracy, batch_size)
-    accepted = scores.confidence >= accept_cut(threshold, task)
-    found["review"] = {"threshold": threshold,
-                       **review_stats(scores.confidence, scores.correct, threshold, task),
+                                          target_accuracy, batch_size, review_truncated)
+    accepted = scores.review >= accept_cut(threshold, task)
+    found["review"] = {"threshold": threshold, "review_truncated": review_truncated,
+                       **review_stats(scores.review, scores.correct, threshold, task),
                        "queued": int((~accepted).sum()), **review}
 
     if skipped is None:
@@ -199,8 +207,11 @@ def evaluate(
     files.write_json(out_dir / "metrics.json", summary | found)
     write_report(out_dir, found, figures, f"{run.path.name} on {data} ({split})",
                  _report_summary(run, summary), mistakes)
-    if target_accuracy is not None:
-        run.set_review_threshold(threshold)
+    changes = {"review_threshold": threshold} if target_accuracy is not None else {}
+    if review_truncated != run.decision.review_truncated:
+        changes["review_truncated"] = review_truncated
+    if changes:
+        run.update_decision(**changes)
     return EvalResult(out_dir, summary | found, queue_path)
 
 
@@ -285,8 +296,8 @@ def check_summary(results: dict) -> list[str]:
 # ----------------------------------------------------------------- scoring
 
 
-def _score(classifier: Classifier, texts: list[str], labels: list,
-           batch_size: int) -> tuple[_Scores, np.ndarray]:
+def _score(classifier: Classifier, texts: list[str], labels: list, batch_size: int,
+           review_truncated: bool) -> tuple[_Scores, np.ndarray]:
     """The classifier's answers on `texts`, and its raw logits (before the temperature)."""
     task = classifier.task
     logits, truncated = classifier.logits(texts, batch_size)
@@ -300,7 +311,8 @@ def _score(classifier: Classifier, texts: list[str], labels: list,
     else:
         y_true = np.asarray(labels, dtype=int)
         correct = y_pred == y_true
-    scores = _Scores(probs, y_true, y_pred, confidence, correct, truncated)
+    scores = _Scores(probs, y_true, y_pred, confidence, correct, truncated,
+                     review_confidence(confidence, truncated, review_truncated))
     return scores, logits * classifier.decision.temperature
 
 
@@ -325,16 +337,16 @@ def _calibration(scores: _Scores, raw_logits: np.ndarray, task: str,
 
 def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
                       validation: pd.DataFrame | None, target: float | None,
-                      batch_size: int) -> tuple[float, dict]:
+                      batch_size: int, review_truncated: bool) -> tuple[float, dict]:
     """The review threshold in force, and how it was chosen (with its validation numbers)."""
     if validation is None:
         return classifier.decision.review_threshold, {"source": "run default"}
     task = classifier.task
     val_scores = (scores if list(validation["text"]) == texts else
                   _score(classifier, list(validation["text"]), list(validation["label"]),
-                         batch_size)[0])
-    threshold = threshold_for_target(val_scores.confidence, val_scores.correct, target, task)
-    delivered = review_stats(val_scores.confidence, val_scores.correct, threshold, task)
+                         batch_size, review_truncated)[0])
+    threshold = threshold_for_target(val_scores.review, val_scores.correct, target, task)
+    delivered = review_stats(val_scores.review, val_scores.correct, threshold, task)
     reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12
     if not reached:
         warnings.warn(f"no review threshold reaches accuracy {target} on the run's "
@@ -357,7 +369,7 @@ def _record(text: str, i: int, scores: _Scores, labels: list[str], task: str,
     """One example in the prediction schema, plus its truth and slices."""
     record = schema.prediction(
         text, labels, scores.probs[i], chosen=scores.y_pred[i], score=scores.confidence[i],
-        needs_review=scores.confidence[i] < accept_cut(review_threshold, task),
+        needs_review=scores.review[i] < accept_cut(review_threshold, task),
         truncated=scores.truncated[i])
     if task == "multilabel":
         record["true_labels"] = [labels[j] for j in np.flatnonzero(scores.y_true[i])]
@@ -426,7 +438,7 @@ def _figures(run: Run, out_dir: Path, found: dict, labels: list[str], scores: _S
     figures["reliability"] = plot_reliability(bins, out_dir / "reliability.png")
     review = found["review"]
     figures["coverage_accuracy"] = plot_coverage_accuracy(
-        coverage_accuracy_curve(scores.confidence, scores.correct),
+        coverage_accuracy_curve(scores.review, scores.correct),
         out_dir / "coverage_accuracy.png",
         chosen={**review, "reached": review["accuracy_accepted"] is not None})
     figures["slice_accuracy"] = plot_slice_accuracy(found["slices"],

@@ -60,7 +60,7 @@ def plot_coverage_accuracy(
 ) -> Path:
     """Accuracy of auto-accepted predictions against the share accepted.
 
-    `chosen` (from `calibration.threshold_for_target_accuracy`) is marked when reached.
+    `chosen` (from `decision.threshold_for_target_accuracy`) is marked when reached.
     """
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()

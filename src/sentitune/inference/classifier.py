@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sentitune import schema
-from sentitune.decision import Decision, accept_cut, decide, label_cuts
+from sentitune.decision import Decision, accept_cut, decide, label_cuts, review_confidence
 from sentitune.errors import SentituneError
 from sentitune.inference.backends import Backend, load_backend
 from sentitune.inference.encoding import TextEncoder
@@ -134,10 +134,12 @@ class Classifier:
 
     def predict(self, texts: Sequence[str] | str, *, batch_size: int = 64,
                 review_threshold: float | None = None,
-                threshold: float | None = None) -> list[dict]:
+                threshold: float | None = None,
+                review_truncated: bool | None = None) -> list[dict]:
         """One prediction per text, in input order (fields: `sentitune.schema`).
 
-        `threshold` (multi-label only) replaces every label's tuned decision threshold.
+        `threshold` (multi-label only) replaces every label's tuned decision threshold;
+        `review_threshold` and `review_truncated` replace the run's review decision.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -149,8 +151,11 @@ class Classifier:
         logits, truncated = self.logits(texts, batch_size)
         probs = probabilities(logits.astype(np.float64), self.task)
         chosen, confidence = decide(probs, self.task, cuts)
-        cut = accept_cut(review, self.task)
-        return [schema.prediction(text, self.labels, p, chosen=c, score=s,
-                                  needs_review=s < cut, truncated=t)
-                for text, p, c, s, t in zip(texts, probs, chosen, confidence, truncated,
-                                            strict=True)]
+        if review_truncated is None:
+            review_truncated = self.decision.review_truncated
+        review_flags = (review_confidence(confidence, truncated, review_truncated)
+                        < accept_cut(review, self.task))
+        return [schema.prediction(text, self.labels, p, chosen=c, score=s, needs_review=r,
+                                  truncated=t)
+                for text, p, c, s, r, t in zip(texts, probs, chosen, confidence, review_flags,
+                                               truncated, strict=True)]

@@ -49,8 +49,8 @@ def text_column_for(classifier: Classifier, columns: list[str], given: str | Non
 def score_file(classifier: Classifier, source: Path, target: Path, *,
                text_column: str | None = None, keep_columns: bool = True,
                batch_size: int = 64, review_threshold: float | None = None,
-               threshold: float | None = None, chunk_size: int = 2048,
-               progress: bool = True) -> FileScores:
+               threshold: float | None = None, review_truncated: bool | None = None,
+               chunk_size: int = 2048, progress: bool = True) -> FileScores:
     """Score every text of `source` into `target` (.jsonl or .csv), written atomically."""
     from tqdm.auto import tqdm
 
@@ -75,7 +75,8 @@ def score_file(classifier: Classifier, source: Path, target: Path, *,
             kept = [i for i, text in enumerate(texts) if text.strip()]
             counts["empty"] += len(texts) - len(kept)
             results = classifier.predict([texts[i] for i in kept], batch_size=batch_size,
-                                         review_threshold=review_threshold, threshold=threshold)
+                                         review_threshold=review_threshold, threshold=threshold,
+                                         review_truncated=review_truncated)
             extra = _passthrough(frame, column) if keep_columns else None
             for i, result in zip(kept, results, strict=True):
                 counts["needs_review"] += result["needs_review"]
@@ -111,7 +112,8 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             input: str | Path | None = None, output: str | Path | None = None,
             text_column: str | None = None, keep_columns: bool = True, batch_size: int = 64,
             review_threshold: float | None = None, threshold: float | None = None,
-            backend: str = "torch", progress: bool = True) -> list[dict] | FileScores:
+            review_truncated: bool | None = None, backend: str = "torch",
+            progress: bool = True) -> list[dict] | FileScores:
     """`sentitune predict`: predictions for `texts`, or `input` scored into `output`."""
     if texts is None and input is None:
         raise SentituneError("give texts to classify or --input FILE")
@@ -125,9 +127,10 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
         return score_file(classifier, Path(input), Path(output), text_column=text_column,
                           keep_columns=keep_columns, batch_size=batch_size,
                           review_threshold=review_threshold, threshold=threshold,
-                          progress=progress)
+                          review_truncated=review_truncated, progress=progress)
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not any(t.strip() for t in texts):
         raise SentituneError("all given texts are empty; pass some words to classify")
     return classifier.predict([t for t in texts if t.strip()], batch_size=batch_size,
-                              review_threshold=review_threshold, threshold=threshold)
+                              review_threshold=review_threshold, threshold=threshold,
+                              review_truncated=review_truncated)

@@ -257,6 +257,8 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     serving = {k: v for k, v in asdict(settings).items() if k not in ("host", "port", "api_key")}
     if settings.review_threshold is None:
         serving["review_threshold"] = details["review_threshold"]
+    if settings.review_truncated is None:
+        serving["review_truncated"] = classifier.decision.review_truncated
     serving["api_key_required"] = settings.api_key is not None
 
     @app.get("/info", response_model=InfoResponse, dependencies=protected, responses=errors)

@@ -27,6 +27,7 @@ class ModelWorker:
             classifier.predict,
             batch_size=settings.max_batch_size,
             review_threshold=settings.review_threshold,
+            review_truncated=settings.review_truncated,
         )
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentitune-model")

@@ -31,6 +31,7 @@ class ServingInfo(BaseModel):
     max_text_chars: int
     max_body_bytes: int
     review_threshold: float = Field(description="the threshold in use (setting or run's)")
+    review_truncated: bool = Field(description="truncated texts always need review")
     api_key_required: bool
 
 

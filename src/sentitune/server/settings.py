@@ -28,6 +28,7 @@ class ServeSettings:
     api_key: str | None = field(default_factory=_api_key_from_env, repr=False)
     micro_batching: bool = True
     review_threshold: float | None = None  # None: the run's own threshold
+    review_truncated: bool | None = None  # None: the run's own decision
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes"):
