@@ -16,9 +16,9 @@ import torch
 from conftest import build_tiny_model
 
 from sentitune.errors import SentituneError
-from sentitune.exporting.onnx import agreement
 from sentitune.exporting.run_export import export_onnx
 from sentitune.inference.backends import OnnxBackend
+from sentitune.metrics import agreement
 from sentitune.run import INT8_NAME, ONNX_NAME
 
 pytest.importorskip("onnxruntime")

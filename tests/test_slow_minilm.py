@@ -87,8 +87,8 @@ def test_real_minilm_int8_export_follows_torch_far_closer_than_plain_int8(minilm
     pytest.importorskip("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from sentitune.exporting.onnx import agreement
     from sentitune.exporting.run_export import export
+    from sentitune.metrics import agreement
     from sentitune.run import INT8_NAME, ONNX_NAME
 
     ours, plain = tmp_path / "ours", tmp_path / "plain"

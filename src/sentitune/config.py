@@ -85,7 +85,9 @@ class TrainingConfig:
         "f1_macro", ("f1_macro", "f1", "accuracy", "f1_weighted", "loss"))
     group_by_length: bool = _help("Batch texts of similar length together (less padding).", True)
     dynamic_padding: bool = _help("Pad each batch to its longest text, not to max_length.", True)
-    precision: str = _help("auto: bf16/fp16 on GPU, fp32 on CPU.", "auto",
+    precision: str = _help(
+        "auto: bf16 (else fp16) on a GPU, bf16 on a CPU with AMX or AVX512-BF16 instructions, "
+        "fp32 on other CPUs; what was detected and chosen is saved in config.yaml.", "auto",
                            ("auto", "fp32", "fp16", "bf16"))
     class_weights: str = _help("none, auto (inverse frequency) or a JSON file of weights.", "none")
     lora_r: int = _help("LoRA rank.", 8)

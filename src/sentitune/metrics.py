@@ -9,6 +9,7 @@ otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -87,3 +88,30 @@ def classification_metrics(
     }
     out["n"] = int(len(y))
     return out
+
+
+def agreement(
+    reference_probs: np.ndarray, candidate_probs: np.ndarray, *, multi_label: bool = False
+) -> dict[str, Any]:
+    """How closely `candidate_probs` (int8 ONNX, bf16) follows `reference_probs` (torch).
+
+    `label_agreement` is the share of rows whose predicted label is the same: the argmax for
+    single-label tasks; for multi-label ones the whole set of labels at probability >= 0.5
+    must match, since a row with one label more or less is a different prediction.
+    """
+    reference = np.asarray(reference_probs, dtype=np.float64)
+    candidate = np.asarray(candidate_probs, dtype=np.float64)
+    if reference.shape != candidate.shape or reference.ndim != 2:
+        raise ValueError(
+            f"need two (n, num_labels) arrays, got {reference.shape} and {candidate.shape}"
+        )
+    if multi_label:
+        same = ((reference >= 0.5) == (candidate >= 0.5)).all(axis=1)
+    else:
+        same = reference.argmax(axis=1) == candidate.argmax(axis=1)
+    n = len(reference)
+    return {
+        "label_agreement": float(same.mean()) if n else 1.0,
+        "max_prob_diff": float(np.abs(reference - candidate).max()) if n else 0.0,
+        "n": n,
+    }

@@ -27,7 +27,8 @@ from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_conf
 from sentitune.dataset.splits import Splits, load_splits
 from sentitune.decision import Decision, tune_label_thresholds
 from sentitune.errors import SentituneError
-from sentitune.metrics import classification_metrics, multi_hot, probabilities
+from sentitune.hardware import BF16_AGREEMENT_ROWS, cpu_bf16_flags, resolve_precision
+from sentitune.metrics import agreement, classification_metrics, multi_hot, probabilities
 from sentitune.model import (
     apply_lora,
     check_max_length,
@@ -118,16 +119,6 @@ def _weighted_loss(weights: np.ndarray, task: str):
         return torch.nn.functional.cross_entropy(logits, labels, weight=w.to(logits.dtype))
 
     return loss
-
-
-def _precision_flags(setting: str) -> dict:
-    import torch
-
-    if not torch.cuda.is_available() or setting == "fp32":
-        return {}
-    if setting == "auto":
-        setting = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {setting: True}
 
 
 def _warn_unused_lora(settings: TrainingConfig) -> None:
@@ -239,6 +230,7 @@ def train(
     config = resolved(make_config(config, **overrides))
     settings, data_config = config.training, config.data
     _warn_unused_lora(settings)
+    precision = resolve_precision(settings.precision)
     quiet_transformers()
     output = Path(output) if output is not None else default_output(config)
     if output.exists() and not overwrite:  # checked again when staging, after the data loads
@@ -303,7 +295,7 @@ def train(
         report_to="none",
         disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
-        **_precision_flags(settings.precision),
+        **precision.trainer_flags(),
     )
     callbacks = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
     trainer = Trainer(
@@ -333,15 +325,14 @@ def train(
         else rss.increase_mb
     )
 
-    # Logits only: the decision and the final metrics below are computed once, from them.
-    trainer.compute_metrics = None
-    prediction = trainer.predict(val_set)
-    logits = np.asarray(prediction.predictions, dtype=np.float64)
-    decision, calibration = fit_decision(trainer.model, logits, prediction.label_ids,
-                                         splits.task)
+    # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
+    # them by default, whatever precision training ran in.
+    logits = validation_logits(trainer.model, val_set, tokenizer, settings.eval_batch_size)
+    label_ids = np.asarray(val_set["labels"])
+    decision, calibration = fit_decision(trainer.model, logits, label_ids, splits.task)
     probs = probabilities(logits / decision.temperature, splits.task)
     thresholds = decision.label_thresholds
-    validation = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
+    validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
                                         None if thresholds is None else np.asarray(thresholds))
     _warn_if_not_learned(validation, splits.task, splits.labels, settings)
     history = _history(trainer.state.log_history)
@@ -355,6 +346,7 @@ def train(
         "data_fingerprint": splits.fingerprint(),
         "rows": {"train": len(splits.train), "validation": len(splits.validation)},
         "data_notes": splits.notes,
+        "precision": precision.as_dict(),
         "versions": versions(),
     })
     staging.write_history(history)
@@ -375,10 +367,64 @@ def train(
         "calibration": calibration,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
+    if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
+        metrics["bf16_agreement"] = bf16_agreement(trainer.model, val_set, tokenizer,
+                                                   settings.eval_batch_size, probs, splits.task)
     staging.write_metrics(metrics)
     staging.write_card(model_card(config, splits, metrics))
     run = staging.publish()
     return TrainResult(run.path, metrics, trainer.model)
+
+
+def validation_logits(model, dataset, tokenizer, batch_size: int, *,
+                      bf16: bool = False) -> np.ndarray:
+    """Logits of every row of `dataset`, in its order: in fp32, or under bf16 autocast.
+
+    Not through `Trainer.predict`, which would run in the training's own precision.
+    Rows go in length order so each batch pads little.
+    """
+    import inspect
+
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    accepted = inspect.signature(base.forward).parameters
+    inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
+              if name in dataset.column_names and name in accepted]
+    collate = DataCollatorWithPadding(tokenizer)
+    device = next(model.parameters()).device
+    order = np.argsort(dataset["length"], kind="stable")
+    out = np.zeros((len(dataset), model.config.num_labels), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        for start in range(0, len(order), batch_size):
+            picked = order[start:start + batch_size]
+            rows = dataset.select(picked)
+            batch = collate([{name: row[name] for name in inputs} for row in rows])
+            logits = model(**{name: t.to(device) for name, t in batch.items()}).logits
+            out[picked] = logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def bf16_agreement(model, val_set, tokenizer, batch_size: int, fp32_probs: np.ndarray,
+                   task: str) -> dict:
+    """How often bf16 inference gives the fp32 label (and, single-label, whether its
+    probabilities stay as calibrated), on up to BF16_AGREEMENT_ROWS validation rows."""
+    from sentitune.calibration import expected_calibration_error
+
+    n = min(len(val_set), BF16_AGREEMENT_ROWS)
+    rows = val_set.select(range(n))
+    bf16_probs = probabilities(validation_logits(model, rows, tokenizer, batch_size, bf16=True),
+                               task)
+    report = agreement(fp32_probs[:n], bf16_probs, multi_label=task == "multilabel")
+    if task != "multilabel":
+        labels = np.asarray(rows["labels"], dtype=int)
+        report["ece_fp32"] = expected_calibration_error(fp32_probs[:n], labels)
+        report["ece_bf16"] = expected_calibration_error(bf16_probs, labels)
+    return report
 
 
 # A run whose validation answers are this much one class, or whose accuracy is within this

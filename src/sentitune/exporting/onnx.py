@@ -100,33 +100,6 @@ def torch_logits(model: torch.nn.Module, encoded: Mapping[str, np.ndarray]) -> n
         return model(**inputs).logits.numpy()
 
 
-def agreement(
-    reference_probs: np.ndarray, candidate_probs: np.ndarray, *, multi_label: bool = False
-) -> dict[str, Any]:
-    """How closely `candidate_probs` (e.g. int8 ONNX) follows `reference_probs` (torch).
-
-    `label_agreement` is the share of rows whose predicted label is the same: the argmax for
-    single-label tasks; for multi-label ones the whole set of labels at probability >= 0.5
-    must match, since a row with one label more or less is a different prediction.
-    """
-    reference = np.asarray(reference_probs, dtype=np.float64)
-    candidate = np.asarray(candidate_probs, dtype=np.float64)
-    if reference.shape != candidate.shape or reference.ndim != 2:
-        raise ValueError(
-            f"need two (n, num_labels) arrays, got {reference.shape} and {candidate.shape}"
-        )
-    if multi_label:
-        same = ((reference >= 0.5) == (candidate >= 0.5)).all(axis=1)
-    else:
-        same = reference.argmax(axis=1) == candidate.argmax(axis=1)
-    n = len(reference)
-    return {
-        "label_agreement": float(same.mean()) if n else 1.0,
-        "max_prob_diff": float(np.abs(reference - candidate).max()) if n else 0.0,
-        "n": n,
-    }
-
-
 def export_fp32(
     model: torch.nn.Module, example: Mapping[str, np.ndarray], path: Path, opset: int
 ) -> None:

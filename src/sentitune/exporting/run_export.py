@@ -23,7 +23,6 @@ from sentitune.exporting.int8 import CALIBRATION_TEXTS, quantize_int8
 from sentitune.exporting.onnx import (
     FP32_ATOL,
     SAMPLE_TEXTS,
-    agreement,
     encode,
     export_fp32,
     input_names_of,
@@ -32,7 +31,7 @@ from sentitune.exporting.onnx import (
     verification_batches,
 )
 from sentitune.inference.backends import OnnxBackend, import_onnxruntime
-from sentitune.metrics import probabilities
+from sentitune.metrics import agreement, probabilities
 from sentitune.run import INT8_NAME, ONNX_NAME, QUANTIZE_CHOICES, Run
 
 # The share of torch's labels below which the int8 model is, in effect, a different

@@ -1,6 +1,7 @@
 """Inference backends: one small interface, chosen by name.
 
     torch       model/ with transformers (the adapter/ on its base for unmerged LoRA runs)
+    torch-bf16  the same under bf16 autocast: fast on GPUs and CPUs with AMX or AVX512-BF16
     adapter     adapter/ on its base model with peft, even when model/ exists
     onnx        onnx/model.onnx with ONNX Runtime (after `sentitune export`); no torch
     onnx-int8   onnx/model.int8.onnx, the same way
@@ -12,6 +13,7 @@ padding, see `length_batches`). Only safetensors weights are ever loaded.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +22,7 @@ import numpy as np
 from sentitune.errors import SentituneError
 from sentitune.run import Run
 
-BACKENDS = ("torch", "adapter", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "adapter", "onnx", "onnx-int8")
 
 
 class Backend(Protocol):
@@ -36,8 +38,29 @@ def load_backend(run: Run, name: str, device: str | None = None) -> Backend:
         raise SentituneError(f"--backend must be one of {', '.join(BACKENDS)}, not '{name}'")
     if name.startswith("onnx"):
         return OnnxBackend(run.onnx_path(int8=name == "onnx-int8"), name=name)
-    return TorchBackend.load(run, adapter=name == "adapter" or not run.model_dir.is_dir(),
-                             device=device)
+    backend = TorchBackend.load(run, adapter=name == "adapter" or not run.model_dir.is_dir(),
+                                device=device, bf16=name == "torch-bf16")
+    if backend.bf16:
+        _warn_about_bf16(run, backend.on_cpu)
+    return backend
+
+
+def _warn_about_bf16(run: Run, on_cpu: bool) -> None:
+    """bf16 is a different numeric model: say when this run or machine does not suit it."""
+    from sentitune.hardware import BF16_MIN_AGREEMENT, cpu_bf16_flags
+
+    if on_cpu and not cpu_bf16_flags():
+        warnings.warn("this CPU has no bf16 instructions (AMX or AVX512-BF16): --backend "
+                      "torch-bf16 is emulated and slower than --backend torch", stacklevel=3)
+    measured = run.metrics.get("bf16_agreement")
+    if measured is None:
+        warnings.warn(f"{run.path} has no bf16 agreement measurement (trained where bf16 was "
+                      "not available); compare with --backend torch before relying on it",
+                      stacklevel=3)
+    elif measured["label_agreement"] < BF16_MIN_AGREEMENT:
+        warnings.warn(f"bf16 gives the fp32 label on only {measured['label_agreement']:.1%} of "
+                      f"{measured['n']} validation texts of this run; use --backend torch",
+                      stacklevel=3)
 
 
 def import_onnxruntime() -> Any:
@@ -88,11 +111,12 @@ class OnnxBackend:
 class TorchBackend:
     """A transformers sequence classifier (or a peft adapter on its base) in eval mode."""
 
-    def __init__(self, model, name: str) -> None:
+    def __init__(self, model, name: str, *, bf16: bool = False) -> None:
         import inspect
 
         self.model = model
         self.name = name
+        self.bf16 = bf16  # autocast: weights stay fp32, matrix products run in bf16
         # peft's wrapper takes **kwargs and passes them on: ask the model underneath.
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         accepted = inspect.signature(base.forward).parameters
@@ -101,17 +125,20 @@ class TorchBackend:
         self.on_cpu = model.device.type == "cpu"
 
     @classmethod
-    def load(cls, run: Run, *, adapter: bool, device: str | None = None) -> TorchBackend:
+    def load(cls, run: Run, *, adapter: bool, device: str | None = None,
+             bf16: bool = False) -> TorchBackend:
         import torch
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = _load_adapter(run) if adapter else load_safetensors_model(run.model_dir)
-        return cls(model.eval().to(device), "adapter" if adapter else "torch")
+        name = "torch-bf16" if bf16 else "adapter" if adapter else "torch"
+        return cls(model.eval().to(device), name, bf16=bf16)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.model.device.type, torch.bfloat16,
+                                                    enabled=self.bf16):
             inputs = {name: torch.from_numpy(batch[name]).to(self.model.device)
                       for name in self.input_names}
             return self.model(**inputs).logits.float().cpu().numpy()
