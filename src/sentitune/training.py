@@ -326,10 +326,12 @@ def train(
     )
 
     # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
-    # them by default, whatever precision training ran in.
-    logits = validation_logits(trainer.model, val_set, tokenizer, settings.eval_batch_size)
+    # them by default, whatever precision training ran in. Mixed precision left the model's
+    # forward wrapped in autocast: unwrap it, for these logits and for the caller.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    logits = validation_logits(model, val_set, tokenizer, settings.eval_batch_size)
     label_ids = np.asarray(val_set["labels"])
-    decision, calibration = fit_decision(trainer.model, logits, label_ids, splits.task)
+    decision, calibration = fit_decision(model, logits, label_ids, splits.task)
     probs = probabilities(logits / decision.temperature, splits.task)
     thresholds = decision.label_thresholds
     validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
@@ -338,7 +340,7 @@ def train(
     history = _history(trainer.state.log_history)
     best_epoch = _best_epoch(history, metric)
 
-    _save_model(trainer.model, tokenizer, staging.path, settings)
+    _save_model(model, tokenizer, staging.path, settings)
     files.follow_umask(staging.path)
     staging.write_labels(splits.task, splits.labels)
     staging.write_decision(decision)
@@ -368,12 +370,12 @@ def train(
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
     if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
-        metrics["bf16_agreement"] = bf16_agreement(trainer.model, val_set, tokenizer,
+        metrics["bf16_agreement"] = bf16_agreement(model, val_set, tokenizer,
                                                    settings.eval_batch_size, probs, splits.task)
     staging.write_metrics(metrics)
     staging.write_card(model_card(config, splits, metrics))
     run = staging.publish()
-    return TrainResult(run.path, metrics, trainer.model)
+    return TrainResult(run.path, metrics, model)
 
 
 def validation_logits(model, dataset, tokenizer, batch_size: int, *,
