@@ -11,7 +11,11 @@ from pathlib import Path
 def machine() -> dict:
     import torch
 
+    from sentitune.hardware import cpu_bf16_flags, cpu_model
+
     return {
+        "cpu": cpu_model(),
+        "cpu_bf16_instructions": list(cpu_bf16_flags()),
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpu_count": os.cpu_count(),

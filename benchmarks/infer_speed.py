@@ -4,7 +4,8 @@ Same trained run, same texts (SST-2 dev sentences and IMDb test reviews, shuffle
 together as a realistic stream), same truncation (the run's max length), one process.
 The baseline is `pipeline("text-classification", batch_size=32)`, which batches texts
 in arrival order; sentitune sorts by length so each batch pads only to its own longest
-text, and can run an exported ONNX graph (fp32 or dynamic int8).
+text, can run in bf16 (`torch-bf16`: autocast, on CPUs with AMX or AVX512-BF16 only) and
+can run an exported ONNX graph (fp32 or dynamic int8).
 
     python benchmarks/infer_speed.py [RUN_DIR] [--imdb-texts 1000]
 
@@ -25,9 +26,10 @@ import numpy as np
 from common import emit, machine
 
 from sentitune.dataset import load_eval_split
-from sentitune.exporting.onnx import agreement
 from sentitune.exporting.run_export import export
+from sentitune.hardware import cpu_bf16_flags
 from sentitune.inference.classifier import Classifier
+from sentitune.metrics import agreement
 
 
 def load_texts(labels: list[str], task: str, imdb_texts: int, seed: int = 0) -> list[str]:
@@ -79,9 +81,11 @@ def main() -> None:
     baseline_labels = [row["label"] for row in pipe_out]
     rows = {"pipeline": {"texts_per_s": round(len(texts) / seconds, 1)}}
     reference = None
-    for backend in ("torch", "onnx", "onnx-int8"):
-        clf = torch_clf if backend == "torch" else Classifier.from_pretrained(run_dir,
-                                                                              backend=backend)
+    # Emulated bf16 is slower than fp32: the arm is measured only where the CPU has it.
+    backends = ("torch",) + (("torch-bf16",) if cpu_bf16_flags() else ()) + ("onnx", "onnx-int8")
+    for backend in backends:
+        clf = torch_clf if backend == "torch" else Classifier.from_pretrained(
+            run_dir, backend=backend, device="cpu")
         clf.predict(texts[:64], batch_size=32)
         seconds, results = timed(lambda b, c=clf: c.predict(b, batch_size=32), texts)
         probs = np.array([[r["probabilities"][label] for label in clf.labels] for r in results])
@@ -106,6 +110,7 @@ def main() -> None:
         "max_length": torch_clf.max_length,
         "batch_size": 32,
         "results": rows,
+        "bf16_arm": "measured" if cpu_bf16_flags() else "skipped: no bf16 instructions",
         "machine": machine(),
     }
     emit(result, args.output)

@@ -1,9 +1,10 @@
-"""Training throughput: sentitune vs the tutorial recipe, measured side by side.
+"""Training throughput: sentitune (fp32 and bf16) vs the tutorial recipe, side by side.
 
 Same model, same SST-2 subset, same hyper-parameters (lr, batch 16, epochs, max length
 128, seed). The only differences are the ones sentitune makes by default: each batch is
 padded to its own longest text instead of to 128 tokens, and batches group texts of
-similar length. The baseline is written out here as the tutorial script it stands for
+similar length, and (arm `sentitune_bf16`) `--precision bf16` autocast, measured only on
+CPUs with AMX or AVX512-BF16. The baseline is written out here as the tutorial script it stands for
 (tokenize with padding="max_length", a plain Trainer), not as a sentitune option.
 
     python benchmarks/train_speed.py [--model minilm] [--train-samples 2000] [--seeds 42 43 44]
@@ -26,6 +27,7 @@ from common import emit, machine
 
 from sentitune.config import RunConfig
 from sentitune.dataset import load_splits
+from sentitune.hardware import cpu_bf16_flags
 from sentitune.metrics import classification_metrics, probabilities
 from sentitune.model import load_model, load_tokenizer, quiet_transformers
 from sentitune.training import train
@@ -72,8 +74,9 @@ def tutorial_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray) -> di
     }
 
 
-def sentitune_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray) -> dict:
-    result = train(config, out_dir, progress=False)
+def sentitune_recipe(config: RunConfig, out_dir: Path, lengths: np.ndarray,
+                     precision: str = "fp32") -> dict:
+    result = train(config, out_dir, progress=False, precision=precision)
     return {
         "train_samples_per_s": round(len(lengths) * config.training.epochs
                                      / result.metrics["train_runtime_s"], 2),
@@ -124,6 +127,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
+    # Emulated bf16 is slower than fp32: that arm runs only where the CPU has bf16 units.
+    arms = ("tutorial", "sentitune") + (("sentitune_bf16",) if cpu_bf16_flags() else ())
     runs = []
     for seed in args.seeds:
         config = RunConfig().replace(
@@ -134,12 +139,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             lengths = _train_lengths(config)  # the same texts in both arms
             baseline = tutorial_recipe(config, Path(tmp) / "baseline", lengths)
-            ours = sentitune_recipe(config, Path(tmp) / "sentitune", lengths)
-        runs.append({"seed": seed, "tutorial": baseline, "sentitune": ours})
-    tutorial_s = sum(run["tutorial"]["train_runtime_s"] for run in runs)
-    sentitune_s = sum(run["sentitune"]["train_runtime_s"] for run in runs)
-    accuracy = {arm: [run[arm]["dev_accuracy"] for run in runs]
-                for arm in ("tutorial", "sentitune")}
+            row = {"seed": seed, "tutorial": baseline,
+                   "sentitune": sentitune_recipe(config, Path(tmp) / "fp32", lengths)}
+            if "sentitune_bf16" in arms:
+                row["sentitune_bf16"] = sentitune_recipe(config, Path(tmp) / "bf16", lengths,
+                                                         precision="bf16")
+        runs.append(row)
+    seconds = {arm: sum(run[arm]["train_runtime_s"] for run in runs) for arm in arms}
+    accuracy = {arm: [run[arm]["dev_accuracy"] for run in runs] for arm in arms}
     result = {
         "benchmark": "train_speed",
         "model": args.model,
@@ -147,10 +154,13 @@ def main() -> None:
         "settings": {"batch_size": 16, "max_length": 128, "epochs": args.epochs,
                      "learning_rate": args.learning_rate, "seeds": args.seeds},
         "runs": runs,
-        "speedup": round(tutorial_s / sentitune_s, 2),
+        "speedup_vs_tutorial": {arm: round(seconds["tutorial"] / seconds[arm], 2)
+                                for arm in arms[1:]},
         "dev_accuracy": {arm: _mean_std(values) for arm, values in accuracy.items()},
-        "accuracy_delta": _mean_std([ours - base for ours, base in zip(
-            accuracy["sentitune"], accuracy["tutorial"], strict=True)]),
+        "accuracy_delta_vs_tutorial": {arm: _mean_std([ours - base for ours, base in zip(
+            accuracy[arm], accuracy["tutorial"], strict=True)]) for arm in arms[1:]},
+        "bf16_arm": ("measured" if "sentitune_bf16" in arms
+                     else "skipped: this CPU has no bf16 instructions"),
         "machine": machine(),
     }
     emit(result, args.output)

@@ -1,0 +1,38 @@
+"""The benchmark scripts run (in their tiny modes), so they cannot rot between measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO, require_shared_data
+
+
+def test_gpu_recipes_runs_every_arm_in_its_tiny_cpu_mode(tmp_path):
+    require_shared_data()
+    out = tmp_path / "gpu_recipes.json"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_recipes.py"), "--tiny", "--device",
+         "cpu", "--models", "distilbert", "bert", "--batch-sizes", "4", "--steps", "1",
+         "--warmup", "1", "--train-texts", "32", "--infer-texts", "8", "--infer-repeats", "1",
+         "--output", str(out)], check=True, env=env, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["weights"].startswith("random") and result["machine"]["cpu"]
+    for name in ("distilbert", "bert"):
+        entry = result["models"][name]
+        arms = {(a["method"], a["precision"], a["padding"]) for a in entry["train"]}
+        assert arms == {(m, p, pad) for m in ("full", "lora") for p in ("fp32", "bf16")
+                        for pad in ("tutorial", "sentitune")}
+        assert all(a["samples_per_s"] > 0 and a["peak_memory_mb"] is None
+                   for a in entry["train"])
+        shares = {a["padding"]: a["padding_share"] for a in entry["train"]}
+        assert shares["tutorial"] > shares["sentitune"]  # SST-2 sentences are short
+        params = entry["parameters"]
+        assert params["lora"]["trainable"] < params["full"]["trainable"] == params["full"][
+            "total"]
+        assert {(a["batch_size"], a["precision"]) for a in entry["inference"]} == {
+            (1, "fp32"), (1, "bf16"), (64, "fp32"), (64, "bf16")}
