@@ -90,6 +90,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
                 group.add_argument(flag, action=argparse.BooleanOptionalAction,
                                    help=text + shown, **common)
                 continue
+            if kind.startswith("tuple"):  # several values: `--report-to mlflow tensorboard`
+                group.add_argument(flag, nargs="+", metavar="{" + ",".join(("none", *choices))
+                                   + "}", help=text + " (default: none)", **common)
+                continue
             if choices:
                 values = [*choices, *(("none",) if optional else ())]
                 group.add_argument(flag, type=_converter("str", optional), choices=(

@@ -27,6 +27,8 @@ METHODS = ("full", "lora")
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 2e-3}
 # The training settings that only --method lora reads.
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
+# Experiment trackers `--report-to` hands to the Trainer (sentitune.tracking adds the rest).
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -97,6 +99,10 @@ class TrainingConfig:
         "Comma-separated module names, or all-linear; none: chosen per architecture."
     )
     merge_lora: bool = _help("Also save model/ with the adapter merged in (LoRA only).", True)
+    report_to: tuple[str, ...] = _help(
+        "Experiment trackers to log to, several allowed (tensorboard: event files in "
+        "RUN_DIR/tensorboard; mlflow: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); "
+        "none: no tracking.", (), TRACKERS)
 
 
 @dataclass(frozen=True)
@@ -221,14 +227,27 @@ def validate(config: RunConfig) -> RunConfig:
         raise SentituneError(f"--val-fraction must be between 0 and 1, got {d.val_fraction}")
     if not 0 <= t.warmup_ratio < 1:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
-    for section in (d, t):
+    config = config.replace(report_to=trackers(t.report_to))
+    for section in (d, config.training):
         for f in fields(section):
             choices = f.metadata.get("choices")
             value = getattr(section, f.name)
-            if choices and value is not None and value not in choices:
-                raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
-                                     f"{', '.join(choices)}, not '{value}'")
+            for one in value if isinstance(value, tuple) else (value,):
+                if choices and one is not None and one not in choices:
+                    raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
+                                         f"{', '.join(choices)}, not '{one}'")
     return config
+
+
+def trackers(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """`--report-to` as a tuple of tracker names: a YAML list or comma-separated names;
+    none (alone) means no tracker."""
+    names = [value] if isinstance(value, str) or value is None else list(value)
+    found = [part.strip() for name in names for part in str(name or "none").split(",")]
+    if "none" in found and len(found) > 1:
+        raise SentituneError(f"--report-to none cannot be combined with {', '.join(found)}; "
+                             "give none alone or only trackers")
+    return tuple(dict.fromkeys(name for name in found if name and name != "none"))
 
 
 def resolved(config: RunConfig) -> RunConfig:
