@@ -10,7 +10,8 @@
       history.csv     per epoch: train loss, validation loss, accuracy, F1
       metrics.json    validation metrics, best epoch, runtime, parameters, memory
       curves.png      loss and accuracy per epoch
-      README.md       model card
+      README.md       model card (Hub metadata first)
+      tensorboard/    with `--report-to tensorboard`: the event files
 
 Every stage reads and writes a run through `Run`; no other module parses these files.
 Each fact is stored once: the task and labels in labels.json, the method and every
@@ -41,6 +42,10 @@ ONNX_DIR = "onnx"  # written by `sentitune export`, beside model/
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
 QUANTIZE_CHOICES = ("int8",)
+TENSORBOARD_DIR = "tensorboard"
+# The small files that describe a run (not its weights), e.g. for an experiment tracker.
+RECORD_FILES = ("config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
+                "curves.png", "README.md")
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
 
 
@@ -180,6 +185,21 @@ class Run:
     @property
     def onnx_dir(self) -> Path:
         return self.path / ONNX_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    def record_files(self) -> list[Path]:
+        """The run's describing files that exist (config, labels, metrics, plots, card)."""
+        return [self.path / name for name in RECORD_FILES if (self.path / name).is_file()]
+
+    def copy_to(self, target: str | Path) -> Run:
+        """A copy of the run's model and files at `target`, without checkpoints and tracker
+        logs: what a packaged model (e.g. MLflow's) carries."""
+        shutil.copytree(self.path, target,
+                        ignore=shutil.ignore_patterns(self.checkpoints.name, TENSORBOARD_DIR))
+        return Run(target)
 
     def onnx_path(self, *, int8: bool = False) -> Path:
         """The exported graph; raises if `sentitune export` has not made it."""

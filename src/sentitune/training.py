@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sentitune import files
+from sentitune.card import model_card
 from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
 from sentitune.dataset.splits import Splits, load_splits
 from sentitune.decision import Decision, tune_label_thresholds
@@ -39,6 +40,7 @@ from sentitune.model import (
 )
 from sentitune.plots import plot_curves
 from sentitune.run import Run, versions
+from sentitune.tracking import Tracker
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def train(
     output = Path(output) if output is not None else default_output(config)
     if output.exists() and not overwrite:  # checked again when staging, after the data loads
         raise SentituneError(f"{output} already exists; choose another --output or --overwrite")
+    tracker = Tracker(settings.report_to, output.name)  # a missing extra fails before the data
 
     splits = load_splits(data_config, settings.seed)
     if on_data is not None:
@@ -292,7 +295,7 @@ def train(
         metric_for_best_model=metric,
         greater_is_better=metric != "loss",
         save_total_limit=2,
-        report_to="none",
+        report_to=tracker.report_to,
         disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
         **precision.trainer_flags(),
@@ -310,6 +313,7 @@ def train(
         callbacks=callbacks,
     )
 
+    tracker.attach(trainer, staging)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
     checkpoints = staging.checkpoints
@@ -373,7 +377,8 @@ def train(
         metrics["bf16_agreement"] = bf16_agreement(model, val_set, tokenizer,
                                                    settings.eval_batch_size, probs, splits.task)
     staging.write_metrics(metrics)
-    staging.write_card(model_card(config, splits, metrics))
+    staging.write_card(model_card(config, splits, metrics, output.name))
+    tracker.log_run(trainer, staging)
     run = staging.publish()
     return TrainResult(run.path, metrics, model)
 
@@ -526,47 +531,3 @@ def _save_model(model, tokenizer, staging: Path, settings: TrainingConfig) -> No
     model.save_pretrained(staging / "model", safe_serialization=True)
     tokenizer.save_pretrained(staging / "model")
 
-
-def model_card(config: RunConfig, splits: Splits, metrics: dict) -> str:
-    v = metrics["validation"]
-    t = config.training
-    lines = [
-        f"# Sentiment classifier: {config.model.model} fine-tuned on "
-        f"{Path(config.data.dataset).name}",
-        "",
-        f"- Task: {splits.task}; labels: {', '.join(splits.labels)}",
-        f"- Method: {t.method}; trainable parameters {metrics['trainable_params']:,} of "
-        f"{metrics['total_params']:,}",
-        f"- Data: {len(splits.train):,} training and {len(splits.validation):,} validation rows "
-        f"(seed {t.seed}, max length {config.data.max_length} tokens)",
-        f"- Training: lr {t.learning_rate}, batch {t.batch_size}, {t.epochs:g} epochs, "
-        f"weight decay {t.weight_decay}, warmup {t.warmup_ratio:.0%}, best epoch "
-        f"{metrics['best_epoch']}",
-        "",
-        "## Validation",
-        "",
-        "| accuracy | F1 | precision | recall | loss |",
-        "|---|---|---|---|---|",
-        f"| {v['accuracy']:.4f} | {v['f1']:.4f} | {v['precision']:.4f} | {v['recall']:.4f} "
-        f"| {v['loss']:.4f} |",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from sentitune import Classifier",
-        "clf = Classifier.from_pretrained('RUN_DIR')",
-        "clf.predict(['What a wonderful film.'])",
-        "",
-        "# or with transformers alone",
-        "from transformers import pipeline",
-        "pipeline('text-classification', model='RUN_DIR/model')('What a wonderful film.')",
-        "```",
-        "",
-        "## Limitations",
-        "",
-        "Accuracy is measured on the validation split above; expect lower accuracy on other "
-        "domains, on sarcasm, negation and mixed sentiment. Run `sentitune evaluate` for "
-        "per-slice errors and send low-confidence predictions (`needs_review`) to a person.",
-        "",
-    ]
-    return "\n".join(lines)
