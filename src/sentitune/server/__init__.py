@@ -5,6 +5,7 @@
     batching   the model's worker thread and the micro-batcher
     models     request and response bodies (predictions: `sentitune.schema`)
     app        `create_app` (the app factory), middleware, `serve`, `serve_in_thread`
+    oip        the Open Inference Protocol (KServe v2) routes under /v2
 """
 
 from sentitune.server.app import create_app, serve, serve_in_thread

@@ -5,6 +5,7 @@
     GET  /health         liveness (always open)     GET /ready    model warmed up
     GET  /info           model + serving settings   GET /metrics  Prometheus text format
     GET  /               the web page               GET /docs     OpenAPI UI
+    /v2/...              the Open Inference Protocol (KServe v2): see `server/oip.py`
 
 The model is called from one worker thread only (`Classifier.predict` wants its calls
 serialised), so the event loop never blocks on it. With micro-batching on, concurrent
@@ -41,6 +42,7 @@ from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.run import Run
 from sentitune.schema import Prediction
+from sentitune.server import oip
 from sentitune.server.batching import MicroBatcher, ModelWorker
 from sentitune.server.metrics import ServeMetrics
 from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
@@ -103,7 +105,9 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
         detail = f"request body over the {self.max_bytes} byte limit"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        # The Open Inference Protocol's error shape on its own routes.
+        key = "error" if scope["path"].startswith(oip.PREFIX + "/") else "detail"
+        await JSONResponse({key: detail}, status_code=413)(scope, receive, send)
 
 
 class MetricsMiddleware:
@@ -276,6 +280,8 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
+
+    oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])
 
     for name, media_type in _ASSETS.items():
         app.add_api_route(

@@ -1,0 +1,309 @@
+"""The Open Inference Protocol (KServe v2, as Triton speaks it) beside sentitune's own API.
+
+    GET  /v2                                server metadata
+    GET  /v2/health/live, /v2/health/ready  liveness, readiness (503 until warmed up)
+    GET  /v2/models/NAME                    model metadata: input, outputs, labels
+    GET  /v2/models/NAME/ready              model readiness
+    POST /v2/models/NAME/infer              classify the texts of one BYTES input
+
+NAME is the run directory's name. The input is one BYTES tensor named `text` (any shape;
+its elements are the texts), as JSON data or in the binary tensor extension (what
+`tritonclient` sends by default). Outputs, in input order, as JSON data:
+
+    label         BYTES [n]        the chosen class (multi-label runs: `labels`, joined by |)
+    score         FP32  [n]        the confidence review is judged on (sentitune.schema)
+    probabilities FP32  [n, k]     per class, in the order of the metadata's `labels`
+    needs_review  BOOL  [n]
+    truncated     BOOL  [n]
+
+A request may name the outputs it wants. Texts go through the same micro-batcher, limits,
+API key and Prometheus counters as `/predict`. Errors are `{"error": "..."}` with a 4xx:
+400 malformed request, 401 API key, 404 unknown model, 413 body too large, 422 a text empty,
+too long, or too many texts.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+
+from sentitune import __version__
+from sentitune.inference.classifier import Classifier
+from sentitune.server.metrics import ServeMetrics
+from sentitune.server.settings import ServeSettings
+
+PREFIX = "/v2"
+INPUT_NAME = "text"
+HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary tensor extension's header
+
+
+class OipError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _ErrorShapeRoute(APIRoute):
+    """Every failure of these routes, the API key's 401 included, as `{"error": ...}`."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except OipError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            except HTTPException as exc:
+                return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                                    headers=exc.headers)
+
+        return route
+
+
+class _Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] = {}
+    data: list[Any] | None = None
+
+
+class _RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] = {}
+
+
+class _InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] = {}
+    inputs: list[_Tensor]
+    outputs: list[_RequestedOutput] | None = None
+
+
+def _flat(data: list[Any]) -> list[Any]:
+    """JSON tensor data may be nested row-major lists; the protocol's order is flat."""
+    out: list[Any] = []
+    for item in data:
+        out.extend(_flat(item) if isinstance(item, list) else [item])
+    return out
+
+
+def _bytes_elements(raw: bytes) -> list[bytes]:
+    """A BYTES tensor in the binary extension: each element is a 4-byte little-endian
+    length, then that many bytes."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise OipError(400, "binary BYTES data is cut short; send each element as a "
+                                "4-byte little-endian length and its bytes")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise OipError(400, "binary BYTES data is cut short; send each element as a "
+                                "4-byte little-endian length and its bytes")
+        elements.append(raw[offset:offset + size])
+        offset += size
+    return elements
+
+
+def _parse(body: bytes, header_length: str | None) -> tuple[_InferRequest, bytes]:
+    """The JSON part of an infer request and the binary data after it (if any)."""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise OipError(400, f"{HEADER_LENGTH} must be the length of the JSON part of "
+                                f"the body, got '{header_length}'")
+        body, binary = body[:int(header_length)], body[int(header_length):]
+    else:
+        binary = b""
+    try:
+        return _InferRequest.model_validate_json(body), binary
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "body"
+        raise OipError(400, f"not an inference request: {where}: {first['msg']}; send "
+                            '{"inputs": [{"name": "text", "shape": [N], "datatype": '
+                            '"BYTES", "data": [...]}]}') from None
+
+
+def _texts(request: _InferRequest, binary: bytes, settings: ServeSettings) -> list[str]:
+    if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
+        names = ", ".join(tensor.name for tensor in request.inputs) or "none"
+        raise OipError(400, f"expected one input named '{INPUT_NAME}', got {names}")
+    tensor = request.inputs[0]
+    if tensor.datatype != "BYTES":
+        raise OipError(400, f"input '{INPUT_NAME}' must be BYTES, not {tensor.datatype}")
+    size = tensor.parameters.get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size != len(binary):
+            raise OipError(400, f"binary_data_size {size} does not match the {len(binary)} "
+                                "bytes after the JSON header")
+        try:
+            texts = [element.decode("utf-8") for element in _bytes_elements(binary)]
+        except UnicodeDecodeError:
+            raise OipError(400, "a text is not valid UTF-8; send UTF-8 text") from None
+    elif tensor.data is not None:
+        texts = _flat(tensor.data)
+    else:
+        raise OipError(400, f"input '{INPUT_NAME}' has neither data nor binary_data_size")
+    if not all(isinstance(text, str) for text in texts):
+        raise OipError(400, f"input '{INPUT_NAME}' must hold strings")
+    count = 1
+    for dim in tensor.shape:
+        count *= dim
+    if count != len(texts) or any(dim < 0 for dim in tensor.shape):
+        raise OipError(400, f"shape {tensor.shape} does not hold the {len(texts)} texts sent")
+    if not texts:
+        raise OipError(422, "no texts; send at least one")
+    if len(texts) > settings.max_texts_per_request:
+        raise OipError(422, f"{len(texts)} texts in one request; at most "
+                            f"{settings.max_texts_per_request}")
+    for index, text in enumerate(texts):
+        if not text.strip():
+            raise OipError(422, f"text {index} is empty or only whitespace")
+        if len(text) > settings.max_text_chars:
+            raise OipError(422, f"text {index} has {len(text)} characters; at most "
+                                f"{settings.max_text_chars}")
+    return texts
+
+
+def _outputs(classifier: Classifier) -> list[dict[str, Any]]:
+    """Output tensors' metadata; -1 is the number of texts."""
+    label = "labels" if classifier.task == "multilabel" else "label"
+    return [
+        {"name": label, "datatype": "BYTES", "shape": [-1]},
+        {"name": "score", "datatype": "FP32", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(classifier.labels)]},
+        {"name": "needs_review", "datatype": "BOOL", "shape": [-1]},
+        {"name": "truncated", "datatype": "BOOL", "shape": [-1]},
+    ]
+
+
+def _binary(data: list, datatype: str) -> bytes:
+    """Tensor data in the binary extension: BYTES length-prefixed, numbers little-endian."""
+    if datatype == "BYTES":
+        encoded = [str(value).encode("utf-8") for value in data]
+        return b"".join(struct.pack("<I", len(value)) + value for value in encoded)
+    return np.asarray(data, dtype="<f4" if datatype == "FP32" else np.bool_).tobytes()
+
+
+def _output_data(name: str, predictions: list[dict[str, Any]], labels: list[str]) -> list:
+    if name == "labels":
+        return ["|".join(p["labels"]) for p in predictions]
+    if name == "probabilities":
+        return [p["probabilities"][label] for p in predictions for label in labels]
+    return [p[name] for p in predictions]
+
+
+def mount(
+    app: FastAPI,
+    classifier: Classifier,
+    settings: ServeSettings,
+    dispatch: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+    metrics: ServeMetrics,
+    protected: list[Depends],
+    is_ready: Callable[[], bool],
+) -> None:
+    """Add the /v2 routes for `classifier` to `app`, sharing its `dispatch` (micro-batcher),
+    metrics and API-key dependency."""
+
+    def route(path: str, methods: tuple[str, ...] = ("GET",), **options: Any):
+        # Added to the app itself, not through an included router, so each route keeps its
+        # own path (the request counters label by it).
+        def add(endpoint: Callable) -> Callable:
+            app.router.add_api_route(PREFIX + path, endpoint, methods=list(methods),
+                                     route_class_override=_ErrorShapeRoute,
+                                     tags=["Open Inference Protocol"], **options)
+            return endpoint
+
+        return add
+
+    name = classifier.run.path.name
+    outputs = _outputs(classifier)
+    output_names = [output["name"] for output in outputs]
+    model = f"/models/{name}"
+
+    @route("")
+    async def server_metadata() -> dict[str, Any]:
+        """Server name, version and protocol extensions."""
+        return {"name": "sentitune", "version": __version__,
+                "extensions": ["binary_tensor_data"]}
+
+    @route("/health/live")
+    async def live() -> dict[str, bool]:
+        """Liveness: the process answers."""
+        return {"live": True}
+
+    @route("/health/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: the model has answered its warm-up call (503 before)."""
+        return JSONResponse({"ready": is_ready()}, status_code=200 if is_ready() else 503)
+
+    @route(f"{model}/ready")
+    async def model_ready() -> JSONResponse:
+        """The served model's readiness (503 before its warm-up call)."""
+        return JSONResponse({"name": name, "ready": is_ready()},
+                            status_code=200 if is_ready() else 503)
+
+    @route(model, dependencies=protected)
+    async def model_metadata() -> dict[str, Any]:
+        """Input and output tensors, and the labels in the order of `probabilities`."""
+        return {
+            "name": name,
+            "versions": ["1"],
+            "platform": f"sentitune_{classifier.backend.name}",
+            "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": outputs,
+            "parameters": {"task": classifier.task, "labels": classifier.labels},
+        }
+
+    @route(f"{model}/infer", ("POST",), dependencies=protected)
+    async def infer(request: Request) -> Response:
+        """Classify the texts of the BYTES input `text`."""
+        parsed, binary = _parse(await request.body(), request.headers.get(HEADER_LENGTH))
+        # Each output as JSON data, or binary when asked for (per output, or for all).
+        all_binary = parsed.parameters.get("binary_data_output") is True
+        wanted = ({output.name: output.parameters.get("binary_data", all_binary) is True
+                   for output in parsed.outputs} if parsed.outputs
+                  else dict.fromkeys(output_names, all_binary))
+        unknown = [output for output in wanted if output not in output_names]
+        if unknown:
+            raise OipError(400, f"unknown output(s) {', '.join(unknown)}; this model has "
+                                f"{', '.join(output_names)}")
+        texts = _texts(parsed, binary, settings)
+        predictions = await dispatch(texts)
+        metrics.observe_predictions(predictions)
+        spec = {output["name"]: output for output in outputs}
+        tensors, chunks = [], []
+        for output, as_binary in wanted.items():
+            tensor = {"name": output, "datatype": spec[output]["datatype"],
+                      "shape": [len(texts), *spec[output]["shape"][1:]]}
+            data = _output_data(output, predictions, classifier.labels)
+            if as_binary:
+                chunks.append(_binary(data, tensor["datatype"]))
+                tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+            else:
+                tensor["data"] = data
+            tensors.append(tensor)
+        answer: dict[str, Any] = {"model_name": name, "outputs": tensors}
+        if parsed.id is not None:
+            answer["id"] = parsed.id
+        if not chunks:
+            return JSONResponse(answer)
+        header = json.dumps(answer).encode()
+        return Response(header + b"".join(chunks), media_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(len(header))})
+
+    # Any other model name: the protocol's 404, not FastAPI's.
+    @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
+    async def unknown_model(other: str, rest: str) -> None:
+        raise OipError(404, f"unknown model '{other}'; this server serves '{name}'")

@@ -1,0 +1,187 @@
+"""The Open Inference Protocol (KServe v2) of `sentitune serve`, spoken to by Triton's own
+HTTP client (`tritonclient.http`) against the real server, for binary, multi-class and
+multi-label runs."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.http as triton
+from conftest import build_tiny_model, tiny_config
+from tritonclient.utils import InferenceServerException
+
+from sentitune.inference.classifier import Classifier
+from sentitune.server import ServeSettings, create_app, serve_in_thread
+
+TEXTS = ["the film was wonderful", "a dull and painful movie", "so furious and scared",
+         "happy , thrilled", "i found it tedious"]
+WORDS = {"anger": ["furious", "livid"], "fear": ["scared", "afraid"],
+         "joy": ["happy", "thrilled"]}
+
+
+def emotion_csv(path: Path, multilabel: bool) -> Path:
+    rng = random.Random(0)
+    labels = list(WORDS)
+    rows = []
+    for i in range(90):
+        picked = [labels[i % 3]]
+        if multilabel and i % 3 == 0:
+            picked.append(labels[(i + 1) % 3])
+        rows.append((" ".join(rng.choice(WORDS[label]) for label in picked), "|".join(picked)))
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def emotion_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny multi-class and a tiny multi-label run."""
+    from sentitune.training import train
+
+    tmp = tmp_path_factory.mktemp("oip")
+    model = build_tiny_model("bert", tmp / "tiny-bert-3", num_labels=3)
+    runs = {}
+    for task in ("multiclass", "multilabel"):
+        data = emotion_csv(tmp / f"{task}.csv", task == "multilabel")
+        runs[task] = train(tiny_config(model, data, epochs=3.0, max_length=16,
+                                       class_weights="auto"), tmp / task, progress=False).run_dir
+    return runs
+
+
+def served(classifier: Classifier, settings: ServeSettings | None = None):
+    return serve_in_thread(create_app(classifier, settings or ServeSettings(api_key=None)))
+
+
+def infer(client: triton.InferenceServerClient, name: str, texts: list[str],
+          binary: bool = True, **kwargs) -> triton.InferResult:
+    tensor = triton.InferInput("text", [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=object), binary_data=binary)
+    return client.infer(name, [tensor], **kwargs)
+
+
+def check_against_predict(url: str, classifier: Classifier) -> None:
+    """Metadata, readiness and inference agree with the run and with /predict/batch."""
+    name = classifier.run.path.name
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(name)
+    assert client.get_server_metadata()["name"] == "sentitune"
+    metadata = client.get_model_metadata(name)
+    assert metadata["name"] == name
+    assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert metadata["parameters"]["labels"] == classifier.labels
+    label_output = "labels" if classifier.task == "multilabel" else "label"
+    assert {o["name"]: o["datatype"] for o in metadata["outputs"]} == {
+        label_output: "BYTES", "score": "FP32", "probabilities": "FP32",
+        "needs_review": "BOOL", "truncated": "BOOL"}
+
+    expected = httpx.post(f"{url}/predict/batch", json={"texts": TEXTS}).json()["predictions"]
+    # The binary tensor extension (tritonclient's default), and plain JSON both ways.
+    json_outputs = [triton.InferRequestedOutput(o["name"], binary_data=False)
+                    for o in metadata["outputs"]]
+    for binary in (True, False):
+        result = infer(client, name, TEXTS, binary=binary,
+                       outputs=None if binary else json_outputs)
+        chosen = [value.decode() if binary else value
+                  for value in result.as_numpy(label_output)]
+        probabilities = result.as_numpy("probabilities")
+        assert probabilities.shape == (len(TEXTS), len(classifier.labels))
+        if classifier.task == "multilabel":
+            assert chosen == ["|".join(p["labels"]) for p in expected]
+        else:
+            assert chosen == [p["label"] for p in expected]
+        assert probabilities.dtype == np.float32
+        np.testing.assert_allclose(
+            probabilities, [[p["probabilities"][label] for label in classifier.labels]
+                            for p in expected], atol=1e-6)
+        np.testing.assert_allclose(result.as_numpy("score"), [p["score"] for p in expected],
+                                   atol=1e-6)
+        assert result.as_numpy("needs_review").tolist() == [p["needs_review"]
+                                                            for p in expected]
+
+    # A request may name the outputs it wants; it gets only those.
+    only_score = infer(client, name, TEXTS[:2], outputs=[triton.InferRequestedOutput(
+        "score", binary_data=False)])
+    assert [o["name"] for o in only_score.get_response()["outputs"]] == ["score"]
+
+
+def test_binary_run_speaks_the_protocol(classifier):
+    with served(classifier) as url:
+        check_against_predict(url, classifier)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_multiclass_and_multilabel_runs(emotion_runs, task):
+    classifier = Classifier.from_pretrained(emotion_runs[task])
+    assert classifier.task == task
+    with served(classifier) as url:
+        check_against_predict(url, classifier)
+
+
+def test_protocol_errors_limits_key_and_counters(classifier):
+    key = "oip-key"
+    settings = ServeSettings(api_key=key, max_texts_per_request=3, max_text_chars=50,
+                             max_body_bytes=2048)
+    name = classifier.run.path.name
+    with served(classifier, settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        infer_url = f"/v2/models/{name}/infer"
+        good = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                            "data": ["lovely"]}]}
+
+        def error(response: httpx.Response, status: int, pattern: str) -> None:
+            assert response.status_code == status, response.text
+            assert set(response.json()) == {"error"}, response.text
+            assert re.search(pattern, response.json()["error"]), response.json()
+
+        error(http.post(infer_url, json=good), 401, "API key")
+        error(http.get(f"/v2/models/{name}"), 401, "API key")
+        auth = {"X-API-Key": key}
+        assert http.post(infer_url, json=good, headers=auth).status_code == 200
+        # Liveness and readiness stay open, as /health and /ready do.
+        assert http.get("/v2/health/live").json() == {"live": True}
+        assert http.get(f"/v2/models/{name}/ready").json() == {"name": name, "ready": True}
+
+        def bad(tensor: dict) -> dict:
+            return {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES"} | tensor]}
+
+        error(http.post(infer_url, content=b"{not json", headers=auth), 400,
+              "not an inference request")
+        error(http.post(infer_url, json={"texts": ["x"]}, headers=auth), 400, "inputs")
+        error(http.post(infer_url, json=bad({"name": "sentence", "data": ["x"]}), headers=auth),
+              400, "one input named 'text'")
+        error(http.post(infer_url, json=bad({"datatype": "INT32", "data": [1]}), headers=auth),
+              400, "must be BYTES")
+        error(http.post(infer_url, json=bad({"shape": [2], "data": ["x"]}), headers=auth),
+              400, r"shape \[2\]")
+        error(http.post(infer_url, json=bad({"data": [3]}), headers=auth), 400, "strings")
+        error(http.post(infer_url, json=good | {"outputs": [{"name": "logits"}]},
+                        headers=auth), 400, "unknown output")
+        error(http.post(infer_url, json=bad({"data": ["  "]}), headers=auth), 422, "empty")
+        error(http.post(infer_url, json=bad({"data": ["x" * 51]}), headers=auth), 422,
+              "at most 50")
+        error(http.post(infer_url, json=bad({"shape": [4], "data": ["a", "b", "c", "d"]}),
+                        headers=auth), 422, "at most 3")
+        error(http.post(infer_url, json=bad({"data": ["y" * 3000]}), headers=auth), 413,
+              "byte limit")
+        error(http.post("/v2/models/nope/infer", json=good, headers=auth), 404,
+              "unknown model 'nope'")
+
+        # The same Prometheus counters as /predict: requests by endpoint and status, texts.
+        exposition = http.get("/metrics", headers=auth).text
+        assert f'endpoint="{infer_url}",status="200"' in exposition
+        assert f'endpoint="{infer_url}",status="422"' in exposition
+        assert re.search(r"^sentitune_predictions_total 1$", exposition, re.M), exposition
+
+
+def test_tritonclient_sees_protocol_errors(classifier):
+    with served(classifier, ServeSettings(api_key=None, max_texts_per_request=2)) as url:
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        with pytest.raises(InferenceServerException, match="at most 2"):
+            infer(client, classifier.run.path.name, TEXTS)
+        with pytest.raises(InferenceServerException, match="unknown model"):
+            client.get_model_metadata("nope")
