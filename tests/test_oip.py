@@ -4,6 +4,7 @@ multi-label runs."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 from conftest import build_tiny_model, tiny_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from sentitune.inference.classifier import Classifier
@@ -185,3 +188,38 @@ def test_tritonclient_sees_protocol_errors(classifier):
             infer(client, classifier.run.path.name, TEXTS)
         with pytest.raises(InferenceServerException, match="unknown model"):
             client.get_model_metadata("nope")
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+_TENSOR = st.fixed_dictionaries({"name": st.sampled_from(["text", "x"]),
+                                 "shape": st.lists(st.integers(-2, 4), max_size=2),
+                                 "datatype": st.sampled_from(["BYTES", "FP32"])},
+                                optional={"data": _JSON, "parameters": st.fixed_dictionaries(
+                                    {}, optional={"binary_data_size": _JSON})})
+_REQUEST = st.fixed_dictionaries({"inputs": st.lists(_TENSOR, max_size=2)}, optional={
+    "outputs": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["score", "label", "y"])}),
+                        max_size=2),
+    "parameters": st.fixed_dictionaries({}, optional={"binary_data_output": _JSON})})
+
+
+def test_fuzzed_infer_requests_never_get_a_5xx(classifier):
+    name = classifier.run.path.name
+    with served(classifier, ServeSettings(api_key=None, max_texts_per_request=4)) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+
+        @settings(max_examples=60, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(st.one_of(_REQUEST.map(lambda r: json.dumps(r).encode()), st.binary()),
+               st.binary(max_size=12), st.one_of(st.none(), st.integers(-1, 400).map(str)))
+        def check(header: bytes, binary: bytes, header_length: str | None):
+            headers = {} if header_length is None else {"Inference-Header-Content-Length":
+                                                        header_length}
+            response = http.post(f"/v2/models/{name}/infer", content=header + binary,
+                                 headers=headers)
+            assert response.status_code < 500, response.text
+            if response.status_code >= 400:
+                assert set(response.json()) == {"error"}, response.text
+
+        check()
