@@ -3,6 +3,8 @@ their own libraries, and the MLflow pyfunc model loaded and scored like `Classif
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -26,25 +28,27 @@ def train_flags(model: Path, data: Path, output: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, tiny_bert, sentiment_csv) -> tuple[Path, str]:
-    """One run trained through the CLI with both trackers; MLflow in a temporary store."""
+def tracked(tmp_path_factory, tiny_bert, sentiment_csv) -> tuple[Path, str, str]:
+    """One run trained through the CLI with both trackers, MLflow in a temporary store:
+    (run directory, tracking URI, what the CLI printed)."""
+    from sentitune.cli import main
+
     tmp = tmp_path_factory.mktemp("tracked")
     uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
     (tmp / "store").mkdir()
-    with pytest.MonkeyPatch.context() as patch:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(tmp)  # MLflow puts artifacts in ./mlruns of the working directory
-        from sentitune.cli import main
-
         assert main([*train_flags(tiny_bert, sentiment_csv, tmp / "run"),
                      "--report-to", "mlflow", "tensorboard"]) == 0
-    return tmp / "run", uri
+    return tmp / "run", uri, printed.getvalue()
 
 
 def test_mlflow_run_holds_params_metrics_artifacts_and_model(tracked, monkeypatch, tmp_path):
     import mlflow
 
-    run_dir, uri = tracked
+    run_dir, uri, printed = tracked
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
@@ -68,7 +72,14 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_model(tracked, monkeypatc
     artifacts = {Path(a.path).name for a in client.list_artifacts(logged.info.run_id, "run")}
     assert {"config.yaml", "metrics.json", "history.csv", "curves.png", "README.md"} <= artifacts
 
-    model = mlflow.pyfunc.load_model(f"runs:/{logged.info.run_id}/model")
+    # The run directory and the CLI say where it all went.
+    assert run.tracking["mlflow"]["run_id"] == logged.info.run_id
+    assert run.tracking["mlflow"]["tracking_uri"] == uri
+    assert f"MLflow run {logged.info.run_id} in {uri}; model " in printed
+    assert f"tensorboard --logdir {run.tensorboard_dir}" in printed
+    model = mlflow.pyfunc.load_model(run.tracking["mlflow"]["model_uri"])
+    assert mlflow.pyfunc.load_model(f"runs:/{logged.info.run_id}/model").metadata.model_uuid \
+        == model.metadata.model_uuid
     answer = model.predict(pd.DataFrame({"text": TEXTS}))
     expected = Classifier.from_pretrained(run_dir).predict(TEXTS)
     assert list(answer["label"]) == [p["label"] for p in expected]
@@ -80,7 +91,7 @@ def test_mlflow_run_holds_params_metrics_artifacts_and_model(tracked, monkeypatc
 def test_tensorboard_event_files_in_the_run(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir, _ = tracked
+    run_dir, _, _ = tracked
     run = Run.open(run_dir)
     events = EventAccumulator(str(run.tensorboard_dir), size_guidance={"tensors": 0}).Reload()
     per_epoch = [event.value for event in events.Scalars("eval/accuracy")]

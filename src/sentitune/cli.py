@@ -119,6 +119,8 @@ def _print_json(payload: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from sentitune.run import Run
+    from sentitune.tracking import summary as tracking_summary
     from sentitune.training import train
 
     def announce(splits) -> None:
@@ -132,6 +134,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
     print(f"run saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
+    for line in tracking_summary(Run.open(result.run_dir)):
+        print(line)
 
 
 def cmd_data(args: argparse.Namespace) -> None:

@@ -12,6 +12,7 @@
       curves.png      loss and accuracy per epoch
       README.md       model card (Hub metadata first)
       tensorboard/    with `--report-to tensorboard`: the event files
+      tracking.json   with `--report-to`: where the trackers logged (MLflow run and model)
 
 Every stage reads and writes a run through `Run`; no other module parses these files.
 Each fact is stored once: the task and labels in labels.json, the method and every
@@ -43,6 +44,7 @@ ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
 QUANTIZE_CHOICES = ("int8",)
 TENSORBOARD_DIR = "tensorboard"
+TRACKING_FILE = "tracking.json"
 # The small files that describe a run (not its weights), e.g. for an experiment tracker.
 RECORD_FILES = ("config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
                 "curves.png", "README.md")
@@ -273,6 +275,14 @@ class Run:
 
     def write_card(self, text: str) -> None:
         files.write_text(self.path / "README.md", text)
+
+    def write_tracking(self, record: dict) -> None:
+        files.write_json(self.path / TRACKING_FILE, record)
+
+    @property
+    def tracking(self) -> dict:
+        """Where `--report-to` logged the run (empty when it logged nowhere)."""
+        return self._json(TRACKING_FILE) if (self.path / TRACKING_FILE).exists() else {}
 
 
 def versions() -> dict[str, str]:

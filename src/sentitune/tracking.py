@@ -71,12 +71,31 @@ class Tracker:
                 callback.logging_dir = str(run.tensorboard_dir)
 
     def log_run(self, trainer, run: Run) -> None:
-        """Log what the Trainer did not, from the written (not yet published) `run`."""
+        """Log what the Trainer did not, from the written (not yet published) `run`, and
+        record in it where it went (`Run.tracking`)."""
+        if not self.trackers:
+            return
         step = trainer.state.global_step
+        record: dict[str, Any] = {"report_to": list(self.trackers)}
         if "tensorboard" in self.trackers:
             _log_tensorboard(run, step)
+            record["tensorboard"] = {"log_dir": run.tensorboard_dir.name}
         if "mlflow" in self.trackers:
-            _log_mlflow(run, step)
+            record["mlflow"] = _log_mlflow(run, step)
+        run.write_tracking(record)
+
+
+def summary(run: Run) -> list[str]:
+    """Where a run was tracked, as lines for the user."""
+    found = run.tracking
+    lines = []
+    if "tensorboard" in found:
+        lines.append(f"TensorBoard: tensorboard --logdir {run.tensorboard_dir}")
+    if "mlflow" in found:
+        mlflow = found["mlflow"]
+        lines.append(f"MLflow run {mlflow['run_id']} in {mlflow['tracking_uri']}; model "
+                     f"{mlflow['model_uri']}")
+    return lines
 
 
 def _scalars(metrics: dict) -> dict[str, float]:
@@ -131,7 +150,7 @@ def _flat_params(config: dict, prefix: str = "sentitune") -> dict[str, Any]:
     return params
 
 
-def _log_mlflow(run: Run, step: int) -> None:
+def _log_mlflow(run: Run, step: int) -> dict[str, str]:
     import mlflow
 
     from sentitune.mlflow_model import log_model
@@ -156,7 +175,9 @@ def _log_mlflow(run: Run, step: int) -> None:
         mlflow.log_metrics(_scalars(run.metrics), step=step)
         for path in run.record_files():
             mlflow.log_artifact(str(path), artifact_path="run")
-        log_model(run)
+        model = log_model(run)
     finally:
         if context is not None:
             mlflow.end_run()
+    return {"tracking_uri": mlflow.get_tracking_uri(), "run_id": last.info.run_id,
+            "model_uri": model.model_uri}
