@@ -223,3 +223,22 @@ def test_fuzzed_infer_requests_never_get_a_5xx(classifier):
                 assert set(response.json()) == {"error"}, response.text
 
         check()
+
+
+def test_concurrent_infer_requests_share_model_calls(classifier):
+    """The /v2 route goes through /predict's micro-batcher: 16 concurrent one-text requests
+    take fewer than 16 model calls, and the Prometheus counters see every text."""
+    with served(classifier) as url:
+        client = triton.InferenceServerClient(url.removeprefix("http://"), concurrency=16)
+        texts = [f"{word} , simply {word}" for word in ("lovely", "dull") * 8]
+        pending = []
+        for text in texts:
+            tensor = triton.InferInput("text", [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([text], dtype=object))
+            pending.append(client.async_infer(classifier.run.path.name, [tensor]))
+        labels = [p.get_result().as_numpy("label")[0].decode() for p in pending]
+        assert labels == [p["label"] for p in classifier.predict(texts)]
+        exposition = httpx.get(f"{url}/metrics").text
+        calls = float(re.search(r"^sentitune_batch_size_count (\S+)$", exposition, re.M)[1])
+        assert calls < len(texts)
+        assert re.search(rf"^sentitune_predictions_total {len(texts)}$", exposition, re.M)
