@@ -45,7 +45,7 @@ class SentituneModel(mlflow.pyfunc.PythonModel):
 
 
 def log_model(run: Run | str | Path, name: str = "model"):
-    """Log `run` as a pyfunc model into the active MLflow run (one is started if none is);
+    """Log `run` as a pyfunc model (into the active MLflow run, if there is one);
     returns MLflow's ModelInfo (`.model_uri` loads it)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
