@@ -4,6 +4,7 @@ multi-label runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -112,6 +113,15 @@ def check_against_predict(url: str, classifier: Classifier) -> None:
         "score", binary_data=False)])
     assert [o["name"] for o in only_score.get_response()["outputs"]] == ["score"]
 
+    # The one version the metadata lists, addressed explicitly.
+    assert metadata["versions"] == ["1"]
+    assert client.is_model_ready(name, "1")
+    assert client.get_model_metadata(name, "1") == metadata
+    versioned = infer(client, name, TEXTS, model_version="1").as_numpy(label_output)
+    assert [value.decode() for value in versioned] == [value.decode() for value in
+                                                       infer(client, name, TEXTS).as_numpy(
+                                                           label_output)]
+
 
 def test_binary_run_speaks_the_protocol(classifier):
     with served(classifier) as url:
@@ -188,6 +198,8 @@ def test_tritonclient_sees_protocol_errors(classifier):
             infer(client, classifier.run.path.name, TEXTS)
         with pytest.raises(InferenceServerException, match="unknown model"):
             client.get_model_metadata("nope")
+        with pytest.raises(InferenceServerException, match="serves version 1"):
+            client.get_model_metadata(classifier.run.path.name, "2")
 
 
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
@@ -227,18 +239,28 @@ def test_fuzzed_infer_requests_never_get_a_5xx(classifier):
 
 def test_concurrent_infer_requests_share_model_calls(classifier):
     """The /v2 route goes through /predict's micro-batcher: 16 concurrent one-text requests
-    take fewer than 16 model calls, and the Prometheus counters see every text."""
-    with served(classifier) as url:
-        client = triton.InferenceServerClient(url.removeprefix("http://"), concurrency=16)
-        texts = [f"{word} , simply {word}" for word in ("lovely", "dull") * 8]
-        pending = []
-        for text in texts:
-            tensor = triton.InferInput("text", [1], "BYTES")
-            tensor.set_data_from_numpy(np.array([text], dtype=object))
-            pending.append(client.async_infer(classifier.run.path.name, [tensor]))
-        labels = [p.get_result().as_numpy("label")[0].decode() for p in pending]
-        assert labels == [p["label"] for p in classifier.predict(texts)]
-        exposition = httpx.get(f"{url}/metrics").text
-        calls = float(re.search(r"^sentitune_batch_size_count (\S+)$", exposition, re.M)[1])
-        assert calls < len(texts)
-        assert re.search(rf"^sentitune_predictions_total {len(texts)}$", exposition, re.M)
+    take fewer than 16 model calls, and the Prometheus counters see every text.
+
+    In process (httpx's ASGI transport), so that all 16 requests are waiting before the
+    batcher's first look, however busy the machine is."""
+    app = create_app(classifier, ServeSettings(api_key=None, max_batch_size=16,
+                                               max_wait_ms=1000))
+    name = classifier.run.path.name
+    texts = [f"{word} , simply {word}" for word in ("lovely", "dull") * 8]
+
+    async def send_all() -> tuple[list[dict], str]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://oip") as http:
+            answers = await asyncio.gather(*(
+                http.post(f"/v2/models/{name}/infer", json={"inputs": [
+                    {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]})
+                for text in texts))
+            return [a.json() for a in answers], (await http.get("/metrics")).text
+
+    answers, exposition = asyncio.run(send_all())
+    labels = [next(o["data"][0] for o in a["outputs"] if o["name"] == "label")
+              for a in answers]
+    assert labels == [p["label"] for p in classifier.predict(texts)]
+    calls = float(re.search(r"^sentitune_batch_size_count (\S+)$", exposition, re.M)[1])
+    assert calls < len(texts)
+    assert re.search(rf"^sentitune_predictions_total {len(texts)}$", exposition, re.M)

@@ -6,9 +6,11 @@
     GET  /v2/models/NAME/ready              model readiness
     POST /v2/models/NAME/infer              classify the texts of one BYTES input
 
-NAME is the run directory's name. The input is one BYTES tensor named `text` (any shape;
-its elements are the texts), as JSON data or in the binary tensor extension (what
-`tritonclient` sends by default). Outputs, in input order, as JSON data:
+NAME is the run directory's name; each model route also answers under
+/v2/models/NAME/versions/1 (a run is one version). The input is one BYTES tensor named
+`text` (any shape; its elements are the texts), as JSON data or in the binary tensor
+extension (what `tritonclient` sends by default). Outputs, in input order, as JSON data or
+binary, as the request asks:
 
     label         BYTES [n]        the chosen class (multi-label runs: `labels`, joined by |)
     score         FP32  [n]        the confidence review is judged on (sentitune.schema)
@@ -43,6 +45,7 @@ from sentitune.server.settings import ServeSettings
 
 PREFIX = "/v2"
 INPUT_NAME = "text"
+VERSION = "1"  # a run directory is one model version
 HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary tensor extension's header
 
 
@@ -259,7 +262,7 @@ def mount(
         """Input and output tensors, and the labels in the order of `probabilities`."""
         return {
             "name": name,
-            "versions": ["1"],
+            "versions": [VERSION],
             "platform": f"sentitune_{classifier.backend.name}",
             "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": outputs,
@@ -303,7 +306,16 @@ def mount(
         return Response(header + b"".join(chunks), media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(len(header))})
 
-    # Any other model name: the protocol's 404, not FastAPI's.
+    # The one version the metadata lists, addressed explicitly (as `model_version="1"`).
+    version = f"{model}/versions/{VERSION}"
+    route(f"{version}/ready")(model_ready)
+    route(version, dependencies=protected)(model_metadata)
+    route(f"{version}/infer", ("POST",), dependencies=protected)(infer)
+
+    # Any other model, version or route under it: the protocol's 404, not FastAPI's.
     @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
     async def unknown_model(other: str, rest: str) -> None:
-        raise OipError(404, f"unknown model '{other}'; this server serves '{name}'")
+        if other != name:
+            raise OipError(404, f"unknown model '{other}'; this server serves '{name}'")
+        raise OipError(404, f"model '{name}' has no '{rest}'; it serves version {VERSION} "
+                            "and the ready, metadata and infer routes")
