@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -114,14 +113,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                if line.startswith("Model name")), "unknown")
     emit({
         "benchmark": "oip_overhead",
         "run_dir": str(args.run_dir),
         "model_parameters": Run.open(args.run_dir).metrics["total_params"],
-        "machine": machine() | {"cpu_model": cpu},
+        "machine": machine(),
         "note": "the machine was shared with other engineers' jobs while this ran: absolute "
                 "latencies are pessimistic; the cases took turns request by request, so compare "
                 "them with each other",
