@@ -113,12 +113,19 @@ def test_mlflow_model_of_a_multilabel_run(tmp_path, monkeypatch):
     from sentitune.mlflow_model import log_model
 
     run_dir = _multilabel_run(tmp_path)
+    (run_dir / "eval-x").mkdir()  # as `evaluate` would leave: not part of the model
+    (run_dir / "eval-x" / "metrics.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run():
         info = log_model(run_dir)
     texts = ["so happy and scared", "livid"]
-    answer = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"text": texts}))
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    packaged = loaded.unwrap_python_model().classifier.run.path
+    assert {p.name for p in packaged.iterdir()} == {
+        "model", "config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
+        "curves.png", "README.md"}
+    answer = loaded.predict(pd.DataFrame({"text": texts}))
     expected = Classifier.from_pretrained(run_dir).predict(texts)
     assert [list(labels) for labels in answer["labels"]] == [p["labels"] for p in expected]
     with pytest.raises(SentituneError, match="'text' column"):

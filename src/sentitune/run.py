@@ -197,10 +197,16 @@ class Run:
         return [self.path / name for name in RECORD_FILES if (self.path / name).is_file()]
 
     def copy_to(self, target: str | Path) -> Run:
-        """A copy of the run's model and files at `target`, without checkpoints and tracker
-        logs: what a packaged model (e.g. MLflow's) carries."""
-        shutil.copytree(self.path, target,
-                        ignore=shutil.ignore_patterns(self.checkpoints.name, TENSORBOARD_DIR))
+        """A copy at `target` of what scoring needs (model/, adapter/) and the record files:
+        what a packaged model (e.g. MLflow's) carries. No checkpoints, tracker logs, ONNX
+        exports or evaluations."""
+        target = Path(target)
+        target.mkdir(parents=True)
+        for folder in (self.model_dir, self.adapter_dir):
+            if folder.is_dir():
+                shutil.copytree(folder, target / folder.name)
+        for path in self.record_files():
+            shutil.copy2(path, target / path.name)
         return Run(target)
 
     def onnx_path(self, *, int8: bool = False) -> Path:

@@ -63,9 +63,11 @@ class Tracker:
 
     def attach(self, trainer, run: Run) -> None:
         """Name the tracked run after the run directory; TensorBoard writes inside the run."""
+        trainer.args.run_name = self.run_name
+        if "tensorboard" not in self.trackers:
+            return
         from transformers.integrations import TensorBoardCallback
 
-        trainer.args.run_name = self.run_name
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, TensorBoardCallback):
                 callback.logging_dir = str(run.tensorboard_dir)
