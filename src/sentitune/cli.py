@@ -119,6 +119,7 @@ def _print_json(payload: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from sentitune.distributed import is_main
     from sentitune.run import Run
     from sentitune.tracking import summary as tracking_summary
     from sentitune.training import train
@@ -131,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     result = train(args.config, args.output, resume=args.resume, overwrite=args.overwrite,
                    progress=not args.quiet, on_data=announce, **_settings(args))
+    if not is_main():
+        return  # under torchrun / accelerate launch, rank 0 speaks for every process
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
     print(f"run saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")

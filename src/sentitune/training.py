@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sentitune import files
+from sentitune import distributed, files
 from sentitune.card import model_card
 from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
 from sentitune.dataset.splits import Splits, load_splits
@@ -218,6 +218,9 @@ def train(
     fields (`learning_rate=1e-4`), as `sentitune train --config X --learning-rate 1e-4`.
     `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
     prints them, so an inferred task is visible before minutes of training.
+
+    Under `torchrun` / `accelerate launch` every process calls this; rank 0 alone writes
+    and publishes the run (see `sentitune.distributed`) and every rank returns it.
     """
     import torch
     from transformers import (
@@ -239,27 +242,39 @@ def train(
         raise SentituneError(f"{output} already exists; choose another --output or --overwrite")
     tracker = Tracker(settings.report_to, output.name)  # a missing extra fails before the data
 
-    splits = load_splits(data_config, settings.seed)
-    if on_data is not None:
-        on_data(splits)
-    _warn_unweighted_multilabel(splits.task, settings)
-    weights = class_weights(splits, settings.class_weights)
-    tokenizer = load_tokenizer(config.model.model)
-    set_seed(settings.seed)  # the new classification head is initialised from this seed
-    model = load_model(config.model.model, splits.labels, splits.task)
-    check_max_length(data_config.max_length, model, tokenizer)
-    if settings.method == "lora":
-        model = apply_lora(model, settings)
-    trainable, total = parameter_counts(model)
+    processes = distributed.start(cpu=not torch.cuda.is_available())
+    # TrainingArguments renews accelerate's shared state: read what we need now.
+    world, is_main, backend = (processes.num_processes, processes.is_main_process,
+                               processes.backend or "none")
+    # Main process first: a hub download or cache fill happens once, the others reuse it.
+    with distributed.peer_failures(), processes.main_process_first():
+        splits = load_splits(data_config, settings.seed)
+        if world > len(splits.train):
+            raise SentituneError(f"{world} training processes for {len(splits.train)} "
+                                 f"training rows; launch at most {len(splits.train)} "
+                                 "processes or train on more rows")
+        if on_data is not None and is_main:
+            on_data(splits)
+        if is_main:
+            _warn_unweighted_multilabel(splits.task, settings)
+        weights = class_weights(splits, settings.class_weights)
+        tokenizer = load_tokenizer(config.model.model)
+        set_seed(settings.seed)  # the new classification head is initialised from this seed
+        model = load_model(config.model.model, splits.labels, splits.task)
+        check_max_length(data_config.max_length, model, tokenizer)
+        if settings.method == "lora":
+            model = apply_lora(model, settings)
+        trainable, total = parameter_counts(model)
 
-    pad_to_max = not settings.dynamic_padding
-    n = len(splits.labels)
-    train_set = tokenize(splits.train, tokenizer, data_config.max_length, splits.task, n,
-                         pad_to_max)
-    val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task, n,
-                       pad_to_max)
+        pad_to_max = not settings.dynamic_padding
+        n = len(splits.labels)
+        train_set = tokenize(splits.train, tokenizer, data_config.max_length, splits.task, n,
+                             pad_to_max)
+        val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task,
+                           n, pad_to_max)
 
-    staging = Run.stage(output, resume=resume, overwrite=overwrite)
+    staging = distributed.on_main(
+        lambda: Run.stage(output, resume=resume, overwrite=overwrite), "staging the run")
     metric = settings.metric
 
     def compute_metrics(prediction) -> dict:
@@ -297,6 +312,8 @@ def train(
         save_total_limit=2,
         report_to=tracker.report_to,
         disable_tqdm=not progress,
+        ddp_timeout=distributed.timeout_s(),
+        ddp_find_unused_parameters=False,  # every trainable weight is used each step
         use_cpu=not torch.cuda.is_available(),
         **precision.trainer_flags(),
     )
@@ -316,13 +333,12 @@ def train(
     tracker.attach(trainer, staging)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
-    checkpoints = staging.checkpoints
-    resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    resume_from = last_complete_checkpoint(staging.checkpoints) if resume else None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with _PeakRss() as rss:
+    with _PeakRss() as rss, distributed.peer_failures():
         started = time.perf_counter()
-        outcome = trainer.train(resume_from_checkpoint=True if resume_from else None)
+        outcome = trainer.train(resume_from_checkpoint=resume_from and str(resume_from))
         runtime = time.perf_counter() - started
     peak_mb = (
         torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
@@ -333,54 +349,78 @@ def train(
     # them by default, whatever precision training ran in. Mixed precision left the model's
     # forward wrapped in autocast: unwrap it, for these logits and for the caller.
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    logits = validation_logits(model, val_set, tokenizer, settings.eval_batch_size)
-    label_ids = np.asarray(val_set["labels"])
-    decision, calibration = fit_decision(model, logits, label_ids, splits.task)
-    probs = probabilities(logits / decision.temperature, splits.task)
-    thresholds = decision.label_thresholds
-    validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
-                                        None if thresholds is None else np.asarray(thresholds))
-    _warn_if_not_learned(validation, splits.task, splits.labels, settings)
-    history = _history(trainer.state.log_history)
-    best_epoch = _best_epoch(history, metric)
 
-    _save_model(model, tokenizer, staging.path, settings)
-    files.follow_umask(staging.path)
-    staging.write_labels(splits.task, splits.labels)
-    staging.write_decision(decision)
-    staging.write_config(config, {
-        "data_fingerprint": splits.fingerprint(),
-        "rows": {"train": len(splits.train), "validation": len(splits.validation)},
-        "data_notes": splits.notes,
-        "precision": precision.as_dict(),
-        "versions": versions(),
-    })
-    staging.write_history(history)
-    plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
-                f"{Path(data_config.dataset).name}")
-    tokens_seen = int(sum(train_set["length"])) * settings.epochs
-    metrics = {
-        "validation": validation,
-        "selection_metric": metric,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
-        "train_runtime_s": round(runtime, 3),
-        "train_samples_per_s": round(outcome.metrics["train_samples_per_second"], 3),
-        "train_tokens": tokens_seen,
-        "trainable_params": trainable,
-        "total_params": total,
-        "peak_memory_mb": round(peak_mb, 1),
-        "calibration": calibration,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-    if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
-        metrics["bf16_agreement"] = bf16_agreement(model, val_set, tokenizer,
-                                                   settings.eval_batch_size, probs, splits.task)
-    staging.write_metrics(metrics)
-    staging.write_card(model_card(config, splits, metrics, output.name))
-    tracker.log_run(trainer, staging)
-    run = staging.publish()
-    return TrainResult(run.path, metrics, model)
+    def finish() -> tuple[Path, dict, float]:
+        """Rank 0 alone: fit the decision on every validation row, write and publish."""
+        logits = validation_logits(model, val_set, tokenizer, settings.eval_batch_size)
+        label_ids = np.asarray(val_set["labels"])
+        decision, calibration = fit_decision(model, logits, label_ids, splits.task)
+        probs = probabilities(logits / decision.temperature, splits.task)
+        thresholds = decision.label_thresholds
+        validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
+                                            None if thresholds is None else np.asarray(thresholds))
+        _warn_if_not_learned(validation, splits.task, splits.labels, settings)
+        history = _history(trainer.state.log_history)
+        best_epoch = _best_epoch(history, metric)
+
+        _save_model(model, tokenizer, staging.path, settings)
+        files.follow_umask(staging.path)
+        staging.write_labels(splits.task, splits.labels)
+        staging.write_decision(decision)
+        staging.write_config(config, {
+            "data_fingerprint": splits.fingerprint(),
+            "rows": {"train": len(splits.train), "validation": len(splits.validation)},
+            "data_notes": splits.notes,
+            "precision": precision.as_dict(),
+            "distributed": {
+                "world_size": world,
+                "backend": backend,
+                # What one optimizer step sees: per-device batch x processes x accumulation.
+                "effective_batch_size": (settings.batch_size * world
+                                         * settings.gradient_accumulation),
+            },
+            "versions": versions(),
+        })
+        staging.write_history(history)
+        plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
+                    f"{Path(data_config.dataset).name}")
+        tokens_seen = int(sum(train_set["length"])) * settings.epochs
+        metrics = {
+            "validation": validation,
+            "selection_metric": metric,
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "train_runtime_s": round(runtime, 3),
+            "train_samples_per_s": round(outcome.metrics["train_samples_per_second"], 3),
+            "train_tokens": tokens_seen,
+            "trainable_params": trainable,
+            "total_params": total,
+            "peak_memory_mb": round(peak_mb, 1),
+            "calibration": calibration,
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+        }
+        if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
+            metrics["bf16_agreement"] = bf16_agreement(
+                model, val_set, tokenizer, settings.eval_batch_size, probs, splits.task)
+        staging.write_metrics(metrics)
+        staging.write_card(model_card(config, splits, metrics, output.name))
+        tracker.log_run(trainer, staging)
+        return staging.publish().path, metrics, decision.temperature
+
+    run_dir, metrics, temperature = distributed.on_main(finish, "writing the run")
+    if not is_main and temperature != 1.0:
+        from sentitune.model import scale_logits
+
+        scale_logits(model, 1.0 / temperature)  # every rank returns the saved model
+    return TrainResult(run_dir, metrics, model)
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint in `folder` that was written to the end (the Trainer writes
+    trainer_state.json last): a run killed while saving leaves a partial one behind."""
+    complete = [path for path in folder.glob("checkpoint-*")
+                if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[-1]), default=None)
 
 
 def validation_logits(model, dataset, tokenizer, batch_size: int, *,
