@@ -199,10 +199,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
                     text_column=args.text_column, keep_columns=args.keep_columns,
                     batch_size=args.batch_size, review_threshold=args.review_threshold,
                     threshold=args.threshold, review_truncated=args.review_truncated,
-                    backend=args.backend, progress=not args.quiet)
+                    backend=args.backend, progress=not args.quiet, engine=args.engine,
+                    address=args.address, ray_cpus=args.ray_cpus, actors=args.actors)
     if isinstance(found, list):
         for result in found:
             print(json.dumps(result, ensure_ascii=False))
+        return
+    if args.engine == "ray":
+        print(f"{found.texts} predictions written to {found.output} from column "
+              f"'{found.text_column}' by {found.actors} Ray actors ({found.needs_review} need "
+              f"review, {found.truncated} truncated); {found.errors} rows that could not be "
+              f"scored written to {found.errors_file}")
         return
     print(f"{found.texts} predictions written to {found.output} from column "
           f"'{found.text_column}' ({found.needs_review} need review, {found.truncated} "
@@ -267,6 +274,7 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
+    from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -350,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
           help="inference engine; the onnx ones after `sentitune export`")
     _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
           help="send every text cut to max length to review (default: the run's decision)")
+    _flag(p, "--engine", default="local", choices=ENGINES,
+          help="local: this process; ray: Ray Data over a pool of model actors (--input may "
+               "be a folder; output .jsonl/.csv/.parquet; pip install 'sentitune[ray]')")
+    _flag(p, "--address", help="--engine ray: the Ray cluster to run on, e.g. "
+                               "ray://head:10001 (default: start a local Ray)")
+    _flag(p, "--ray-cpus", type=int,
+          help="--engine ray: CPUs of the local Ray (default: all of this machine's)")
+    _flag(p, "--actors", type=int,
+          help="--engine ray: model replicas, one CPU each (default: one per Ray CPU)")
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")

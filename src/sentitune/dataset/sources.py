@@ -103,11 +103,14 @@ def _table_kind(path: Path) -> str:
     return kind
 
 
-def iter_table(path: Path, chunk_size: int | None = None) -> Iterator[pd.DataFrame]:
+def iter_table(path: Path, chunk_size: int | None = None, *,
+               encoding_errors: str = "strict") -> Iterator[pd.DataFrame]:
     """Frames of a CSV/TSV/JSON/JSONL/parquet/TXT file (optionally .gz), `chunk_size` rows
     at a time (the whole file at once when None): the one reader of every input file.
 
-    A .txt file holds one text per line (column `text`). Missing cells are NaN.
+    A .txt file holds one text per line (column `text`). Missing cells are NaN. With
+    `encoding_errors="replace"` bytes that are not UTF-8 become U+FFFD instead of failing
+    the whole file (batch scoring reports those rows).
     """
     path = Path(path)
     if not path.exists():
@@ -128,16 +131,19 @@ def iter_table(path: Path, chunk_size: int | None = None) -> Iterator[pd.DataFra
                     yield batch.to_pandas()
         elif kind == ".json":
             try:
-                yield pd.read_json(path, compression=compression)
+                yield pd.read_json(path, compression=compression,
+                                   encoding_errors=encoding_errors)
             except ValueError:
                 yield from _chunks(pd.read_json(path, lines=True, compression=compression,
-                                                chunksize=chunk_size), chunk_size)
+                                                chunksize=chunk_size,
+                                                encoding_errors=encoding_errors), chunk_size)
         elif kind == ".jsonl":
             yield from _chunks(pd.read_json(path, lines=True, compression=compression,
-                                            chunksize=chunk_size), chunk_size)
+                                            chunksize=chunk_size,
+                                            encoding_errors=encoding_errors), chunk_size)
         elif kind == ".txt":
             opener = gzip.open if compression else open
-            with opener(path, "rt", encoding="utf-8") as handle:
+            with opener(path, "rt", encoding="utf-8", errors=encoding_errors) as handle:
                 lines = (line.rstrip("\r\n") for line in handle)
                 while chunk := list(itertools.islice(lines, chunk_size)):
                     yield pd.DataFrame({"text": chunk})
@@ -146,7 +152,7 @@ def iter_table(path: Path, chunk_size: int | None = None) -> Iterator[pd.DataFra
             reader = pd.read_csv(
                 path, sep="\t" if kind == ".tsv" else ",", quoting=3 if kind == ".tsv" else 0,
                 compression=compression, keep_default_na=False, na_values=[""],
-                encoding="utf-8", chunksize=chunk_size)
+                encoding="utf-8", encoding_errors=encoding_errors, chunksize=chunk_size)
             yield from _chunks(reader, chunk_size)
     except (UnicodeDecodeError, ValueError, OSError, pd.errors.ParserError) as exc:
         raise SentituneError(

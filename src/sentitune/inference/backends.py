@@ -33,11 +33,15 @@ class Backend(Protocol):
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
-def load_backend(run: Run, name: str, device: str | None = None) -> Backend:
+def load_backend(run: Run, name: str, device: str | None = None,
+                 num_threads: int | None = None) -> Backend:
+    """The named backend; `num_threads` caps an ONNX session's threads (torch's are
+    process-wide: torch.set_num_threads)."""
     if name not in BACKENDS:
         raise SentituneError(f"--backend must be one of {', '.join(BACKENDS)}, not '{name}'")
     if name.startswith("onnx"):
-        return OnnxBackend(run.onnx_path(int8=name == "onnx-int8"), name=name)
+        return OnnxBackend(run.onnx_path(int8=name == "onnx-int8"), name=name,
+                           num_threads=num_threads)
     backend = TorchBackend.load(run, adapter=name == "adapter" or not run.model_dir.is_dir(),
                                 device=device, bf16=name == "torch-bf16")
     if backend.bf16:

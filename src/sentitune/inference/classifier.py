@@ -68,14 +68,15 @@ class Classifier:
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path | Run, *, backend: str = "torch",
-                        device: str | None = None) -> Classifier:
+                        device: str | None = None, num_threads: int | None = None
+                        ) -> Classifier:
         """Load a run with the named backend (see `sentitune.inference.backends`)."""
         run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
         if not backend.startswith("onnx"):
             from sentitune.model import quiet_transformers
 
             quiet_transformers()
-        loaded = load_backend(run, backend, device)
+        loaded = load_backend(run, backend, device, num_threads)
         tokenizer_dir = run.model_dir if run.model_dir.is_dir() else run.adapter_dir
         return cls(run, loaded, TextEncoder.from_dir(tokenizer_dir, run.max_length))
 

@@ -22,6 +22,7 @@ from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
+ENGINES = ("local", "ray")  # local: this process; ray: Ray Data (ray_engine)
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,37 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             text_column: str | None = None, keep_columns: bool = True, batch_size: int = 64,
             review_threshold: float | None = None, threshold: float | None = None,
             review_truncated: bool | None = None, backend: str = "torch",
-            progress: bool = True) -> list[dict] | FileScores:
-    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`."""
+            progress: bool = True, engine: str = "local", address: str | None = None,
+            ray_cpus: int | None = None, actors: int | None = None):
+    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`.
+
+    `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
+    Ray of `ray_cpus` CPUs or the cluster at `address`, with `actors` model replicas
+    (`sentitune.inference.ray_engine`; returns its RayScores).
+    """
+    if engine not in ENGINES:
+        raise SentituneError(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
+    if engine == "local" and (address, ray_cpus, actors) != (None, None, None):
+        raise SentituneError("--address, --ray-cpus and --actors go with --engine ray")
     if texts is None and input is None:
         raise SentituneError("give texts to classify or --input FILE")
     if texts is not None and input is not None:
         raise SentituneError("give texts or --input FILE, not both")
     if input is not None and output is None:
         raise SentituneError("--input needs --output FILE.jsonl or FILE.csv")
+    if engine == "ray":
+        if input is None:
+            raise SentituneError("--engine ray scores files: give --input DATA --output FILE")
+        from sentitune.inference.ray_engine import score_with_ray
+
+        if isinstance(run_dir, Classifier):
+            run_dir, backend = run_dir.run.path, run_dir.backend.name
+        return score_with_ray(run_dir, input, output, text_column=text_column,
+                              keep_columns=keep_columns, batch_size=batch_size,
+                              review_threshold=review_threshold, threshold=threshold,
+                              review_truncated=review_truncated, backend=backend,
+                              address=address, num_cpus=ray_cpus, actors=actors,
+                              progress=progress)
     classifier = (run_dir if isinstance(run_dir, Classifier)
                   else Classifier.from_pretrained(run_dir, backend=backend))
     if input is not None:

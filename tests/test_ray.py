@@ -1,0 +1,107 @@
+"""Batch scoring on Ray Data (`predict --engine ray`) against local predict, on a local Ray
+of 2 CPUs started once for the module."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+from conftest import assert_one_line_error, make_sentiment_frame, read_jsonl, run_cli
+
+from sentitune.inference.scoring import predict
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder: 2,000 reviews with ids, then a file with bad rows between good ones."""
+    folder = tmp_path_factory.mktemp("ray-input")
+    reviews = make_sentiment_frame(2000, seed=3)[["text"]]
+    reviews.insert(0, "id", range(len(reviews)))
+    reviews.to_csv(folder / "a_reviews.csv", index=False)
+    (folder / "b_bad.csv").write_bytes(b"id,text\n5000,a lovely film\n5001,\n"
+                                       b"5002,caf\xe9 au lait was \xff awful\n5003,   \n"
+                                       b"5004,the film was dull\n")
+    return folder
+
+
+def test_ray_scores_a_folder_like_local_predict_in_order_with_bad_rows_reported(
+        tmp_path, local_ray, inputs, classifier, tiny_run_dir):
+    output = tmp_path / "scored.parquet"
+    found = predict(tiny_run_dir, input=inputs, output=output, engine="ray", actors=2,
+                    batch_size=32, progress=False)
+    assert found.actors == 2 and found.texts == 2002 and found.errors == 3
+    assert not list(tmp_path.glob(".*partial"))
+
+    local = tmp_path / "local.jsonl"
+    predict(classifier, input=inputs / "a_reviews.csv", output=local, batch_size=32,
+            progress=False)
+    expected = read_jsonl(local) + predict(classifier, ["a lovely film",
+                                                        "the film was dull"])
+    scored = pd.read_parquet(output).to_dict("records")
+    assert [row["text"] for row in scored] == [row["text"] for row in expected]  # order
+    assert [row["id"] for row in scored] == [*range(2000), 5000, 5004]
+    for row, want in zip(scored, expected, strict=True):
+        assert row["label"] == want["label"]
+        assert row["score"] == want["score"]
+        assert row["probabilities"] == want["probabilities"]
+        assert (row["needs_review"], row["truncated"]) == (want["needs_review"],
+                                                           want["truncated"])
+    assert found.needs_review == sum(r["needs_review"] for r in expected)
+
+    errors = read_jsonl(found.errors_file)
+    assert [(e["file"], e["row"], e["id"], e["error"]) for e in errors] == [
+        (str(inputs / "b_bad.csv"), 1, 5001, "empty text"),
+        (str(inputs / "b_bad.csv"), 2, 5002, "not valid UTF-8"),
+        (str(inputs / "b_bad.csv"), 3, 5003, "empty text")]
+
+
+def test_cli_engine_ray_writes_the_same_jsonl_as_local(tmp_path, capsys, local_ray, inputs,
+                                                       tiny_run_dir):
+    source = tmp_path / "few.jsonl"
+    source.write_text("".join(json.dumps({"review": text, "n": i}) + "\n" for i, text in
+                              enumerate(make_sentiment_frame(300, seed=5)["text"])))
+    code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                             "--output", str(tmp_path / "ray.jsonl"), "--engine", "ray",
+                             "--quiet")
+    assert code == 0, err
+    assert "300 predictions written" in out and "0 rows that could not be scored" in out
+    assert (tmp_path / "ray.jsonl.errors.jsonl").read_text() == ""
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                           "--output", str(tmp_path / "local.jsonl"), "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_engine_ray_without_ray_installed_names_the_extra(tmp_path, capsys, monkeypatch,
+                                                          tiny_run_dir, sentiment_csv):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(sentiment_csv),
+                           "--output", str(tmp_path / "out.jsonl"), "--engine", "ray")
+    assert_one_line_error(code, err, "pip install 'sentitune[ray]'")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "ray://head:10001"], "go with --engine ray"),
+    (["--engine", "ray", "--output", "x.txt"], "--output must end in .jsonl, .csv, .parquet"),
+    (["--engine", "ray", "--ray-cpus", "0"], "--ray-cpus must be > 0"),
+    (["--engine", "ray", "--address", "ray://h:1", "--ray-cpus", "2"], "drop one of them"),
+])
+def test_engine_ray_bad_options_are_one_line_errors(tmp_path, capsys, tiny_run_dir,
+                                                    sentiment_csv, argv, message):
+    args = ["predict", str(tiny_run_dir), "--input", str(sentiment_csv)]
+    if "--output" not in argv:
+        args += ["--output", str(tmp_path / "out.jsonl")]
+    code, _, err = run_cli(capsys, *args, *argv)
+    assert_one_line_error(code, err, message)
