@@ -105,3 +105,23 @@ def test_engine_ray_bad_options_are_one_line_errors(tmp_path, capsys, tiny_run_d
         args += ["--output", str(tmp_path / "out.jsonl")]
     code, _, err = run_cli(capsys, *args, *argv)
     assert_one_line_error(code, err, message)
+
+
+def test_ray_actors_load_any_backend_onnx_here(tmp_path, local_ray, tiny_run_dir):
+    import shutil
+
+    from sentitune.exporting.run_export import export
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    export(run)
+    texts = list(make_sentiment_frame(400, seed=9)["text"])
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(texts) + "\n")
+    found = predict(run, input=source, output=tmp_path / "onnx.csv", engine="ray",
+                    backend="onnx", progress=False)
+    assert found.texts == 400 and found.errors == 0
+    scored = pd.read_csv(tmp_path / "onnx.csv")
+    local = predict(run, texts, backend="onnx")
+    assert list(scored["text"]) == texts
+    assert list(scored["label"]) == [r["label"] for r in local]
+    assert scored["score"].tolist() == pytest.approx([r["score"] for r in local], abs=1e-5)
