@@ -46,11 +46,12 @@ def _train_args(model: Path, data: Path, output: Path, *extra: str) -> list[str]
             "--warmup-ratio", "0", "--seed", "7", "--output", str(output), "--quiet", *extra]
 
 
-def torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node 2 ARGS` (a free rendezvous port each time)."""
+def torchrun(*args: str, processes: int = 2, timeout: float = 300
+             ) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N ARGS` (a free rendezvous port each time)."""
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         "2", *args], env=_env(), capture_output=True, text=True, timeout=timeout)
+         str(processes), *args], env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _files(run_dir: Path) -> set[str]:
@@ -137,14 +138,14 @@ def test_a_killed_rank_ends_the_other_with_an_error_and_resume_finishes(tmp_path
 
 
 def test_more_processes_than_training_rows_is_an_error_on_every_rank(tmp_path, tiny_bert):
-    data, validation = tmp_path / "one.csv", tmp_path / "val.csv"
-    data.write_text("text,label\nthe film was great,positive\n")
+    data, validation = tmp_path / "two.csv", tmp_path / "val.csv"
+    data.write_text("text,label\nthe film was great,positive\nit was dull,negative\n")
     validation.write_text("text,label\na lovely film,positive\nan awful film,negative\n")
     done = torchrun(*_train_args(tiny_bert, data, tmp_path / "run", "--validation-data",
-                                 str(validation)))
+                                 str(validation)), processes=3)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines()
-              if "error: 2 training processes for 1 training rows" in line]
+              if "error: 3 training processes for 2 training rows" in line]
     # Each rank finds it before any collective; torchrun stops the other once one exits.
     assert errors, done.stderr[-3000:]
     assert not (tmp_path / "run").exists()
