@@ -33,15 +33,6 @@ from common import emit, machine
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name")), "unknown")
-
-
 def env(threads: int | None = None) -> dict[str, str]:
     out = dict(os.environ)
     out["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), out.get("PYTHONPATH", "")])
@@ -227,7 +218,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_start = os.getloadavg()
-    result = {"benchmark": "scale_out", "machine": machine() | {"cpu_model": cpu_model()},
+    result = {"benchmark": "scale_out", "machine": machine(),
               "load_average_at_start": [round(x, 2) for x in load_start], "note": args.note}
     with tempfile.TemporaryDirectory() as tmp:
         if "inference" in args.parts:

@@ -6,7 +6,7 @@ accelerate's `PartialState`, which this module starts first so that sentitune's 
 can coordinate too. Rank 0 alone stages, writes and publishes the run directory; what it
 computes there (the run path, the metrics, or its error) is broadcast to every rank, so
 all ranks return the same result or fail with the same one-line error. The process group
-has a timeout (`SENTITUNE_DIST_TIMEOUT` seconds, default 600), so a rank that dies or
+has a timeout (`SENTITUNE_DIST_TIMEOUT` seconds, default 1800), so a rank that dies or
 stops answering ends the others with an error instead of a hang.
 """
 
@@ -21,7 +21,7 @@ from typing import TypeVar
 from sentitune.errors import SentituneError
 
 TIMEOUT_ENV = "SENTITUNE_DIST_TIMEOUT"
-DEFAULT_TIMEOUT_S = 600
+DEFAULT_TIMEOUT_S = 1800  # the Trainer's own ddp_timeout default
 # How gloo, nccl and c10d word a peer that crashed or stopped answering.
 _PEER_FAILURE = re.compile(r"closed by peer|Connection reset|Broken pipe|timed out|Timeout|"
                            r"NCCL|gloo|remote worker", re.IGNORECASE)
