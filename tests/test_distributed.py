@@ -23,7 +23,7 @@ from conftest import REPO, tiny_config, validation_split
 from sentitune.inference.classifier import Classifier
 from sentitune.metrics import classification_metrics
 from sentitune.run import Run
-from sentitune.training import train
+from sentitune.training import last_complete_checkpoint, train
 
 # The two-process run samples its batches differently from the one-process run (a
 # distributed sampler), so its numbers differ; on this learnable toy task both must land
@@ -99,7 +99,7 @@ def _free_port() -> int:
 def test_a_killed_rank_ends_the_other_with_an_error_and_resume_finishes(tmp_path, tiny_bert,
                                                                          sentiment_csv):
     """Two processes launched by hand (no torchrun agent to clean up): rank 1 is killed
-    after the first epoch's checkpoint; rank 0 must stop by itself with one error line."""
+    once an epoch's checkpoint is complete; rank 0 must stop by itself with one error line."""
     output = tmp_path / "killed"
     staging = tmp_path / "killed.partial"
     port = str(_free_port())
@@ -111,7 +111,7 @@ def test_a_killed_rank_ends_the_other_with_an_error_and_resume_finishes(tmp_path
              for r in range(2)]
     try:
         deadline = time.monotonic() + 180
-        while not any((staging / "checkpoints").glob("checkpoint-*")):
+        while last_complete_checkpoint(staging / "checkpoints") is None:
             assert time.monotonic() < deadline, "no checkpoint appeared"
             assert all(p.poll() is None for p in ranks), ranks[0].communicate()[1][-3000:]
             time.sleep(0.05)
@@ -127,13 +127,23 @@ def test_a_killed_rank_ends_the_other_with_an_error_and_resume_finishes(tmp_path
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "training process 0 of 2 lost its peers" in errors[0], err
     assert not output.exists()  # nothing published
-    assert any((staging / "checkpoints").glob("checkpoint-*"))
+    resumed_from = last_complete_checkpoint(staging / "checkpoints")
+    assert resumed_from is not None
+    # Mark the checkpoint's logged first epoch: a resumed run carries its log on, a run
+    # that started again would log that epoch afresh.
+    state_file = resumed_from / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    first = next(entry for entry in state["log_history"] if "eval_loss" in entry)
+    first["eval_loss"] = 123.0
+    state_file.write_text(json.dumps(state))
 
     # --resume under torchrun continues from that checkpoint (4 epochs in all now).
     done = torchrun(*_train_args(tiny_bert, sentiment_csv, output, "--epochs", "4",
                                  "--resume"))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [row["epoch"] for row in Run.open(output).history()] == [1, 2, 3, 4]
+    history = Run.open(output).history()
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[0]["val_loss"] == 123.0
     assert not staging.exists()
 
 
