@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,6 +21,9 @@ from sentitune import files, schema
 from sentitune.dataset.sources import TEXT_COLUMNS, iter_table, pick_column
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
+
+if TYPE_CHECKING:
+    from sentitune.inference.ray_engine import RayScores
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv")
 ENGINES = ("local", "ray")  # local: this process; ray: Ray Data (ray_engine)
@@ -115,7 +119,8 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             review_threshold: float | None = None, threshold: float | None = None,
             review_truncated: bool | None = None, backend: str = "torch",
             progress: bool = True, engine: str = "local", address: str | None = None,
-            ray_cpus: int | None = None, actors: int | None = None):
+            ray_cpus: int | None = None, actors: int | None = None
+            ) -> list[dict] | FileScores | RayScores:
     """`sentitune predict`: predictions for `texts`, or `input` scored into `output`.
 
     `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
