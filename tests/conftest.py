@@ -85,6 +85,131 @@ def build_tiny_model(kind: str, out: Path, num_labels: int = 2) -> Path:
     return out
 
 
+# ----------------------------------------------------------------- every model family
+
+# The families every stage is tested on end to end (tests/test_families.py).
+FAMILIES = ("bert", "distilbert", "roberta", "albert", "deberta-v2")
+# ALBERT and DeBERTa-v2 tokenizers are sentencepiece models; trained here as Unigram models.
+_UNIGRAM_SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]",
+                     "sep_token": "[SEP]", "mask_token": "[MASK]"}
+_BPE_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>",
+                 "unk_token": "<unk>", "mask_token": "<mask>", "cls_token": "<s>",
+                 "sep_token": "</s>"}
+
+
+def _tokenizer_corpus() -> list[str]:
+    """What the small tokenizers learn from: the test sentences and, when present, SST-2 dev."""
+    texts = list(make_sentiment_frame(400)["text"])
+    sst2 = SHARED_DATA / "sst2" / "dev.tsv"
+    if sst2.exists():
+        texts += list(pd.read_csv(sst2, sep="\t", quoting=3)["sentence"])
+    return texts
+
+
+def build_byte_bpe_tokenizer(vocab_size: int = 600):
+    """A RoBERTa-style byte-level BPE tokenizer (<s> A </s>), every byte in its alphabet."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = list(dict.fromkeys(_BPE_SPECIALS.values()))
+    tokenizer.train_from_iterator(_tokenizer_corpus(), trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")),
+        add_prefix_space=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=512,
+                                   model_input_names=["input_ids", "attention_mask"],
+                                   **_BPE_SPECIALS)
+
+
+def build_unigram_tokenizer(vocab_size: int = 600):
+    """A sentencepiece-style Unigram tokenizer ([CLS] A [SEP], lower-cased, ▁ word marks)."""
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train_from_iterator(_tokenizer_corpus(), trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=list(_UNIGRAM_SPECIALS.values()),
+        unk_token="<unk>", show_progress=False))
+    cls, sep = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]"))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=512,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"], **_UNIGRAM_SPECIALS)
+
+
+def build_family_model(family: str, out: Path, num_labels: int = 2) -> Path:
+    """Save a 2-layer, hidden-32 random model of `family` with a tokenizer of its kind.
+
+    BERT and DistilBERT use the real uncased WordPiece vocabulary; RoBERTa gets a byte-level
+    BPE and ALBERT / DeBERTa-v2 a Unigram model, trained here on a few hundred sentences.
+    """
+    import torch
+    from transformers import (
+        AlbertConfig,
+        AlbertForSequenceClassification,
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    if family in ("bert", "distilbert"):
+        return build_tiny_model(family, out, num_labels)
+    tokenizer = (build_byte_bpe_tokenizer() if family == "roberta"
+                 else build_unigram_tokenizer())
+    sizes = {"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "intermediate_size": 64, "num_labels": num_labels,
+             "pad_token_id": tokenizer.pad_token_id}
+    torch.manual_seed(0)
+    if family == "roberta":
+        model = RobertaForSequenceClassification(RobertaConfig(
+            **sizes, max_position_embeddings=514, type_vocab_size=1,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    elif family == "albert":
+        model = AlbertForSequenceClassification(AlbertConfig(
+            **sizes, embedding_size=16, max_position_embeddings=512))
+    elif family == "deberta-v2":
+        model = DebertaV2ForSequenceClassification(DebertaV2Config(
+            **sizes, max_position_embeddings=512, relative_attention=True, position_buckets=32,
+            pos_att_type=["p2c", "c2p"], max_relative_positions=-1, pooler_hidden_size=32))
+    else:
+        raise ValueError(family)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    """Every family's tiny model, built once per session when first asked for."""
+    root = tmp_path_factory.mktemp("families")
+
+    class Models(dict):
+        def __missing__(self, family: str) -> Path:
+            self[family] = build_family_model(family, root / family)
+            return self[family]
+
+    return Models()
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_model("bert", tmp_path_factory.mktemp("tiny-bert"))
