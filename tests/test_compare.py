@@ -59,8 +59,8 @@ def test_plan_changes_only_method_seed_and_their_settings(tiny_bert, sentiment_c
 
 def test_report_numbers_come_from_the_runs(compared, runs):
     report = json.loads((compared / "compare.json").read_text())
-    assert list(report["methods"]) == ["full", "lora"]
-    for method, m in report["methods"].items():
+    assert list(report["variants"]) == ["full", "lora"]
+    for method, m in report["variants"].items():
         metrics = [json.loads((runs[f"{method}-seed{s}"] / "metrics.json").read_text())
                    for s in SEEDS]
         accuracy = [x["validation"]["accuracy"] for x in metrics]
@@ -74,7 +74,7 @@ def test_report_numbers_come_from_the_runs(compared, runs):
         for batch in ("batch_1", "batch_32"):
             assert all(v > 0 for v in m["latency_ms_per_text"][batch]["values"])
         assert m["latency_model"] == "model/ (merged)"
-    full, lora = report["methods"]["full"], report["methods"]["lora"]
+    full, lora = report["variants"]["full"], report["variants"]["lora"]
     assert full["trainable_pct"] == 100 and 0 < lora["trainable_pct"] < 1
     assert (full["checkpoint"], lora["checkpoint"]) == ("model/", "adapter/")
     assert lora["checkpoint_mb"] < full["checkpoint_mb"] / 50
@@ -93,7 +93,7 @@ def test_markdown_and_figure(compared):
 
     report = json.loads((compared / "compare.json").read_text())
     text = (compared / "compare.md").read_text()
-    lora = report["methods"]["lora"]
+    lora = report["variants"]["lora"]
     assert "| full | 0.01 | 1,011,426 (100.00%)" in text
     assert f"| lora | 0.02 | {lora['trainable_params']:,} ({lora['trainable_pct']:.2f}%)" in text
     assert report["tradeoffs"] in text
@@ -103,12 +103,13 @@ def test_markdown_and_figure(compared):
     assert image.shape[0] > 600 and image.shape[1] > 1200
 
 
-def _method_stats(accuracy: list[float]) -> dict:
+def _method_stats(accuracy: list[float], method: str = "lora") -> dict:
     def stats(values):
         return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)),
                 "n": len(values)}
 
-    return {"trainable_pct": 0.5, "trainable_params": 5, "total_params": 1000,
+    return {"model": "minilm", "method": method, "trainable_pct": 0.5, "trainable_params": 5,
+            "total_params": 1000,
             "peak_memory_mb": stats([100, 100]), "train_samples_per_s": stats([10, 10]),
             "val_accuracy": stats(accuracy), "checkpoint_mb": 1.0, "checkpoint": "adapter/",
             "latency_model": "model/ (merged)",
@@ -116,9 +117,9 @@ def _method_stats(accuracy: list[float]) -> dict:
 
 
 def test_tradeoffs_weigh_the_accuracy_gap_against_seed_noise():
-    full = _method_stats([0.90, 0.91, 0.89])
-    close = tradeoffs({"methods": {"full": full, "lora": _method_stats([0.89, 0.91, 0.90])}})
-    apart = tradeoffs({"methods": {"full": full, "lora": _method_stats([0.80, 0.81, 0.79])}})
+    full = _method_stats([0.90, 0.91, 0.89], "full")
+    close = tradeoffs({"variants": {"full": full, "lora": _method_stats([0.89, 0.91, 0.90])}})
+    apart = tradeoffs({"variants": {"full": full, "lora": _method_stats([0.80, 0.81, 0.79])}})
     assert "do not separate the two" in close
     assert "more than the seed-to-seed noise" in apart and "-10.0 points" in apart
 
@@ -167,10 +168,10 @@ def test_cli_compare_trains_reuses_and_refuses_other_settings(capsys, tmp_path, 
     for name in ("compare.json", "compare.md", "compare.png"):
         assert (out / name).is_file()
     report = json.loads((out / "compare.json").read_text())
-    assert report["methods"]["lora"]["runs"] == ["runs/lora-seed7"]
+    assert report["variants"]["lora"]["runs"] == ["runs/lora-seed7"]
     assert "from a single seed" in report["tradeoffs"]
     # Each run trained in a fresh process, so its peak RSS increase is its own.
-    memory = {m: report["methods"][m]["peak_memory_mb"]["mean"] for m in ("full", "lora")}
+    memory = {m: report["variants"][m]["peak_memory_mb"]["mean"] for m in ("full", "lora")}
     assert 0 < memory["lora"] < memory["full"]
     for run in ("full-seed7", "lora-seed7"):
         saved = yaml.safe_load((out / "runs" / run / "config.yaml").read_text())
@@ -208,3 +209,113 @@ def test_cli_compare_runs_refuses_training_flags(capsys, tmp_path, runs):
     code, _, err = run_cli(capsys, "compare", "--runs", str(runs["full-seed7"]),
                            str(runs["full-seed8"]), "--output", str(tmp_path / "out"))
     assert_one_line_error(code, err, "compare needs runs of two methods")
+
+
+# ----------------------------------------------------------------- comparing models
+
+
+@pytest.fixture(scope="module")
+def model_runs(tmp_path_factory, family_models, sentiment_csv) -> dict[str, Path]:
+    """BERT and RoBERTa (each with its own tokenizer), full and LoRA, as compare plans them."""
+    out = tmp_path_factory.mktemp("model-runs")
+    models = [str(family_models["bert"]), str(family_models["roberta"])]
+    plans = plan_runs(tiny_config(models[0], sentiment_csv, epochs=1.0), ("full", "lora"), (7,),
+                      RATES, models)
+    assert list(plans) == ["bert-full-seed7", "bert-lora-seed7", "roberta-full-seed7",
+                           "roberta-lora-seed7"]
+    return {name: train(config, out / name, progress=False).run_dir
+            for name, config in plans.items()}
+
+
+def test_models_crossed_with_methods_are_measured_side_by_side(model_runs, tmp_path):
+    from sentitune.run import Run
+
+    out = tmp_path / "cmp"
+    report = compare_runs(list(model_runs.values()), out, onnx=True, progress=False).report
+    assert report["compared"] == "models and methods"
+    assert list(report["variants"]) == ["bert full", "bert lora", "roberta full", "roberta lora"]
+    for name, m in report["variants"].items():
+        run_dir = model_runs[name.replace(" ", "-") + "-seed7"]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert m["model_type"] == name.split()[0] and m["method"] == name.split()[1]
+        assert m["model"] == Run.open(run_dir).config.model.model
+        assert (m["total_params"], m["trainable_params"]) == (metrics["total_params"],
+                                                              metrics["trainable_params"])
+        assert m["val_accuracy"]["values"] == [metrics["validation"]["accuracy"]]
+        speeds = m["inference_texts_per_s_batch_32"]
+        assert set(speeds) == {"torch", "onnx"} and all(s["mean"] > 0 for s in speeds.values())
+        assert (run_dir / "onnx" / "model.onnx").is_file()  # --onnx exported it
+    variants = report["variants"]
+    # Each model kept its own tokenizer: BERT's WordPiece and RoBERTa's much smaller BPE.
+    assert variants["roberta full"]["total_params"] < variants["bert full"]["total_params"]
+    assert variants["roberta lora"]["trainable_pct"] < 100
+    shared = report["shared_settings"]
+    assert "model" not in shared and shared["max_length"] == 32
+    text = report["tradeoffs"]
+    assert "roberta full has 0.1M parameters against bert full's 1.0M" in text
+    assert "Most accurate: " in text and "smallest on disk: " in text
+    assert "LoRA trained" in text  # bert lora against bert full: the method sentences
+    md = (out / "compare.md").read_text()
+    assert md.startswith("# bert full vs bert lora vs roberta full vs roberta lora on ")
+    assert "| roberta lora | 0.02 |" in md and "onnx " in md
+
+
+def test_model_runs_that_differ_beyond_model_and_method_are_refused(model_runs, runs, tmp_path):
+    bert, roberta = model_runs["bert-full-seed7"], model_runs["roberta-full-seed7"]
+    other_rate = _edited_copy(roberta, tmp_path / "rate", learning_rate=0.5)
+    other_labels = shutil.copytree(roberta, tmp_path / "labels")
+    (other_labels / "labels.json").write_text(json.dumps(
+        {"task": "multiclass", "labels": ["negative", "neutral", "positive"]}))
+    cases = [
+        ([bert, other_rate], "the full runs differ in learning_rate"),
+        ([bert, other_labels], "answer different questions"),
+        ([bert, runs["full-seed8"]], "models ran on different seeds (bert: 7; "),
+    ]
+    for run_dirs, message in cases:
+        with pytest.raises(SentituneError, match=re.escape(message)):
+            compare_runs(run_dirs, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_compare_models_trains_each_with_its_own_tokenizer(capsys, tmp_path, family_models,
+                                                               sentiment_csv):
+    out = tmp_path / "cmp"
+    models = f"{family_models['bert']},{family_models['albert']}"
+    code, stdout, _ = run_cli(capsys, "compare", "--data", str(sentiment_csv), "--models", models,
+                              "--seeds", "7", "--lr-full", "1e-2", "--epochs", "1",
+                              "--max-length", "32", "--batch-size", "16", "--output", str(out))
+    assert code == 0, stdout
+    assert "[1/2] bert-full-seed7: training (lr 0.01)" in stdout
+    assert "[2/2] albert-full-seed7: training (lr 0.01)" in stdout
+    report = json.loads((out / "compare.json").read_text())
+    assert report["compared"] == "models" and list(report["variants"]) == ["bert", "albert"]
+    assert "albert has " in report["tradeoffs"]
+    saved = {run: yaml.safe_load((out / "runs" / f"{run}-full-seed7" / "config.yaml").read_text())
+             for run in ("bert", "albert")}
+    assert saved["bert"]["model"].pop("model") != saved["albert"]["model"].pop("model")
+    assert saved["bert"]["data"] == saved["albert"]["data"]
+    assert saved["bert"]["training"] == saved["albert"]["training"]
+    vocab = {run: json.loads((out / "runs" / f"{run}-full-seed7" / "model" / "config.json")
+                             .read_text())["vocab_size"] for run in ("bert", "albert")}
+    assert vocab["bert"] == 30522 and vocab["albert"] < 1000
+
+
+def test_cli_compare_bad_models(capsys, tmp_path, sentiment_csv, tiny_bert):
+    from transformers import ViTConfig
+
+    vision = tmp_path / "vision-model"
+    ViTConfig().save_pretrained(vision)
+    cases = [
+        ([f"{tiny_bert},robertta"], "unknown model 'robertta': not an alias (minilm, distilbert"),
+        ([f"{tiny_bert},{vision}"], "is a vit model, which transformers cannot load as a "
+                                    "sequence classifier"),
+        ([f"{tiny_bert},{tiny_bert}"], "--models needs models named once each"),
+        ([str(tiny_bert), "--methods", "full"], "--methods needs two different methods"),
+        ([f"{tiny_bert},{vision}", "--model", "minilm"], "give --models (several) or --model"),
+        ([f"{tiny_bert},minilm", "--max-length", "600"], "above the limit of model"),
+    ]
+    for extra, message in cases:
+        code, _, err = run_cli(capsys, "compare", "--data", str(sentiment_csv), "--output",
+                               str(tmp_path / "out"), "--models", *extra)
+        assert_one_line_error(code, err, message)
+        assert not (tmp_path / "out").exists()

@@ -236,9 +236,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from sentitune.comparison import compare, summary_table
 
-    result = compare(args.config, args.output, runs=args.runs, methods=args.methods,
-                     seeds=args.seeds, lr_full=args.lr_full, lr_lora=args.lr_lora,
-                     overwrite=args.overwrite, progress=not args.quiet, **_settings(args))
+    result = compare(args.config, args.output, runs=args.runs, models=args.models,
+                     methods=args.methods, seeds=args.seeds, lr_full=args.lr_full,
+                     lr_lora=args.lr_lora, onnx=args.onnx, overwrite=args.overwrite,
+                     progress=not args.quiet, **_settings(args))
     print("\n".join(summary_table(result.report)))
     print(result.report["tradeoffs"])
     print(f"comparison saved to {result.output}/compare.md, compare.json and compare.png")
@@ -393,19 +394,25 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
     p.set_defaults(func=cmd_export)
 
-    p = commands.add_parser("compare", help="full fine-tuning vs LoRA under identical settings")
+    p = commands.add_parser("compare", help="models and methods (full fine-tuning, LoRA) under "
+                                            "identical settings")
     _flag(p, "--runs", nargs="+", metavar="RUN_DIR",
           help="compare finished run directories instead of training new ones")
     _flag(p, "--config", help="preset or YAML file every run starts from")
-    _flag(p, "--methods", default="full,lora", help="methods to compare")
+    _flag(p, "--models", help="models to compare, e.g. minilm,distilbert,roberta (aliases, hub "
+                              "ids or local folders; default: the one --model)")
+    _flag(p, "--methods", help="methods to compare, e.g. full,lora (default: full,lora with one "
+                               "model, the preset's method with --models)")
     _flag(p, "--seeds", default="42,43,44", help="seeds; each method runs on each")
     _flag(p, "--lr-full", type=float,
           help="learning rate of full fine-tuning (default: the preset's, else 5e-5)")
     _flag(p, "--lr-lora", type=float, help="learning rate of LoRA (default: 2e-3)")
     _flag(p, "--output", help="folder for compare.* and runs/ (default: "
-                              "runs/compare-DATA-MODEL)")
+                              "runs/compare-DATA-MODELS)")
     _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
           help="retrain runs already in OUTPUT/runs/ (default: reuse matching ones)")
+    _flag(p, "--onnx", action=argparse.BooleanOptionalAction, default=False,
+          help="export runs without an ONNX model first, so ONNX speed is measured too")
     _common(p, quiet=True)
     _add_config_flags(p, skip=("method", "learning_rate", "seed"))
     p.set_defaults(func=cmd_compare)

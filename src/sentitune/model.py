@@ -62,6 +62,45 @@ def _offline_error(name: str, exc: Exception) -> SentituneError:
     )
 
 
+def model_label(name: str) -> str:
+    """A short name for reports: the alias or hub id as given, a local folder's own name."""
+    path = Path(name).expanduser()
+    return path.name if name != "minilm" and path.is_dir() else name
+
+
+def check_classifier_model(name: str, max_length: int | None = None):
+    """The model's config, after refusing (from its config alone, before any training) a
+    model that cannot be loaded, is not a sequence classifier or is too short for
+    `max_length`."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    target = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(target)
+    except (OSError, ValueError) as exc:
+        if name == target and "/" not in name:  # looks like an alias
+            raise SentituneError(
+                f"unknown model '{name}': not an alias (minilm, {', '.join(ALIASES)}), a local "
+                "model folder or a hub model in the local cache; use one of those"
+            ) from None
+        raise _offline_error(name, exc) from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        raise SentituneError(
+            f"model '{name}' is a {config.model_type} model, which transformers cannot load as "
+            "a sequence classifier; choose a text encoder such as minilm, "
+            f"{', '.join(ALIASES)}"
+        )
+    if max_length is not None and max_length > max_positions(config):
+        raise SentituneError(
+            f"--max-length {max_length} is above the limit of model '{name}' "
+            f"({max_positions(config)} tokens); use --max-length {max_positions(config)} or less"
+        )
+    return config
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
@@ -93,8 +132,8 @@ def load_model(name: str, labels: list[str], task: str):
 
 
 def max_positions(model) -> int:
-    """Longest input the architecture accepts, in tokens."""
-    config = model.config
+    """Longest input the architecture (a model or its config) accepts, in tokens."""
+    config = getattr(model, "config", model)
     limit = getattr(config, "max_position_embeddings", 512)
     # RoBERTa-style models reserve padding_idx + 1 positions.
     if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
