@@ -253,6 +253,7 @@ def test_models_crossed_with_methods_are_measured_side_by_side(model_runs, tmp_p
     assert "model" not in shared and shared["max_length"] == 32
     text = report["tradeoffs"]
     assert "roberta full has 0.1M parameters against bert full's 1.0M" in text
+    assert "roberta lora has 0.1M parameters against bert lora's 1.0M" in text
     assert "Most accurate: " in text and "smallest on disk: " in text
     assert "LoRA trained" in text  # bert lora against bert full: the method sentences
     md = (out / "compare.md").read_text()

@@ -588,19 +588,26 @@ def summary_table(report: dict) -> list[str]:
 
 
 def tradeoffs(report: dict) -> str:
-    """A paragraph of what the numbers say, each model and method against the first; then
-    which is most accurate, fastest and smallest. No verdict: the weights are the reader's."""
-    names = list(report["variants"])
-    base_name, base = names[0], report["variants"][names[0]]
+    """A paragraph of what the numbers say; then which is most accurate, fastest and smallest.
+    No verdict: the weights are the reader's.
+
+    The first model's other methods are set against its first method; every other model
+    against the first model trained with the same method, so like is compared with like.
+    """
+    variants = report["variants"]
+    names = list(variants)
+    base_name, base = names[0], variants[names[0]]
     sentences = []
     for name in names[1:]:
-        m = report["variants"][name]
+        m = variants[name]
         if m.get("model") == base.get("model"):
             sentences += _method_sentences(m, base)
-        else:
-            sentences += _model_sentences(name, m, base_name, base)
+            continue
+        reference = next((n for n in names if variants[n].get("model") == base.get("model")
+                          and variants[n]["method"] == m["method"]), base_name)
+        sentences += _model_sentences(name, m, reference, variants[reference])
     if len(names) > 2:
-        sentences.append(_leaders(report["variants"]))
+        sentences.append(_leaders(variants))
     return " ".join(sentences)
 
 
@@ -644,7 +651,7 @@ def _model_sentences(name: str, m: dict, base_name: str, base: dict) -> list[str
     speeds = [f"{b} {_texts_per_s(m)[b]['mean']:.0f} against {_texts_per_s(base)[b]['mean']:.0f} "
               f"({_texts_per_s(m)[b]['mean'] / _texts_per_s(base)[b]['mean']:.2f}x)"
               for b in shared]
-    sentences.append(f"It served texts per second at batch 32: {'; '.join(speeds)}.")
+    sentences.append(f"Inference at batch 32, texts/s: {'; '.join(speeds)}.")
     return sentences
 
 
