@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +34,22 @@ SHARED = Path(os.environ.get("SENTITUNE_SHARED", REPO.parent / "shared"))
 MINILM_ACCURACY = REPO / "benchmarks" / "results" / "compare-minilm-sst2-cpu" / "compare.json"
 
 
-def configs() -> dict:
-    """The published base sizes (AlbertConfig() alone is albert-xxlarge)."""
+def configs(tiny: bool = False) -> dict:
+    """The published base sizes (AlbertConfig() alone is albert-xxlarge); with `tiny`, the same
+    architectures at hidden size 32 and 2 layers, so a test can run the script in seconds."""
+    found = _base_configs()
+    if tiny:
+        for config in found.values():
+            distil = config.model_type == "distilbert"
+            intermediate = "hidden_dim" if distil else "intermediate_size"
+            config.update({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           intermediate: 64})
+            if config.model_type == "albert":
+                config.embedding_size = 16
+    return found
+
+
+def _base_configs() -> dict:
     from transformers import AlbertConfig, AutoConfig, RobertaConfig
 
     from sentitune.model import bundled_minilm
@@ -91,7 +104,7 @@ def train_samples_per_s(model, lengths, batch_size: int, steps: int, device) -> 
     rng = np.random.default_rng(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     model.train()
-    order = rng.permutation(len(lengths))
+    order = np.resize(rng.permutation(len(lengths)), (steps + 2) * batch_size)  # wraps around
     batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps + 2)]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -134,15 +147,6 @@ def size_mb(model) -> float:
         return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors")) / 2**20
 
 
-def cpu_model() -> str:
-    try:
-        info = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("Model name")), "unknown")
-
-
 def minilm_accuracy() -> dict | None:
     if not MINILM_ACCURACY.exists():
         return None
@@ -158,17 +162,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--quick", action="store_true",
-                        help="5 training steps, 256 texts, 2 rounds (a smoke run)")
-    parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--texts", type=int, default=872, help="SST-2 dev sentences to infer")
-    parser.add_argument("--rounds", type=int, default=3)
+                        help="defaults of 5 training steps, 256 texts, 2 rounds (a smoke run)")
+    parser.add_argument("--train-steps", type=int, help="timed steps per round (default: 20)")
+    parser.add_argument("--texts", type=int, help="SST-2 dev sentences to infer (default: 872)")
+    parser.add_argument("--rounds", type=int, help="rounds (default: 3)")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch")
     parser.add_argument("--inference-batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--tiny", action="store_true",
+                        help="hidden size 32, 2 layers: checks the script, measures nothing")
     parser.add_argument("--output")
     args = parser.parse_args()
-    if args.quick:
-        args.train_steps, args.texts, args.rounds = 5, 256, 2
+    defaults = {"train_steps": 5, "texts": 256, "rounds": 2} if args.quick else {
+        "train_steps": 20, "texts": 872, "rounds": 3}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -181,7 +190,7 @@ def main() -> None:
     lengths = sst2_lengths(args.max_length)[:args.texts]
     models = {}
     results: dict[str, dict] = {}
-    for name, config in configs().items():
+    for name, config in configs(args.tiny).items():
         config.num_labels = 2
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_config(config)
@@ -220,6 +229,7 @@ def main() -> None:
     emit({
         "benchmark": "architectures",
         "weights": "random (speed and size only; accuracy needs pretrained weights)",
+        "sizes": "tiny (hidden 32, 2 layers): a check of the script" if args.tiny else "published",
         "accuracy": {"minilm-l6 (bundled)": minilm_accuracy()},
         "inputs": {"lengths": f"SST-2 dev, first {len(lengths)} sentences, bert-base-uncased "
                               f"WordPiece tokens, max {args.max_length}",
@@ -229,7 +239,7 @@ def main() -> None:
                    "rounds": args.rounds, "statistic": "best round"},
         "device": str(device),
         "models": results,
-        "machine": machine() | {"cpu_model": cpu_model(), "load_average_start": load_start,
+        "machine": machine() | {"load_average_start": load_start,
                                 "load_average_end": [round(v, 2) for v in os.getloadavg()],
                                 "note": "shared with other engineers' jobs while it ran; "
                                         "ratios between models are measured in turns"},

@@ -36,3 +36,26 @@ def test_gpu_recipes_runs_every_arm_in_its_tiny_cpu_mode(tmp_path):
             "total"]
         assert {(a["batch_size"], a["precision"]) for a in entry["inference"]} == {
             (1, "fp32"), (1, "bf16"), (64, "fp32"), (64, "bf16")}
+
+
+def test_architectures_runs_every_family_in_its_tiny_mode(tmp_path):
+    require_shared_data()
+    out = tmp_path / "architectures.json"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        [str(REPO / "src"), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "architectures.py"), "--tiny", "--device",
+         "cpu", "--train-steps", "1", "--texts", "16", "--rounds", "1", "--output", str(out)],
+        check=True, env=env, capture_output=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["machine"]["cpu"]
+    assert result["sizes"].startswith("tiny")
+    types = {name: entry["model_type"] for name, entry in result["models"].items()}
+    assert types == {"distilbert-base": "distilbert", "bert-base": "bert",
+                     "roberta-base": "roberta", "albert-base-v2": "albert",
+                     "minilm-l6 (bundled)": "bert"}
+    for entry in result["models"].values():
+        assert entry["total_params"] > 0 and entry["size_mb"] > 0
+        assert entry["best_train_samples_per_s"] > 0 and entry["best_inference_texts_per_s"] > 0
+    assert result["models"]["bert-base"]["vs_bert_base"]["params"] == 1.0
+    assert result["machine"]["load_average_start"] and result["machine"]["load_average_end"]
