@@ -47,7 +47,9 @@ from sentitune.run import INT8_NAME, ONNX_NAME, Run
 # to the method. Everything else (data, batch size, schedule, ..., library versions, device)
 # must match.
 METHOD_SETTINGS = {"full": ("learning_rate",), "lora": ("learning_rate", *LORA_SETTINGS)}
-PER_RUN = {"model", "method", "seed",
+# Where a run was logged changes nothing it learned.
+NOT_COMPARED = {"report_to"}
+PER_RUN = {"model", "method", "seed", *NOT_COMPARED,
            *(name for names in METHOD_SETTINGS.values() for name in names)}
 LATENCY_TEXTS = 64
 LATENCY_BATCH_SIZES = (1, 32)
