@@ -19,10 +19,11 @@ from sentitune.training import train
 from sentitune.truncation import aggregate, keep, window_starts
 
 # 40 distinct words: every one is one token of the uncased vocabulary.
-WORDS = ("alpha bravo charlie delta echo one golf hotel india juliet two lima mike "
-         "november oscar papa quebec romeo sierra tango uniform victor whiskey three yankee "
-         "zulu red green blue black white brown pink gray orange purple north south east "
-         "west").split()
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "one", "golf", "hotel", "india",
+         "juliet", "two", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+         "sierra", "tango", "uniform", "victor", "whiskey", "three", "yankee", "zulu", "red",
+         "green", "blue", "black", "white", "brown", "pink", "gray", "orange", "purple",
+         "north", "south", "east", "west"]
 LONG = " ".join(WORDS)
 
 

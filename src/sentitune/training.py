@@ -580,4 +580,3 @@ def _save_model(model, tokenizer, staging: Path, settings: TrainingConfig) -> No
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(staging / "model", safe_serialization=True)
     tokenizer.save_pretrained(staging / "model")
-

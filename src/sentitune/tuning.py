@@ -266,7 +266,7 @@ def _open_study(optuna, output: Path, base: RunConfig, space: Sequence[Param],
     # A trial cut off by an interrupted search is failed and tried again first.
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=True)
+        study.enqueue_trial(trial.params)
     return study
 
 
