@@ -151,3 +151,30 @@ def test_bad_long_text_settings_are_one_line_errors(tail_run, capsys):
         make_config(truncation="middle")
     with pytest.raises(SentituneError, match="--stride must be >= 0"):
         make_config(stride=-1)
+
+
+def test_onnx_backend_and_server_honour_truncation_and_chunks(tail_run):
+    import httpx
+
+    from sentitune.exporting.run_export import export
+    from sentitune.server import create_app, serve_in_thread
+
+    export(tail_run)
+    texts = ["awful " * 20 + "a wonderful , superb film , simply brilliant and moving",
+             "dull " * 30 + "great film"]
+    for long_text in ("truncate", "chunk"):
+        torch_answers = Classifier.from_pretrained(tail_run, long_text=long_text).predict(texts)
+        onnx_answers = Classifier.from_pretrained(tail_run, backend="onnx",
+                                                  long_text=long_text).predict(texts)
+        for ours, theirs in zip(onnx_answers, torch_answers, strict=True):
+            assert ours["windows"] == theirs["windows"]
+            assert np.allclose(list(ours["probabilities"].values()),
+                               list(theirs["probabilities"].values()), atol=1e-4)
+    expected = Classifier.from_pretrained(tail_run).predict(texts[1:])[0]
+    with serve_in_thread(create_app(Classifier.from_pretrained(tail_run))) as url, \
+            httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post("/predict", json={"text": texts[1]}).json()
+        info = client.get("/info").json()
+    assert answer["windows"] == expected["windows"] > 1
+    assert answer["probabilities"] == expected["probabilities"]
+    assert info["long_text"] == "chunk" and info["truncation"] == "tail"

@@ -5,12 +5,18 @@ from __future__ import annotations
 import csv
 import types
 
-import optuna
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from sentitune.config import load_preset
-from sentitune.tuning import STUDY_FILE, STUDY_NAME, pruning_callback, search_space
+optuna = pytest.importorskip("optuna")  # the `tune` extra
+
+from sentitune.config import load_preset  # noqa: E402
+from sentitune.tuning import (  # noqa: E402
+    STUDY_FILE,
+    STUDY_NAME,
+    pruning_callback,
+    search_space,
+)
 
 SEARCH = "learning_rate=1e-3:3e-2,scheduler=linear|cosine|constant"
 
