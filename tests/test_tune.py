@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import types
 
+import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
 
@@ -133,3 +134,29 @@ def test_bad_search_or_budget_is_one_line_and_writes_nothing(tiny_bert, sentimen
                            "--output", str(out), *flags)
     assert_one_line_error(code, err, message)
     assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:the model predicts")  # one epoch: learning is not the point
+def test_scheduler_cosine_decays_along_a_cosine(tmp_path, tiny_bert, sentiment_csv):
+    from conftest import tiny_config
+    from transformers import TrainerCallback
+
+    from sentitune.training import train
+
+    class LearningRates(TrainerCallback):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+            self.rates.append(lr_scheduler.get_last_lr()[0])
+
+    recorder = LearningRates()
+    train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0, scheduler="cosine",
+                      learning_rate=1e-3), tmp_path / "cosine", progress=False,
+          callbacks=[recorder])
+    rates = recorder.rates
+    steps = len(rates)
+    assert rates[0] == pytest.approx(1e-3)
+    quarter = rates[steps // 4] / 1e-3
+    expected = 0.5 * (1 + np.cos(np.pi * (steps // 4) / steps))
+    assert quarter == pytest.approx(expected, abs=1e-6)  # linear would give 1 - 1/4
