@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -36,15 +35,6 @@ from sentitune.training import train
 from sentitune.truncation import TRUNCATIONS, aggregate
 
 TEST_SEED = 42
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name")), "unknown")
 
 
 def train_run(args, out: Path) -> Path:
@@ -149,7 +139,7 @@ def main() -> None:
         "aggregation": "chunk accuracy is the mean of window logits (shipped); the mean of "
                        "window probabilities and the most confident window are shown beside",
         "results": rows,
-        "machine": {**machine(), "cpu_model": cpu_model(),
+        "machine": {**machine(),
                     "load_average_start": [round(x, 2) for x in load_start],
                     "load_average_end": [round(x, 2) for x in os.getloadavg()],
                     "note": "development machine shared with other engineers' jobs while "

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from common import emit, machine
-from long_text import cpu_model
 
 from sentitune.config import DEFAULT_LEARNING_RATES, RunConfig, load_preset
 from sentitune.dataset.sources import data_dir
@@ -103,7 +102,7 @@ def main() -> None:
             f"--{k} {v}" for k, v in (("trials", args.trials), ("timeout", args.timeout),
                                       ("search", args.search))),
         "results": results,
-        "machine": {**machine(), "cpu_model": cpu_model(),
+        "machine": {**machine(),
                     "load_average_start": [round(x, 2) for x in load_start],
                     "load_average_end": [round(x, 2) for x in os.getloadavg()],
                     "note": "development machine shared with other engineers' jobs while "
