@@ -19,7 +19,7 @@ from sentitune.errors import SentituneError
 from sentitune.run import Run
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
-         "presets")
+         "tune", "presets")
 
 
 def test_every_verb_is_a_function_with_the_cli_options():
@@ -123,7 +123,7 @@ def test_predictions_follow_the_schema_everywhere(tmp_path, tiny_run_dir):
                               progress=False)
     rows = pd.read_csv(found.output)
     assert list(rows.columns) == ["id", "text", "label", "score", "p_negative", "p_positive",
-                                  "needs_review", "truncated"]
+                                  "needs_review", "truncated", "windows"]
     assert list(rows["id"]) == [7, 8]
 
 

@@ -103,7 +103,7 @@ def test_review_threshold_delivers_target_and_queue_holds_the_rest(binary):
     assert scores == sorted(scores) and all(p < threshold for p in scores)
     assert all(r["needs_review"] for r in queue)
     assert set(queue[0]) == {"text", "label", "score", "probabilities", "needs_review",
-                             "truncated", "true_label", "correct", "slices"}
+                             "truncated", "windows", "true_label", "correct", "slices"}
 
 
 def test_errors_file_orders_mistakes_and_doubts(binary):
@@ -156,7 +156,7 @@ def test_cli_evaluate_with_user_slice_and_csv_queue(capsys, tmp_path, tiny_run_d
     assert m["behavioral"] == {"skipped": "turned off"}
     queue = pd.read_csv(tmp_path / "q.csv")
     assert list(queue.columns) == ["text", "label", "score", "p_negative", "p_positive",
-                                   "needs_review", "truncated", "true_label", "correct",
+                                   "needs_review", "truncated", "windows", "true_label", "correct",
                                    "slices"]
     assert len(queue) == m["review"]["queued"]
     assert (tiny_run_dir / "decision.json").read_text() == decision  # no target: unchanged

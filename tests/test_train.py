@@ -61,7 +61,8 @@ def test_predict_shape_order_and_review_flag(tiny_run_dir):
     results = clf.predict(texts, batch_size=2)
     assert [r["text"] for r in results] == texts
     for r in results:
-        assert set(r) == {"text", "label", "score", "probabilities", "needs_review", "truncated"}
+        assert set(r) == {"text", "label", "score", "probabilities", "needs_review", "truncated",
+                          "windows"}
         assert r["label"] in ("negative", "positive")
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-5
         assert r["needs_review"] == (r["score"] < 0.8)

@@ -6,7 +6,7 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `presets`); `Classifier`
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `presets`); `Classifier`
 keeps a loaded model for repeated scoring and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
@@ -21,6 +21,7 @@ _EXPORTS = {
     "DataConfig": "sentitune.config",
     "ModelConfig": "sentitune.config",
     "TrainingConfig": "sentitune.config",
+    "TuneConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -37,6 +38,7 @@ _EXPORTS = {
     "serve": "sentitune.server.app",
     "create_app": "sentitune.server.app",
     "compare": "sentitune.comparison",
+    "tune": "sentitune.tuning",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

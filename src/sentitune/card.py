@@ -88,9 +88,11 @@ def model_card(config: RunConfig, splits: Splits, metrics: dict, name: str = "se
         f"- Method: {t.method}; trainable parameters {metrics['trainable_params']:,} of "
         f"{metrics['total_params']:,}",
         f"- Data: {len(splits.train):,} training and {len(splits.validation):,} validation rows "
-        f"(seed {t.seed}, max length {config.data.max_length} tokens)",
+        f"(seed {t.seed}, max length {config.data.max_length} tokens, truncation "
+        f"{config.data.truncation})",
         f"- Training: lr {t.learning_rate}, batch {t.batch_size}, {t.epochs:g} epochs, "
-        f"weight decay {t.weight_decay}, warmup {t.warmup_ratio:.0%}, best epoch "
+        f"weight decay {t.weight_decay}, warmup {t.warmup_ratio:.0%}, {t.scheduler} "
+        f"schedule, best epoch "
         f"{metrics['best_epoch']}",
         license_line,
         "",

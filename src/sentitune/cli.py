@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sentitune import __version__
-from sentitune.config import OPTIONAL, SECTIONS, available_presets
+from sentitune.config import OPTIONAL, SECTIONS, TuneConfig, available_presets
 from sentitune.errors import SentituneError
 
 CLEARS = ("none", "all", "off")  # spellings of "no value" for an optional setting
@@ -77,7 +77,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
     only what was typed overrides the preset."""
     for section in sections:
         group = parser.add_argument_group(f"{section} settings")
-        for f in dataclasses.fields(SECTIONS[section]):
+        for f in dataclasses.fields(SECTIONS.get(section) or FLAG_ONLY_SECTIONS[section]):
             if f.name in skip:
                 continue
             flag = "--data" if f.name == "dataset" else "--" + f.name.replace("_", "-")
@@ -103,6 +103,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
             group.add_argument(flag, type=_converter(kind, optional), help=text + shown,
                                metavar=f.name.split("_")[-1].upper() + ("|none" if optional
                                                                          else ""), **common)
+
+
+# Typed settings of one verb that are not part of a run, given as flags the same way.
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +164,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                       text_column=args.text_column, label_column=args.label_column,
                       batch_size=args.batch_size, slices=args.slice,
                       target_accuracy=args.target_accuracy, review_queue=args.review_queue,
-                      review_truncated=args.review_truncated, behavioral=args.behavioral)
+                      review_truncated=args.review_truncated, behavioral=args.behavioral,
+                      long_text=args.long_text, stride=args.stride)
     m = result.metrics
     shown = {k: m[k] for k in ("accuracy", "f1", "precision", "recall", "loss", "n",
                                "false_positives", "false_negatives", "f1_macro", "f1_weighted",
@@ -200,7 +205,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
                     batch_size=args.batch_size, review_threshold=args.review_threshold,
                     threshold=args.threshold, review_truncated=args.review_truncated,
                     backend=args.backend, progress=not args.quiet, engine=args.engine,
-                    address=args.address, ray_cpus=args.ray_cpus, actors=args.actors)
+                    address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
+                    long_text=args.long_text, stride=args.stride)
     if isinstance(found, list):
         for result in found:
             print(json.dumps(result, ensure_ascii=False))
@@ -224,7 +230,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                                       "review_threshold", "review_truncated", "api_key",
                                       "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
-    serve(args.run_dir, backend=args.backend, workers=args.workers, **given)
+    serve(args.run_dir, backend=args.backend, workers=args.workers, long_text=args.long_text,
+          stride=args.stride, **given)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -245,6 +252,27 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"comparison saved to {result.output}/compare.md, compare.json and compare.png")
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from sentitune.tuning import tune
+
+    search = {f.name: getattr(args, f.name) for f in dataclasses.fields(TuneConfig)
+              if hasattr(args, f.name)}
+    result = tune(args.config, args.output, overwrite=args.overwrite, progress=not args.quiet,
+                  **search, **_settings(args))
+    states = [row["state"] for row in result.trials]
+    print(f"{len(states)} trials in {result.output} ({states.count('complete')} complete, "
+          f"{states.count('pruned')} pruned, {states.count('fail')} failed); this session "
+          f"{result.runtime_s:.0f} s")
+    if result.best_config is None:
+        print("no trial finished yet: run the same command again to resume")
+        return
+    shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in result.best_params.items())
+    print(f"best: validation {result.metric} {result.best_value:.4f} with {shown}")
+    print(f"preset saved to {result.best_config} (train it: sentitune train --config "
+          f"{result.best_config}); trials.csv and score_vs_lr.png beside it")
+
+
 def cmd_presets(_: argparse.Namespace) -> None:
     presets = available_presets()
     if not presets:
@@ -262,6 +290,17 @@ def _flag(parser, *names: str, **kwargs) -> None:
     if default not in (None, False, argparse.SUPPRESS) and "(default" not in kwargs["help"]:
         kwargs["help"] += f" (default: {default})"
     parser.add_argument(*names, **kwargs)
+
+
+def _long_text_flags(parser) -> None:
+    from sentitune.config import LONG_TEXT_MODES
+
+    _flag(parser, "--long-text", choices=LONG_TEXT_MODES,
+          help="texts over max length: truncate (as the run was trained) or chunk (score "
+               "every overlapping window, average their logits); default: the run's")
+    _flag(parser, "--stride", type=int,
+          help="--long-text chunk: tokens neighbouring windows share (default: the run's, "
+               "else a quarter of max length)")
 
 
 def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
@@ -328,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                "review (default: keep the run's)")
     _flag(p, "--behavioral", action=argparse.BooleanOptionalAction, default=None,
           help="run the behavioural tests (default: on binary negative/positive runs)")
+    _long_text_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("check", help="behavioural tests of a binary run")
@@ -368,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
           help="--engine ray: CPUs of the local Ray (default: all of this machine's)")
     _flag(p, "--actors", type=int,
           help="--engine ray: model replicas, one CPU each (default: one per Ray CPU)")
+    _long_text_flags(p)
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
@@ -387,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--review-threshold", type=float, help="default: the run's own")
     _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
           help="send every text cut to max length to review (default: the run's decision)")
+    _long_text_flags(p)
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
@@ -416,6 +458,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, quiet=True)
     _add_config_flags(p, skip=("method", "learning_rate", "seed"))
     p.set_defaults(func=cmd_compare)
+
+    p = commands.add_parser("tune", help="search the learning rate and recipe with Optuna")
+    _flag(p, "--config", help=f"preset name ({presets}) or YAML file every trial starts from")
+    _flag(p, "--output", help="tune directory: study.db, best.yaml, trials.csv, "
+                              "score_vs_lr.png; an existing one resumes "
+                              "(default: runs/tune-DATA-MODEL-METHOD)")
+    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+          help="start a new study instead of resuming the one in --output")
+    _common(p, quiet=True)
+    _add_config_flags(p, ("tune", *SECTIONS))
+    p.set_defaults(func=cmd_tune)
 
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)

@@ -25,6 +25,13 @@ METHODS = ("full", "lora")
 # on 1,000 SST-2 sentences; 2e-3 matched full fine-tuning within seed noise
 # (benchmarks/results/compare-minilm-sst2-cpu).
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 2e-3}
+# Which tokens of a long text the model sees, and how inference may score all of them
+# (sentitune.truncation holds the rules; the names are repeated here so that reading a
+# config never imports tokenizers).
+TRUNCATIONS = ("head", "tail", "head+tail")
+LONG_TEXT_MODES = ("truncate", "chunk")
+# The transformers scheduler behind each --scheduler; every one warms up first.
+SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # The training settings that only --method lora reads.
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
 # Experiment trackers `--report-to` hands to the Trainer (sentitune.tracking adds the rest).
@@ -58,6 +65,18 @@ class DataConfig:
     task: str | None = _help("The task; none: inferred from the labels.", None, TASKS)
     clean_html: bool = _help("Strip HTML tags such as IMDb's <br /> and unescape entities.", True)
     drop_duplicates: bool = _help("Drop exact duplicate texts inside the training split.", False)
+    # Long texts: saved in the run, honoured by training and every consumer.
+    truncation: str = _help(
+        "Tokens kept from a text over max_length: head (first), tail (last), head+tail (first "
+        "quarter and last three quarters of the budget; Sun et al. 2019, best on IMDb).",
+        "head", TRUNCATIONS)
+    long_text: str = _help(
+        "Inference on texts over max_length: truncate (per --truncation), or chunk (score "
+        "every overlapping window and average their logits); predict/evaluate/serve can "
+        "override it.", "truncate", LONG_TEXT_MODES)
+    stride: int | None = _help(
+        "--long-text chunk: tokens shared by neighbouring windows; none: a quarter of "
+        "max_length.")
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,8 @@ class TrainingConfig:
     epochs: float = _help("Training epochs.", 3.0)
     weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm).", 0.01)
     warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
+    scheduler: str = _help("Learning rate after warmup: linear decay to 0, cosine decay, or "
+                           "constant.", "linear", tuple(SCHEDULERS))
     gradient_accumulation: int = _help("Steps to accumulate before each optimizer update.", 1)
     seed: int = _help("Seed for data order, subsets, dropout and the new head.", 42)
     patience: int | None = _help("Stop after this many epochs without improvement; none: off.")
@@ -117,6 +138,21 @@ class RunConfig:
     def replace(self, **overrides: Any) -> RunConfig:
         """Return a copy with flat `field=value` overrides routed to their section."""
         return _apply(self, overrides)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """`sentitune tune`: the search around a RunConfig (not part of any run)."""
+
+    trials: int = _help("Trials in the study, those of an interrupted search included.", 20)
+    timeout: float | None = _help(
+        "Time budget in minutes: no trial starts after it; none: only --trials limits.")
+    search: str | None = _help(
+        "Parameters to search, comma-separated: NAME (its default range), NAME=LOW:HIGH or "
+        "NAME=A|B|C; none: every default one of the method (learning_rate, epochs, "
+        "batch_size, warmup_ratio, weight_decay, scheduler; lora_r, lora_alpha for LoRA).")
+    pruning: bool = _help("Stop a trial whose validation score at an epoch is below the "
+                          "median of earlier trials at that epoch.", True)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
@@ -218,6 +254,8 @@ def validate(config: RunConfig) -> RunConfig:
         "train_samples": d.train_samples,
         "val_samples": d.val_samples,
     }
+    if d.stride is not None and d.stride < 0:
+        raise SentituneError(f"--stride must be >= 0, got {d.stride}")
     for name, value in positive.items():
         if value is not None and value <= 0:
             raise SentituneError(f"--{name.replace('_', '-')} must be > 0, got {value}")

@@ -3,11 +3,14 @@ evaluate's errors and review queue, and the HTTP API.
 
 A prediction of a single-label run (binary or multi-class):
 
-    {"text", "label", "score", "probabilities", "needs_review", "truncated"}
+    {"text", "label", "score", "probabilities", "needs_review", "truncated", "windows"}
 
 and of a multi-label run:
 
-    {"text", "labels", "score", "probabilities", "needs_review", "truncated"}
+    {"text", "labels", "score", "probabilities", "needs_review", "truncated", "windows"}
+
+`windows` is how many windows of the text were scored: 1, or with `--long-text chunk` one
+per overlapping window of a text over max_length (their logits averaged).
 
 `score` is always the confidence that `needs_review` is judged on: the probability of
 `label` (it equals `probabilities[label]`), or for multi-label runs the distance of the
@@ -26,7 +29,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 DIGITS = 6
-FIELDS = ("text", "label", "labels", "score", "probabilities", "needs_review", "truncated")
+FIELDS = ("text", "label", "labels", "score", "probabilities", "needs_review", "truncated",
+          "windows")
 
 
 class SingleLabelPrediction(BaseModel):
@@ -36,6 +40,7 @@ class SingleLabelPrediction(BaseModel):
     probabilities: dict[str, float] = Field(description="every class's probability")
     needs_review: bool = Field(description="score below the review threshold")
     truncated: bool = Field(description="the text was cut to the model's max_length tokens")
+    windows: int = Field(1, description="windows of the text scored (--long-text chunk)")
 
 
 class MultiLabelPrediction(BaseModel):
@@ -46,13 +51,15 @@ class MultiLabelPrediction(BaseModel):
     probabilities: dict[str, float] = Field(description="every label's probability")
     needs_review: bool = Field(description="some label is too close to its threshold")
     truncated: bool = Field(description="the text was cut to the model's max_length tokens")
+    windows: int = Field(1, description="windows of the text scored (--long-text chunk)")
 
 
 Prediction = SingleLabelPrediction | MultiLabelPrediction
 
 
 def prediction(text: str, labels: Sequence[str], probs: np.ndarray, *, chosen: Any,
-               score: float, needs_review: bool, truncated: bool) -> dict[str, Any]:
+               score: float, needs_review: bool, truncated: bool,
+               windows: int = 1) -> dict[str, Any]:
     """One prediction record; `chosen` is a class id, or a 0/1 row for multi-label runs."""
     record: dict[str, Any] = {"text": text}
     if np.ndim(chosen) == 0:
@@ -64,6 +71,7 @@ def prediction(text: str, labels: Sequence[str], probs: np.ndarray, *, chosen: A
                                for name, p in zip(labels, probs, strict=True)}
     record["needs_review"] = bool(needs_review)
     record["truncated"] = bool(truncated)
+    record["windows"] = int(windows)
     return record
 
 

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,14 @@ import numpy as np
 
 from sentitune import distributed, files
 from sentitune.card import model_card
-from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
+from sentitune.config import (
+    LORA_SETTINGS,
+    SCHEDULERS,
+    RunConfig,
+    TrainingConfig,
+    make_config,
+    resolved,
+)
 from sentitune.dataset.splits import Splits, load_splits
 from sentitune.decision import Decision, tune_label_thresholds
 from sentitune.errors import SentituneError
@@ -41,6 +48,7 @@ from sentitune.model import (
 from sentitune.plots import plot_curves
 from sentitune.run import Run, versions
 from sentitune.tracking import Tracker
+from sentitune.truncation import transformers_encoding
 
 
 @dataclass(frozen=True)
@@ -52,14 +60,14 @@ class TrainResult:
     model: Any = field(default=None, repr=False, compare=False)
 
 
-def tokenize(frame, tokenizer, max_length: int, task: str, n_labels: int, pad_to_max: bool):
+def tokenize(frame, tokenizer, max_length: int, task: str, n_labels: int, pad_to_max: bool,
+             truncation: str = "head"):
     """pandas rows → a datasets.Dataset of token ids, labels and lengths."""
     import datasets
 
-    encoded = tokenizer(
-        list(frame["text"]), truncation=True, max_length=max_length,
-        padding="max_length" if pad_to_max else False,
-    )
+    encoded = transformers_encoding(tokenizer, list(frame["text"]), max_length, truncation)
+    if pad_to_max:
+        encoded = tokenizer.pad(encoded, padding="max_length", max_length=max_length)
     columns = dict(encoded)
     if task == "multilabel":
         columns["labels"] = multi_hot(list(frame["label"]), n_labels).tolist()
@@ -210,6 +218,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     on_data: Callable[[Splits], None] | None = None,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> TrainResult:
     """Fine-tune and publish a complete run directory at `output` (default runs/DATA-MODEL).
@@ -217,7 +226,8 @@ def train(
     `config` is a RunConfig, a preset name or a YAML file; `overrides` set single
     fields (`learning_rate=1e-4`), as `sentitune train --config X --learning-rate 1e-4`.
     `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
-    prints them, so an inferred task is visible before minutes of training.
+    prints them, so an inferred task is visible before minutes of training. `callbacks`
+    are extra transformers TrainerCallbacks (`sentitune tune` prunes trials with one).
 
     Under `torchrun` / `accelerate launch` every process calls this; rank 0 alone writes
     and publishes the run (see `sentitune.distributed`) and every rank returns it.
@@ -269,9 +279,9 @@ def train(
         pad_to_max = not settings.dynamic_padding
         n = len(splits.labels)
         train_set = tokenize(splits.train, tokenizer, data_config.max_length, splits.task, n,
-                             pad_to_max)
+                             pad_to_max, data_config.truncation)
         val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task,
-                           n, pad_to_max)
+                           n, pad_to_max, data_config.truncation)
 
     staging = distributed.on_main(
         lambda: Run.stage(output, resume=resume, overwrite=overwrite), "staging the run")
@@ -298,7 +308,7 @@ def train(
         num_train_epochs=settings.epochs,
         weight_decay=settings.weight_decay,
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a share of all steps
-        lr_scheduler_type="linear",
+        lr_scheduler_type=SCHEDULERS[settings.scheduler],
         optim="adamw_torch",
         seed=settings.seed,
         data_seed=settings.seed,
@@ -317,7 +327,7 @@ def train(
         use_cpu=not torch.cuda.is_available(),
         **precision.trainer_flags(),
     )
-    callbacks = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
+    early_stopping = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
     trainer = Trainer(
         model=model,
         args=args,
@@ -327,7 +337,7 @@ def train(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         compute_loss_func=None if weights is None else _weighted_loss(weights, splits.task),
-        callbacks=callbacks,
+        callbacks=[*early_stopping, *callbacks],
     )
 
     tracker.attach(trainer, staging)
@@ -570,4 +580,3 @@ def _save_model(model, tokenizer, staging: Path, settings: TrainingConfig) -> No
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(staging / "model", safe_serialization=True)
     tokenizer.save_pretrained(staging / "model")
-

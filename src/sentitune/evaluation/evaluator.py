@@ -96,6 +96,7 @@ class _Scores:
     correct: np.ndarray
     truncated: list[bool]
     review: np.ndarray  # what review is judged on: `confidence`, or -inf where truncated
+    windows: np.ndarray  # windows scored per text (more than 1 only with long_text chunk)
 
 
 
@@ -123,6 +124,8 @@ def evaluate(
     review_queue: str | Path | None = None,
     review_truncated: bool | None = None,
     behavioral: bool | None = None,
+    long_text: str | None = None,
+    stride: int | None = None,
 ) -> EvalResult:
     """Evaluate a run on `data` (default: its own dataset; see `evaluation_rows`).
 
@@ -131,7 +134,8 @@ def evaluate(
     or .csv) receives every example of the evaluated split below the threshold, most
     uncertain first; `review_truncated` decides (and saves in the run's decision) whether
     texts cut to max length always go to review; `behavioral` runs the behavioural tests
-    (None: on binary runs with negative/positive labels).
+    (None: on binary runs with negative/positive labels); `long_text` and `stride` replace
+    the run's long-text settings (`truncate` or `chunk`, see sentitune.truncation).
     """
     run = classifier.run if classifier is not None else Run.open(run_dir)
     task, labels = run.task, run.labels
@@ -150,7 +154,8 @@ def evaluate(
     frame, data, split = evaluation_rows(run, data, split, text_column, label_column)
     validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
 
-    classifier = classifier or Classifier.from_pretrained(run)
+    classifier = classifier or Classifier.from_pretrained(run, long_text=long_text,
+                                                          stride=stride)
     if review_truncated is None:
         review_truncated = classifier.decision.review_truncated
     texts = list(frame["text"])
@@ -177,6 +182,11 @@ def evaluate(
     found["review"] = {"threshold": threshold, "review_truncated": review_truncated,
                        **review_stats(scores.review, scores.correct, threshold, task),
                        "queued": int((~accepted).sum()), **review}
+    found["long_text"] = {"truncation": classifier.encoder.truncation,
+                          "mode": classifier.long_text, "stride": classifier.stride,
+                          "texts_over_max_length": int(sum(n > classifier.max_length
+                                                           for n in lengths)),
+                          "windows": int(scores.windows.sum())}
 
     if skipped is None:
         found["behavioral"] = run_behavioral_tests(
@@ -300,7 +310,7 @@ def _score(classifier: Classifier, texts: list[str], labels: list, batch_size: i
            review_truncated: bool) -> tuple[_Scores, np.ndarray]:
     """The classifier's answers on `texts`, and its raw logits (before the temperature)."""
     task = classifier.task
-    logits, truncated = classifier.logits(texts, batch_size)
+    logits, truncated, windows = classifier.scored(texts, batch_size)
     logits = logits.astype(np.float64)  # as Classifier.predict does, so thresholds agree
     probs = probabilities(logits, task)
     cuts = classifier.label_thresholds() if task == "multilabel" else None
@@ -312,7 +322,7 @@ def _score(classifier: Classifier, texts: list[str], labels: list, batch_size: i
         y_true = np.asarray(labels, dtype=int)
         correct = y_pred == y_true
     scores = _Scores(probs, y_true, y_pred, confidence, correct, truncated,
-                     review_confidence(confidence, truncated, review_truncated))
+                     review_confidence(confidence, truncated, review_truncated), windows)
     return scores, logits * classifier.decision.temperature
 
 
@@ -370,7 +380,7 @@ def _record(text: str, i: int, scores: _Scores, labels: list[str], task: str,
     record = schema.prediction(
         text, labels, scores.probs[i], chosen=scores.y_pred[i], score=scores.confidence[i],
         needs_review=scores.review[i] < accept_cut(review_threshold, task),
-        truncated=scores.truncated[i])
+        truncated=scores.truncated[i], windows=scores.windows[i])
     if task == "multilabel":
         record["true_labels"] = [labels[j] for j in np.flatnonzero(scores.y_true[i])]
     else:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sentitune.errors import SentituneError
+from sentitune.truncation import transformers_encoding
 
 # fp32 ONNX Runtime and torch differ only by kernel summation order (~1e-6 on MiniLM-L6); a
 # wrongly traced branch (a frozen mask, dropout left on) is off by 0.1 or more. A thousandth
@@ -80,8 +81,14 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(**dict(zip(self.input_names, inputs, strict=True))).logits
 
 
-def encode(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str]) -> dict[str, Any]:
-    encoded = tokenizer(list(texts), padding=True, truncation=True, return_tensors="np")
+def encode(tokenizer: Any, texts: Sequence[str], input_names: Sequence[str],
+           max_length: int | None = None, truncation: str = "head") -> dict[str, Any]:
+    """A padded numpy batch; with `max_length`, cut as a run with `truncation` cuts."""
+    if max_length is None:
+        encoded = tokenizer(list(texts), padding=True, truncation=True, return_tensors="np")
+    else:
+        encoded = tokenizer.pad(transformers_encoding(tokenizer, texts, max_length, truncation),
+                                return_tensors="np")
     return {name: encoded[name].astype(np.int64) for name in input_names}
 
 

@@ -63,11 +63,14 @@ def export_onnx(
     quantize: str | None = None,
     opset: int = 17,
     calibration_texts: Sequence[str] | None = None,
+    max_length: int | None = None,
+    truncation: str = "head",
 ) -> dict[str, Any]:
     """Export `model_dir` to `out_dir/model.onnx` (and `model.int8.onnx`), verified against torch.
 
     `calibration_texts` (int8 only) are the texts whose activation ranges set the int8
     smoothing scales: a sample of the data the model will see; built-in sentences without.
+    They are cut to `max_length` tokens as `truncation` says (the run's settings).
 
     Everything is written to a hidden folder beside `out_dir` and renamed into place at the
     end, so an interrupted or failed export never leaves an `out_dir` that looks complete.
@@ -106,7 +109,8 @@ def export_onnx(
         }
         if quantize == "int8":
             texts = list(calibration_texts or SAMPLE_TEXTS)[:CALIBRATION_TEXTS]
-            calibration = [encode(tokenizer, texts[start:start + 32], input_names)
+            calibration = [encode(tokenizer, texts[start:start + 32], input_names, max_length,
+                                  truncation)
                            for start in range(0, len(texts), 32)]
             quantize_int8(model, calibration, example, tmp / INT8_NAME, opset)
             result["int8_calibration_texts"] = len(texts)
@@ -153,7 +157,8 @@ def export(run_dir: str | Path, *, quantize: str | None = None,
     calibration = (random.Random(0).sample(pool, min(CALIBRATION_TEXTS, len(pool))) or None
                    if quantize else None)
     report = export_onnx(run.model_dir, run.onnx_dir, quantize=quantize,
-                         calibration_texts=calibration)
+                         calibration_texts=calibration, max_length=run.max_length,
+                         truncation=run.config.data.truncation)
     reference = Classifier.from_pretrained(run, device="cpu").predict_proba(texts)
     backends = ["onnx"] + (["onnx-int8"] if quantize else [])
     multi_label = run.task == "multilabel"

@@ -4,7 +4,9 @@ Texts get the run's own preprocessing, are tokenized once, sorted by length and 
 each batch pads only to its own longest text (on CPU a batch also ends before padding
 passes a quarter of its tokens); results come back in input order, in the prediction
 schema of `sentitune.schema`. Which engine computes the logits is a backend
-(`sentitune.inference.backends`), chosen by name.
+(`sentitune.inference.backends`), chosen by name. A text over max_length keeps the tokens
+the run's `truncation` says, or with `long_text="chunk"` every window of it is scored and
+the windows' logits are averaged (`sentitune.truncation`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sentitune.inference.backends import Backend, load_backend
 from sentitune.inference.encoding import TextEncoder
 from sentitune.metrics import probabilities
 from sentitune.run import Run
+from sentitune.truncation import LONG_TEXT_MODES, aggregate
 
 # On CPU a batch costs about its padded token count, so a batch closes before its padding
 # would pass this share of its real tokens. On MiniLM it made a server micro-batch of 32 mixed
@@ -56,7 +59,16 @@ def length_batches(lengths: Sequence[int], batch_size: int,
 class Classifier:
     """A trained sentiment classifier loaded from a run directory."""
 
-    def __init__(self, run: Run, backend: Backend, encoder: TextEncoder) -> None:
+    def __init__(self, run: Run, backend: Backend, encoder: TextEncoder,
+                 long_text: str | None = None, stride: int | None = None) -> None:
+        data = run.config.data
+        self.long_text = long_text or data.long_text
+        if self.long_text not in LONG_TEXT_MODES:
+            raise SentituneError(f"--long-text must be one of {', '.join(LONG_TEXT_MODES)}, "
+                                 f"not '{self.long_text}'")
+        self.stride = data.stride if stride is None else stride
+        if self.long_text == "chunk":
+            encoder.windows([], self.stride)  # a stride that does not fit fails here
         self.run = run
         self.backend = backend
         self.encoder = encoder
@@ -68,9 +80,11 @@ class Classifier:
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path | Run, *, backend: str = "torch",
-                        device: str | None = None, num_threads: int | None = None
+                        device: str | None = None, num_threads: int | None = None,
+                        long_text: str | None = None, stride: int | None = None
                         ) -> Classifier:
-        """Load a run with the named backend (see `sentitune.inference.backends`)."""
+        """Load a run with the named backend (see `sentitune.inference.backends`);
+        `long_text` and `stride` replace the run's own long-text settings."""
         run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
         if not backend.startswith("onnx"):
             from sentitune.model import quiet_transformers
@@ -78,7 +92,9 @@ class Classifier:
             quiet_transformers()
         loaded = load_backend(run, backend, device, num_threads)
         tokenizer_dir = run.model_dir if run.model_dir.is_dir() else run.adapter_dir
-        return cls(run, loaded, TextEncoder.from_dir(tokenizer_dir, run.max_length))
+        encoder = TextEncoder.from_dir(tokenizer_dir, run.max_length,
+                                       run.config.data.truncation)
+        return cls(run, loaded, encoder, long_text, stride)
 
     @property
     def review_threshold(self) -> float:
@@ -99,6 +115,9 @@ class Classifier:
             "method": config.training.method,
             "metrics": self.run.metrics.get("validation", {}),
             "max_length": self.max_length,
+            "truncation": self.encoder.truncation,
+            "long_text": self.long_text,
+            "stride": self.stride,
             "backend": self.backend.name,
             "review_threshold": self.review_threshold,
         }
@@ -108,18 +127,40 @@ class Classifier:
     def logits(self, texts: Sequence[str], batch_size: int = 64
                ) -> tuple[np.ndarray, list[bool]]:
         """Raw logits in input order, and whether each text was truncated, computed in
-        length-sorted batches (see length_batches) after the run's preprocessing."""
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32), []
-        ids, type_ids, truncated = self.encoder.encode(self.run.preprocess(list(texts)))
+        length-sorted batches (see length_batches) after the run's preprocessing; with
+        long_text chunk, the mean of each text's windows' logits (nothing is truncated)."""
+        logits, truncated, _ = self.scored(texts, batch_size)
+        return logits, truncated
+
+    def scored(self, texts: Sequence[str], batch_size: int = 64
+               ) -> tuple[np.ndarray, list[bool], np.ndarray]:
+        """`logits` plus the number of windows each text was scored in (1 unless chunked)."""
+        if self.long_text != "chunk":
+            ids, type_ids, truncated = self.encoder.encode(self.run.preprocess(list(texts)))
+            return self._forward(ids, type_ids, batch_size), truncated, np.ones(len(ids), int)
+        window_logits, owners = self.window_logits(texts, batch_size)
+        counts = np.bincount(owners, minlength=len(texts))
+        return aggregate(window_logits, owners, len(texts)), [False] * len(texts), counts
+
+    def window_logits(self, texts: Sequence[str], batch_size: int = 64
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The logits of every window of every text, and the index of each window's text."""
+        ids, type_ids, owners = self.encoder.windows(self.run.preprocess(list(texts)),
+                                                     self.stride)
+        return self._forward(ids, type_ids, batch_size), owners
+
+    def _forward(self, ids: list[list[int]], type_ids: list[list[int]],
+                 batch_size: int) -> np.ndarray:
+        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        if not ids:
+            return out
         batches = length_batches([len(row) for row in ids], batch_size,
                                  CPU_MAX_PADDING if self.backend.on_cpu else None)
-        out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         with self._lock:
             for picked in batches:
                 batch = self.encoder.pad([ids[i] for i in picked], [type_ids[i] for i in picked])
                 out[picked] = self.backend.logits(batch)
-        return out, truncated
+        return out
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         logits, _ = self.logits(texts, batch_size)
@@ -149,7 +190,7 @@ class Classifier:
         review = self.review_threshold if review_threshold is None else review_threshold
         if not 0 <= review <= 1:
             raise SentituneError(f"--review-threshold must be between 0 and 1, got {review}")
-        logits, truncated = self.logits(texts, batch_size)
+        logits, truncated, windows = self.scored(texts, batch_size)
         probs = probabilities(logits.astype(np.float64), self.task)
         chosen, confidence = decide(probs, self.task, cuts)
         if review_truncated is None:
@@ -157,6 +198,6 @@ class Classifier:
         review_flags = (review_confidence(confidence, truncated, review_truncated)
                         < accept_cut(review, self.task))
         return [schema.prediction(text, self.labels, p, chosen=c, score=s, needs_review=r,
-                                  truncated=t)
-                for text, p, c, s, r, t in zip(texts, probs, chosen, confidence, review_flags,
-                                               truncated, strict=True)]
+                                  truncated=t, windows=w)
+                for text, p, c, s, r, t, w in zip(texts, probs, chosen, confidence,
+                                                  review_flags, truncated, windows, strict=True)]

@@ -3,6 +3,7 @@
 transformers' tokenizer classes import torch; the ONNX backends must not, so every
 backend encodes with the `tokenizer.json` that `save_pretrained` writes into model/ (the
 same Rust tokenizer transformers itself runs, normaliser and special tokens included).
+Which tokens a long text keeps, or its windows, follow `sentitune.truncation`, as in training.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from sentitune.errors import SentituneError
+from sentitune.truncation import Truncator
 
 
 class TextEncoder:
-    """Tokenizes to at most `max_length` tokens and pads batches to their longest row."""
+    """Tokenizes to at most `max_length` tokens (keeping the tokens `truncation` says) and
+    pads batches to their longest row."""
 
-    def __init__(self, tokenizer, pad_id: int, max_length: int) -> None:
-        self._tokenizer = tokenizer
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length)
+    def __init__(self, tokenizer, pad_id: int, max_length: int,
+                 truncation: str = "head") -> None:
+        self._truncator = Truncator(tokenizer, max_length, truncation)
         self.pad_id = pad_id
         self.max_length = max_length
+        self.truncation = truncation
 
     @classmethod
-    def from_dir(cls, folder: Path, max_length: int) -> TextEncoder:
+    def from_dir(cls, folder: Path, max_length: int, truncation: str = "head") -> TextEncoder:
         from tokenizers import Tokenizer
 
         path = Path(folder) / "tokenizer.json"
@@ -38,21 +41,20 @@ class TextEncoder:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust library raises a bare Exception
             raise SentituneError(f"{path} is damaged ({exc}); restore it or retrain") from None
-        return cls(tokenizer, _pad_id(tokenizer, Path(folder)), max_length)
+        return cls(tokenizer, _pad_id(tokenizer, Path(folder)), max_length, truncation)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], list[bool]]:
         """(token ids, token type ids, truncated) per text."""
-        encodings = self._tokenizer.encode_batch(list(texts))
-        return ([e.ids for e in encodings], [e.type_ids for e in encodings],
-                [bool(e.overflowing) for e in encodings])
+        return self._truncator.encode(texts)
+
+    def windows(self, texts: Sequence[str], stride: int | None
+                ) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+        """Every window of each text: (token ids, token type ids, owning text's index)."""
+        return self._truncator.windows(texts, stride)
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts before truncation (special tokens included)."""
-        self._tokenizer.no_truncation()
-        try:
-            return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
-        finally:
-            self._tokenizer.enable_truncation(self.max_length)
+        return self._truncator.token_lengths(texts)
 
     def pad(self, ids: Sequence[list[int]], type_ids: Sequence[list[int]]) -> dict[str, np.ndarray]:
         """A right-padded batch: input_ids, attention_mask, token_type_ids (int64)."""

@@ -119,9 +119,11 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             review_threshold: float | None = None, threshold: float | None = None,
             review_truncated: bool | None = None, backend: str = "torch",
             progress: bool = True, engine: str = "local", address: str | None = None,
-            ray_cpus: int | None = None, actors: int | None = None
+            ray_cpus: int | None = None, actors: int | None = None,
+            long_text: str | None = None, stride: int | None = None
             ) -> list[dict] | FileScores | RayScores:
-    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`.
+    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`;
+    `long_text` and `stride` replace the run's long-text settings.
 
     `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
     Ray of `ray_cpus` CPUs or the cluster at `address`, with `actors` model replicas
@@ -131,6 +133,9 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
         raise SentituneError(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     if engine == "local" and (address, ray_cpus, actors) != (None, None, None):
         raise SentituneError("--address, --ray-cpus and --actors go with --engine ray")
+    if engine == "ray" and (long_text, stride) != (None, None):
+        raise SentituneError("--long-text and --stride go with --engine local; --engine ray "
+                             "scores with the run's own long-text settings")
     if texts is None and input is None:
         raise SentituneError("give texts to classify or --input FILE")
     if texts is not None and input is not None:
@@ -151,7 +156,8 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
                               address=address, num_cpus=ray_cpus, actors=actors,
                               progress=progress)
     classifier = (run_dir if isinstance(run_dir, Classifier)
-                  else Classifier.from_pretrained(run_dir, backend=backend))
+                  else Classifier.from_pretrained(run_dir, backend=backend, long_text=long_text,
+                                                  stride=stride))
     if input is not None:
         return score_file(classifier, Path(input), Path(output), text_column=text_column,
                           keep_columns=keep_columns, batch_size=batch_size,

@@ -18,8 +18,9 @@ Bad input is always a 4xx with `{"detail": ...}`, never a 5xx:
     422  wrong shape or types; a text empty, only whitespace, not valid Unicode, or over
          `max_text_chars`; no texts, or more than `max_texts_per_request`. Per-field limits
          are 422 rather than 413 so the answer can point at the offending field (`loc`).
-Texts longer than the model's `max_length` tokens are truncated, not refused; the
-prediction says `"truncated": true`.
+Texts longer than the model's `max_length` tokens are truncated (as the run's `truncation`
+says), not refused, and the prediction says `"truncated": true`; with `long_text="chunk"`
+every window is scored instead and the prediction says how many (`windows`).
 """
 
 import hmac
@@ -40,7 +41,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
-from sentitune.run import Run
 from sentitune.schema import Prediction
 from sentitune.server import oip
 from sentitune.server.batching import MicroBatcher, ModelWorker
@@ -317,26 +317,34 @@ def serve(
     backend: str = "torch",
     workers: int = 1,
     settings: ServeSettings | None = None,
+    long_text: str | None = None,
+    stride: int | None = None,
     **options: Any,
 ) -> None:
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
     api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
-    give a whole `settings`. Several workers each load their own model copy."""
+    give a whole `settings`. Several workers each load their own model copy. `long_text`
+    and `stride` replace the run's long-text settings."""
     import uvicorn
 
     settings = settings or ServeSettings(**options)
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:
-        app = create_app(Classifier.from_pretrained(run_dir, backend=backend), settings)
+        app = create_app(Classifier.from_pretrained(run_dir, backend=backend,
+                                                    long_text=long_text, stride=stride),
+                         settings)
         uvicorn.run(app, host=settings.host, port=settings.port)
         return
     # Fail here, once, rather than in every worker uvicorn would keep restarting.
-    Run.open(run_dir)
+    Classifier.from_pretrained(run_dir, backend=backend, device="cpu", long_text=long_text,
+                               stride=stride)
     os.environ[_WORKER_CONFIG_ENV] = json.dumps(
         {
             "run_dir": str(run_dir),
             "backend": backend,
+            "long_text": long_text,
+            "stride": stride,
             "workers": workers,
             "settings": asdict(settings),
         }
@@ -358,7 +366,9 @@ def worker_app() -> FastAPI:
 
         # N processes each using every core would fight over them; share the cores out.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config["workers"]))
-    classifier = Classifier.from_pretrained(config["run_dir"], backend=config["backend"])
+    classifier = Classifier.from_pretrained(config["run_dir"], backend=config["backend"],
+                                            long_text=config["long_text"],
+                                            stride=config["stride"])
     return create_app(classifier, ServeSettings(**config["settings"]))
 
 
