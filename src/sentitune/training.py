@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import threading
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,14 @@ import numpy as np
 
 from sentitune import files
 from sentitune.card import model_card
-from sentitune.config import LORA_SETTINGS, RunConfig, TrainingConfig, make_config, resolved
+from sentitune.config import (
+    LORA_SETTINGS,
+    RunConfig,
+    TrainingConfig,
+    checkpoint_interval,
+    make_config,
+    resolved,
+)
 from sentitune.dataset.splits import Splits, load_splits
 from sentitune.decision import Decision, tune_label_thresholds
 from sentitune.errors import SentituneError
@@ -198,6 +204,15 @@ class _PeakRss:
         return self.peak_mb - self.start_mb
 
 
+def _peak_memory_mb(rss: _PeakRss) -> float:
+    """This session's peak: GPU memory allocated on CUDA, else the rise in resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return rss.increase_mb
+
+
 def default_output(config: RunConfig) -> Path:
     return Path("runs") / f"{Path(config.data.dataset).stem}-{Path(config.model.model).name}"
 
@@ -219,6 +234,26 @@ def train(
     `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
     prints them, so an inferred task is visible before minutes of training.
     """
+    staged: list[Run] = []  # its lock is released however training ends
+    try:
+        return _train(config, output, staged, resume=resume, overwrite=overwrite,
+                      progress=progress, on_data=on_data, **overrides)
+    finally:
+        for run in staged:
+            run.release()
+
+
+def _train(
+    config: RunConfig | str | Path | None,
+    output: str | Path | None,
+    staged: list[Run],
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    on_data: Callable[[Splits], None] | None,
+    **overrides: Any,
+) -> TrainResult:
     import torch
     from transformers import (
         DataCollatorWithPadding,
@@ -228,6 +263,8 @@ def train(
         TrainingArguments,
         set_seed,
     )
+
+    from sentitune import checkpoints
 
     config = resolved(make_config(config, **overrides))
     settings, data_config = config.training, config.data
@@ -260,6 +297,7 @@ def train(
                        pad_to_max)
 
     staging = Run.stage(output, resume=resume, overwrite=overwrite)
+    staged.append(staging)
     metric = settings.metric
 
     def compute_metrics(prediction) -> dict:
@@ -301,6 +339,12 @@ def train(
         **precision.trainer_flags(),
     )
     callbacks = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
+    callbacks.append(checkpoints.Interval(*checkpoint_interval(settings.checkpoint_every)))
+    resume_from = checkpoints.resumable(staging.checkpoints) if resume else None
+    rss = _PeakRss()
+    sessions = checkpoints.SessionLog(checkpoints.earlier_sessions(resume_from),
+                                      lambda: _peak_memory_mb(rss))
+    callbacks.append(sessions)
     trainer = Trainer(
         model=model,
         args=args,
@@ -316,18 +360,12 @@ def train(
     tracker.attach(trainer, staging)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
-    checkpoints = staging.checkpoints
-    resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with _PeakRss() as rss:
-        started = time.perf_counter()
-        outcome = trainer.train(resume_from_checkpoint=True if resume_from else None)
-        runtime = time.perf_counter() - started
-    peak_mb = (
-        torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-        else rss.increase_mb
-    )
+    with rss:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    session_totals = checkpoints.totals(sessions.sessions(),
+                                        trainer.state.epoch * len(train_set))
 
     # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
     # them by default, whatever precision training ran in. Mixed precision left the model's
@@ -364,12 +402,10 @@ def train(
         "selection_metric": metric,
         "best_epoch": best_epoch,
         "epochs_run": len(history),
-        "train_runtime_s": round(runtime, 3),
-        "train_samples_per_s": round(outcome.metrics["train_samples_per_second"], 3),
+        **session_totals,  # train_runtime_s, train_samples_per_s, peak_memory_mb, sessions
         "train_tokens": tokens_seen,
         "trainable_params": trainable,
         "total_params": total,
-        "peak_memory_mb": round(peak_mb, 1),
         "calibration": calibration,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
