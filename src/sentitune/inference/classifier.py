@@ -31,20 +31,23 @@ CPU_MAX_PADDING = 0.25
 
 
 def length_batches(lengths: Sequence[int], batch_size: int,
-                   max_padding: float | None = None) -> Iterator[np.ndarray]:
+                   max_padding: float | None = None,
+                   max_tokens: int | None = None) -> Iterator[np.ndarray]:
     """Indices of `lengths` in batches of ascending length, at most `batch_size` each.
 
     With `max_padding`, a batch also closes before its padded size (longest x count) would
-    exceed (1 + max_padding) times its real token count.
+    exceed (1 + max_padding) times its real token count; with `max_tokens`, before its
+    padded size would exceed `max_tokens` (a longer text still goes, alone).
     """
     order = np.argsort(lengths, kind="stable")
     batch: list[int] = []
     real = 0
     for index in order:
         length = lengths[index]  # the longest so far: the order is ascending
-        if batch and (len(batch) == batch_size or (
-                max_padding is not None
-                and length * (len(batch) + 1) > (1 + max_padding) * (real + length))):
+        padded = length * (len(batch) + 1)
+        if batch and (len(batch) == batch_size
+                      or (max_padding is not None and padded > (1 + max_padding) * (real + length))
+                      or (max_tokens is not None and padded > max_tokens)):
             yield np.array(batch)
             batch, real = [], 0
         batch.append(int(index))
@@ -104,15 +107,16 @@ class Classifier:
 
     # ------------------------------------------------------------- scoring
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64
-               ) -> tuple[np.ndarray, list[bool]]:
+    def logits(self, texts: Sequence[str], batch_size: int = 64,
+               max_batch_tokens: int | None = None) -> tuple[np.ndarray, list[bool]]:
         """Raw logits in input order, and whether each text was truncated, computed in
         length-sorted batches (see length_batches) after the run's preprocessing."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32), []
         ids, type_ids, truncated = self.encoder.encode(self.run.preprocess(list(texts)))
         batches = length_batches([len(row) for row in ids], batch_size,
-                                 CPU_MAX_PADDING if self.backend.on_cpu else None)
+                                 CPU_MAX_PADDING if self.backend.on_cpu else None,
+                                 max_batch_tokens)
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         with self._lock:
             for picked in batches:
@@ -135,11 +139,13 @@ class Classifier:
     def predict(self, texts: Sequence[str] | str, *, batch_size: int = 64,
                 review_threshold: float | None = None,
                 threshold: float | None = None,
-                review_truncated: bool | None = None) -> list[dict]:
+                review_truncated: bool | None = None,
+                max_batch_tokens: int | None = None) -> list[dict]:
         """One prediction per text, in input order (fields: `sentitune.schema`).
 
         `threshold` (multi-label only) replaces every label's tuned decision threshold;
-        `review_threshold` and `review_truncated` replace the run's review decision.
+        `review_threshold` and `review_truncated` replace the run's review decision;
+        `max_batch_tokens` bounds the padded tokens of each forward pass.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -148,7 +154,7 @@ class Classifier:
         review = self.review_threshold if review_threshold is None else review_threshold
         if not 0 <= review <= 1:
             raise SentituneError(f"--review-threshold must be between 0 and 1, got {review}")
-        logits, truncated = self.logits(texts, batch_size)
+        logits, truncated = self.logits(texts, batch_size, max_batch_tokens)
         probs = probabilities(logits.astype(np.float64), self.task)
         chosen, confidence = decide(probs, self.task, cuts)
         if review_truncated is None:
