@@ -66,7 +66,7 @@ class SessionLog(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if state.is_world_process_zero and folder.is_dir():
             files.write_json(folder / SESSIONS_FILE, self.sessions())
 
 

@@ -490,7 +490,7 @@ def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
             warnings.warn(f"validation answers carry {predicted:.2f} labels on average against "
                           f"{true:.2f} in truth: the decision thresholds do not fit this data "
                           "(more validation rows, --class-weights auto or another "
-                          "--learning-rate may help)", stacklevel=3)
+                          "--learning-rate may help)", stacklevel=4)
         return
     matrix = np.asarray(validation["confusion_matrix"])
     predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
@@ -504,7 +504,7 @@ def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
         return
     warnings.warn(f"the model {problem}; it has not learned at learning rate "
                   f"{settings.learning_rate:g} with --method {settings.method}: try another "
-                  "--learning-rate, more --epochs or more data", stacklevel=3)
+                  "--learning-rate, more --epochs or more data", stacklevel=4)
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,

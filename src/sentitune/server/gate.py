@@ -31,7 +31,7 @@ def given_key(headers: dict[bytes, bytes]) -> str | None:
     if (key := headers.get(KEY_HEADER.lower().encode())) is not None:
         return key.decode("latin-1")
     scheme, _, credentials = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    return credentials.strip() or None if scheme.lower() == "bearer" else None
+    return (credentials or None) if scheme.lower() == "bearer" else None
 
 
 def error_body(path: str, message: str) -> dict[str, str]:
