@@ -26,17 +26,6 @@ def machine() -> dict:
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as lscpu reports it."""
-    import subprocess
-
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "Model name":
-            return value.strip()
-    return platform.processor() or "unknown"
-
-
 def emit(result: dict, output: str | None) -> None:
     """Print the result as JSON, and save it to `output` when given."""
     text = json.dumps(result, indent=2)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-from common import cpu_model, emit, machine
+from common import emit, machine
 from serve_load import TEXTS, free_port, wait_ready
 
 KEY = "soak-key"
@@ -50,10 +50,10 @@ def request_mix(n: int, seed: int) -> list[tuple[str, str, bytes, dict]]:
         if kind == "single":
             mix.append((kind, "/predict", body({"text": text}), json_type))
         elif kind == "small_batch":
-            texts = [f"{rng.choice(TEXTS)} [{i}.{j}]" for j in range(rng.randint(2, 16))]
+            texts = [f"{rng.choice(TEXTS)} [{i}.{j}]" for j in range(rng.randint(2, 8))]
             mix.append((kind, "/predict/batch", body({"texts": texts}), json_type))
         elif kind == "big_batch":
-            texts = [(f"{j}: " + TEXTS[4] * 20)[:2000] for j in range(64)]
+            texts = [(f"{j}: " + TEXTS[4] * 20)[:2000] for j in range(32)]
             mix.append((kind, "/predict/batch", body({"texts": texts}), json_type))
         elif kind == "blank":
             mix.append((kind, "/predict", body({"text": " \r\n"}), json_type))
@@ -159,8 +159,7 @@ def main() -> None:
                    "end": end},
         "rss_growth_after_warmup_mb": round(end - after_warmup, 1),
         "rss_samples_mb": result["rss"],
-        "machine": machine() | {"cpu_model": cpu_model(),
-                                "load_average_start": [round(x, 2) for x in load_start],
+        "machine": machine() | {"load_average_start": [round(x, 2) for x in load_start],
                                 "load_average_end": [round(x, 2) for x in os.getloadavg()],
                                 "shared": "the machine was shared with other jobs while this "
                                           "ran: throughput is pessimistic"},
