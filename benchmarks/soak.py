@@ -7,6 +7,10 @@ texts, small batches, now and then a big batch, and bad requests of every kind (
 JSON, blank or oversized texts, a wrong content type, no key). The server's resident
 memory is sampled every `--sample-every` requests; a leak shows as growth after warm-up
 (`rss_growth_after_warmup_mb`), not as the first rise while caches fill. Prints JSON.
+
+A leak lives in the serving code (batching, middleware, metrics), not in the model's
+size: on a small or shared machine, soak a small run (even a tiny random-weight one) so
+that 20,000 requests take minutes.
 """
 
 import argparse
@@ -100,6 +104,7 @@ async def soak(url: str, mix: list, clients: int, server: psutil.Process,
                 done += 1
                 if done % sample_every == 0:
                     rss.append((done, round(server.memory_info().rss / 2**20, 1)))
+                    print(f"{done} requests, server RSS {rss[-1][1]} MB", file=sys.stderr)
 
         rss.append((0, round(server.memory_info().rss / 2**20, 1)))
         started = time.perf_counter()
