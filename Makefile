@@ -51,6 +51,8 @@ bench: install runs/demo/metrics.json
 	$(BIN)/python benchmarks/int8_variants.py runs/demo --output $(RESULTS)/int8_variants-minilm-cpu.json
 	$(BIN)/python benchmarks/serve_load.py runs/demo --output $(RESULTS)/serve_load-minilm-cpu.json
 	$(BIN)/python benchmarks/serve_load.py runs/demo --backend onnx-int8 --output $(RESULTS)/serve_load-minilm-int8-cpu.json
+	$(BIN)/python benchmarks/serve_load.py runs/demo --fairness --output $(RESULTS)/serve_fairness-minilm-cpu.json
+	$(BIN)/python benchmarks/soak.py runs/demo --output $(RESULTS)/soak-minilm-cpu.json
 
 runs/demo/metrics.json:
 	$(MAKE) demo

@@ -1,6 +1,12 @@
 """Load test of `sentitune serve`: throughput and latency with micro-batching on and off.
 
     python benchmarks/serve_load.py [RUN_DIR] [--requests 1000] [--clients 1 8 32] [--backend]
+    python benchmarks/serve_load.py [RUN_DIR] --fairness [--baseline-ref REF] [--seconds 60]
+
+`--fairness` measures single-text latency while another client keeps sending big batch
+requests (256 texts of 2,000 characters), for this checkout's server and for the server
+of `--baseline-ref` (extracted with `git archive`, started the same way), one after the
+other on the same machine, with the server's resident memory before and after.
 
 For each mode the server runs in its own process (as in production, and so the load
 generator does not share its interpreter), on a free loopback port. Each client count
@@ -45,14 +51,17 @@ def free_port() -> int:
 
 
 def start_server(
-    run_dir: Path, port: int, micro_batching: bool, backend: str, log
+    run_dir: Path, port: int, micro_batching: bool, backend: str, log, source: Path | None = None
 ) -> subprocess.Popen:
-    """`sentitune serve` itself, without an API key whatever the environment holds."""
+    """`sentitune serve` itself, without an API key whatever the environment holds; from
+    the `source` tree's src/ when given."""
     command = [sys.executable, "-m", "sentitune.cli", "serve", str(run_dir), "--port", str(port),
                "--backend", backend, *([] if micro_batching else ["--no-batching"])]
     from sentitune.server import API_KEY_ENV
 
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
     return subprocess.Popen(
         command,
         env=env,
@@ -172,6 +181,114 @@ def run_mode(run_dir: Path, micro_batching: bool, args: argparse.Namespace) -> d
             server.wait(timeout=30)
 
 
+# A big batch request as in the issue: 256 review-length texts of 2,000 characters.
+BIG_TEXT = ("The first hour drags, the second is better; the cast does what it can with a thin "
+            "script, and the score is lovely. ") * 20
+BIG_BATCH = [f"{i}. {BIG_TEXT}"[:2000] for i in range(256)]
+SINGLE_CLIENTS = 4
+
+
+async def fairness_load(url: str, seconds: float) -> dict:
+    """One client sends big batches back to back; SINGLE_CLIENTS others send single texts,
+    each one at a time."""
+    singles: list[float] = []
+    batches: list[float] = []
+    statuses: dict[str, int] = {}
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(url, timeout=timeout) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def timed(path: str, body: dict, into: list[float]) -> None:
+            sent = time.perf_counter()
+            async with client.post(path, json=body) as response:
+                await response.read()
+                statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+                if response.status == 200:
+                    into.append(time.perf_counter() - sent)
+
+        async def batch_client() -> None:
+            while time.perf_counter() < deadline:
+                await timed("/predict/batch", {"texts": BIG_BATCH}, batches)
+
+        async def single_client() -> None:
+            await asyncio.sleep(0.5)  # the first batch is on the model
+            i = 0
+            while time.perf_counter() < deadline:
+                await timed("/predict", {"text": TEXTS[i % len(TEXTS)]}, singles)
+                i += 1
+
+        await asyncio.gather(batch_client(), *(single_client() for _ in range(SINGLE_CLIENTS)))
+    singles.sort()
+    batches.sort()
+    return {
+        "statuses": statuses,
+        "single_requests": len(singles),
+        "single_p50_ms": round(percentile(singles, 0.50) * 1000, 1),
+        "single_p99_ms": round(percentile(singles, 0.99) * 1000, 1),
+        "single_max_ms": round(max(singles, default=float("nan")) * 1000, 1),
+        "batch_requests": len(batches),
+        "batch_p50_s": round(percentile(batches, 0.50), 2),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def fairness_mode(run_dir: Path, source: Path | None, seconds: float, backend: str) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        server = start_server(run_dir, port, True, backend, log, source)
+        try:
+            wait_ready(url, server)
+            asyncio.run(load(url, 4, 40, 30))  # warm up
+            before = rss_mb(server.pid)
+            result = asyncio.run(fairness_load(url, seconds))
+            result["rss_mb_before"], result["rss_mb_after"] = before, rss_mb(server.pid)
+            return result
+        except SystemExit:
+            log.seek(0)
+            print(log.read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def fairness(args: argparse.Namespace) -> dict:
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as baseline:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline_ref, "src"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
+        load_start = os.getloadavg()
+        results = {
+            f"before ({args.baseline_ref})": fairness_mode(args.run_dir, Path(baseline),
+                                                           args.seconds, args.backend),
+            "after (this checkout)": fairness_mode(args.run_dir, None, args.seconds,
+                                                   args.backend),
+        }
+    before, after = results.values()
+    return {
+        "benchmark": "serve_fairness",
+        "run_dir": str(args.run_dir),
+        "backend": args.backend,
+        "scenario": "one client sends POST /predict/batch with 256 texts of 2,000 characters "
+                    f"back to back; {SINGLE_CLIENTS} others send single texts, each one at a "
+                    f"time; {args.seconds:g} s per server",
+        "results": results,
+        "single_p99_ratio_before_after": round(before["single_p99_ms"] / after["single_p99_ms"],
+                                               1),
+        "machine": machine() | {"load_average_start": [round(x, 2) for x in load_start],
+                                "load_average_end": [round(x, 2) for x in os.getloadavg()],
+                                "shared": "the machine was shared with other jobs while this "
+                                          "ran: compare the two servers, not absolute times"},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", default="runs/demo", type=Path)
@@ -180,6 +297,12 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=30, help="seconds per level at most")
     parser.add_argument("--backend", default="torch", help="torch, onnx or onnx-int8")
     parser.add_argument("--output", help="also write the JSON here")
+    parser.add_argument("--fairness", action="store_true",
+                        help="single-text latency beside big batches, before and after")
+    parser.add_argument("--baseline-ref", default="1c83078",
+                        help="git revision of the 'before' server (default: before fair "
+                             "batching)")
+    parser.add_argument("--seconds", type=float, default=60, help="per server, --fairness")
     args = parser.parse_args()
 
     from sentitune.errors import SentituneError
@@ -190,6 +313,9 @@ def main() -> None:
     except SentituneError as exc:
         raise SystemExit(f"error: {exc}") from None
 
+    if args.fairness:
+        emit(fairness(args), args.output)
+        return
     modes = {"batching_on": True, "batching_off": False}
     results = {name: run_mode(args.run_dir, on, args) for name, on in modes.items()}
     most = str(max(args.clients))

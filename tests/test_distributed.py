@@ -23,13 +23,21 @@ from conftest import REPO, tiny_config, validation_split
 from sentitune.inference.classifier import Classifier
 from sentitune.metrics import classification_metrics
 from sentitune.run import Run
-from sentitune.training import last_complete_checkpoint, train
+from sentitune.training import train
 
 # The two-process run samples its batches differently from the one-process run (a
 # distributed sampler), so its numbers differ; on this learnable toy task both must land
 # this close to each other.
 ACCURACY_TOLERANCE = 0.1
 TIMEOUT_S = 30  # SENTITUNE_DIST_TIMEOUT for the failure tests
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint written to the end (trainer_state.json comes last); unlike
+    `checkpoints.resumable` it removes nothing, so it can watch a run that is saving."""
+    complete = [path for path in folder.glob("checkpoint-*")
+                if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[-1]), default=None)
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -227,6 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     # Only the flags given: ServeSettings holds the defaults (and the API key's env fallback).
     given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
+                                      "max_batch_tokens", "max_queue_ms",
                                       "review_threshold", "review_truncated", "api_key",
                                       "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
@@ -423,6 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
           help="most texts grouped into one forward pass (default: 32)")
     _flag(p, "--max-wait-ms", type=float,
           help="longest a micro-batch waits for more requests (default: 5)")
+    _flag(p, "--max-batch-tokens", type=int,
+          help="most padded tokens in one forward pass, bounding its memory (default: 8192)")
+    _flag(p, "--max-queue-ms", type=float,
+          help="longest a request waits for the model before a 503 with Retry-After "
+               "(default: 10000)")
     _flag(p, "--batching", dest="micro_batching", action=argparse.BooleanOptionalAction,
           default=None, help="group concurrent requests into one forward pass (default: on)")
     _flag(p, "--review-threshold", type=float, help="default: the run's own")

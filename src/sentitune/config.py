@@ -124,6 +124,10 @@ class TrainingConfig:
         "Experiment trackers to log to, several allowed (tensorboard: event files in "
         "RUN_DIR/tensorboard; mlflow: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here); "
         "none: no tracking.", (), TRACKERS)
+    checkpoint_every: str | None = _help(
+        "Also checkpoint mid-epoch every N optimizer steps ('500') or N minutes ('10m'), so a "
+        "crash loses at most that much and --resume continues mid-epoch; none: only after "
+        "each epoch.", "10m")
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,7 @@ def validate(config: RunConfig) -> RunConfig:
     if not 0 <= t.warmup_ratio < 1:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
     config = config.replace(report_to=trackers(t.report_to))
+    checkpoint_interval(t.checkpoint_every)
     for section in (d, config.training):
         for f in fields(section):
             choices = f.metadata.get("choices")
@@ -286,6 +291,18 @@ def trackers(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]
         raise SentituneError(f"--report-to none cannot be combined with {', '.join(found)}; "
                              "give none alone or only trackers")
     return tuple(dict.fromkeys(name for name in found if name and name != "none"))
+
+
+def checkpoint_interval(setting: str | None) -> tuple[int | None, float | None]:
+    """`checkpoint_every` as (steps, seconds), at most one of them set."""
+    if setting is None:
+        return None, None
+    text = str(setting).strip().lower()
+    number = text.removesuffix("m")
+    if not number.isdigit() or int(number) <= 0:
+        raise SentituneError(f"--checkpoint-every must be a number of steps (500) or minutes "
+                             f"(10m), or none; got '{setting}'")
+    return (None, int(number) * 60.0) if text.endswith("m") else (int(number), None)
 
 
 def resolved(config: RunConfig) -> RunConfig:

@@ -20,14 +20,20 @@ setting in config.yaml, measurements in metrics.json.
 
 A run is built in `RUN_DIR.partial/` and renamed into place only when complete, so a
 failed run never leaves a directory that looks finished. Checkpoints for `--resume`
-live in `RUN_DIR.partial/checkpoints/` until then.
+live in `RUN_DIR.partial/checkpoints/` until then. While a run is being built,
+`RUN_DIR.lock` names its writer (pid, host, start time): a second writer is refused, and
+the lock of a writer that died is taken over.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import socket
+import time
+import warnings
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
@@ -91,14 +97,31 @@ class Run:
     def stage(cls, output: str | Path, *, resume: bool = False, overwrite: bool = False) -> Run:
         """An empty (or, with `resume`, the interrupted) staging run for `output`."""
         output = Path(output)
-        if output.exists() and not overwrite:
-            raise SentituneError(f"{output} already exists; choose another --output or "
-                                 "--overwrite")
         staging = output.with_name(output.name + ".partial")
-        if staging.exists() and not resume:
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True, exist_ok=True)
-        return cls(staging)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.acquire(output.with_name(output.name + ".lock"))
+        try:
+            if output.exists() and not overwrite:  # checked under the lock: no race
+                raise SentituneError(f"{output} already exists; choose another --output or "
+                                     "--overwrite")
+            if staging.exists() and not resume:
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        run = cls(staging)
+        run.lock = lock
+        return run
+
+    lock: RunLock | None = None  # held by a staging run until published or released
+
+    def release(self) -> None:
+        """Give up this staging run's lock (publish does it too); the staging dir stays,
+        so the run can be resumed."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def checkpoints(self) -> Path:
@@ -111,6 +134,7 @@ class Run:
         target = self.path.with_name(self.path.name.removesuffix(".partial"))
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         files.replace_dir(self.path, target)
+        self.release()
         return Run(target)
 
     # ------------------------------------------------------------- reading
@@ -289,6 +313,98 @@ class Run:
     def tracking(self) -> dict:
         """Where `--report-to` logged the run (empty when it logged nowhere)."""
         return self._json(TRACKING_FILE) if (self.path / TRACKING_FILE).exists() else {}
+
+
+class RunLock:
+    """`OUT.lock`: one writer per run directory.
+
+    Holds the writer's pid, host and start time (and the process's own start time, so a
+    reused pid is not mistaken for the writer). Created exclusively (O_EXCL), so of two
+    writers starting together exactly one wins. A lock whose writer is gone (same host, pid
+    dead or reused) is stale: it is taken over with a warning.
+    """
+
+    def __init__(self, path: Path, holder: dict) -> None:
+        self.path = path
+        self.holder = holder
+
+    @classmethod
+    def acquire(cls, path: Path) -> RunLock:
+        holder = _this_process()
+        for _ in range(2):  # a second try only after removing a stale lock
+            try:
+                # Written whole, then linked into place: link() fails if the lock exists,
+                # and nobody ever reads a lock file half-written.
+                content = path.with_name(f".{path.name}.{os.getpid()}{files.PARTIAL_SUFFIX}")
+                content.write_text(json.dumps(holder), encoding="utf-8")
+                try:
+                    os.link(content, path)
+                finally:
+                    content.unlink(missing_ok=True)
+            except FileExistsError:
+                other = _read_lock(path)
+                if other == {}:
+                    continue  # released meanwhile
+                if other is not None and not _is_stale(other):
+                    raise SentituneError(
+                        f"{path.with_suffix('')} is being written by pid {other['pid']} on "
+                        f"{other['host']} since {other['started']}; wait for it to finish or "
+                        "choose another --output") from None
+                warnings.warn(f"taking over the lock {path} of a writer that is gone "
+                              f"({_describe(other)}); its partial run is kept for --resume",
+                              stacklevel=3)
+                path.unlink(missing_ok=True)
+                continue
+            return cls(path, holder)
+        raise SentituneError(f"{path} was taken by another writer just now; try again")
+
+    def release(self) -> None:
+        if _read_lock(self.path) == self.holder:  # never remove a lock someone took over
+            self.path.unlink(missing_ok=True)
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # alive, but not ours to inspect
+        return -1.0
+
+
+def _this_process() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "process_started": _process_started(os.getpid())}
+
+
+def _read_lock(path: Path) -> dict | None:
+    """The lock's holder; None for a damaged lock file, {} for none."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}  # released meanwhile: not stale, not held; the retry settles it
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) and {"pid", "host", "started"} <= holder.keys() \
+        else None
+
+
+def _is_stale(holder: dict) -> bool:
+    if holder["host"] != socket.gethostname():
+        return False  # cannot see other hosts' processes: assume it is alive
+    started = _process_started(int(holder["pid"]))
+    if started is None:
+        return True
+    return started != -1.0 and started != holder.get("process_started", started)
+
+
+def _describe(holder: dict | None) -> str:
+    if holder is None:
+        return "unreadable lock file"
+    return f"pid {holder['pid']} on {holder['host']} since {holder['started']}"
 
 
 def versions() -> dict[str, str]:

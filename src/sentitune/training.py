@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sentitune.config import (
     SCHEDULERS,
     RunConfig,
     TrainingConfig,
+    checkpoint_interval,
     make_config,
     resolved,
 )
@@ -206,6 +206,15 @@ class _PeakRss:
         return self.peak_mb - self.start_mb
 
 
+def _peak_memory_mb(rss: _PeakRss) -> float:
+    """This session's peak: GPU memory allocated on CUDA, else the rise in resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return rss.increase_mb
+
+
 def default_output(config: RunConfig) -> Path:
     return Path("runs") / f"{Path(config.data.dataset).stem}-{Path(config.model.model).name}"
 
@@ -232,6 +241,27 @@ def train(
     Under `torchrun` / `accelerate launch` every process calls this; rank 0 alone writes
     and publishes the run (see `sentitune.distributed`) and every rank returns it.
     """
+    staged: list[Run] = []  # its lock is released however training ends
+    try:
+        return _train(config, output, staged, resume=resume, overwrite=overwrite,
+                      progress=progress, on_data=on_data, callbacks=callbacks, **overrides)
+    finally:
+        for run in staged:
+            run.release()
+
+
+def _train(
+    config: RunConfig | str | Path | None,
+    output: str | Path | None,
+    staged: list[Run],
+    *,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    on_data: Callable[[Splits], None] | None,
+    callbacks: Sequence[Any],
+    **overrides: Any,
+) -> TrainResult:
     import torch
     from transformers import (
         DataCollatorWithPadding,
@@ -241,6 +271,8 @@ def train(
         TrainingArguments,
         set_seed,
     )
+
+    from sentitune import checkpoints
 
     config = resolved(make_config(config, **overrides))
     settings, data_config = config.training, config.data
@@ -285,6 +317,8 @@ def train(
 
     staging = distributed.on_main(
         lambda: Run.stage(output, resume=resume, overwrite=overwrite), "staging the run")
+    if is_main:  # the other ranks hold a copy of the object, not the lock
+        staged.append(staging)
     metric = settings.metric
 
     def compute_metrics(prediction) -> dict:
@@ -328,6 +362,13 @@ def train(
         **precision.trainer_flags(),
     )
     early_stopping = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
+    resume_from = distributed.on_main(
+        lambda: checkpoints.resumable(staging.checkpoints) if resume else None,
+        "finding a checkpoint to resume")
+    rss = _PeakRss()
+    sessions = checkpoints.SessionLog(checkpoints.earlier_sessions(resume_from),
+                                      lambda: _peak_memory_mb(rss))
+    saving = [checkpoints.Interval(*checkpoint_interval(settings.checkpoint_every)), sessions]
     trainer = Trainer(
         model=model,
         args=args,
@@ -337,23 +378,18 @@ def train(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         compute_loss_func=None if weights is None else _weighted_loss(weights, splits.task),
-        callbacks=[*early_stopping, *callbacks],
+        callbacks=[*early_stopping, *saving, *callbacks],
     )
 
     tracker.attach(trainer, staging)
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
-    resume_from = last_complete_checkpoint(staging.checkpoints) if resume else None
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    with _PeakRss() as rss, distributed.peer_failures():
-        started = time.perf_counter()
-        outcome = trainer.train(resume_from_checkpoint=resume_from and str(resume_from))
-        runtime = time.perf_counter() - started
-    peak_mb = (
-        torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-        else rss.increase_mb
-    )
+    with rss, distributed.peer_failures():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    session_totals = checkpoints.totals(sessions.sessions(),
+                                        trainer.state.epoch * len(train_set))
 
     # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
     # them by default, whatever precision training ran in. Mixed precision left the model's
@@ -400,12 +436,10 @@ def train(
             "selection_metric": metric,
             "best_epoch": best_epoch,
             "epochs_run": len(history),
-            "train_runtime_s": round(runtime, 3),
-            "train_samples_per_s": round(outcome.metrics["train_samples_per_second"], 3),
+            **session_totals,  # train_runtime_s, train_samples_per_s, peak_memory_mb, sessions
             "train_tokens": tokens_seen,
             "trainable_params": trainable,
             "total_params": total,
-            "peak_memory_mb": round(peak_mb, 1),
             "calibration": calibration,
             "device": "cuda" if torch.cuda.is_available() else "cpu",
         }
@@ -424,13 +458,6 @@ def train(
         scale_logits(model, 1.0 / temperature)  # every rank returns the saved model
     return TrainResult(run_dir, metrics, model)
 
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint in `folder` that was written to the end (the Trainer writes
-    trainer_state.json last): a run killed while saving leaves a partial one behind."""
-    complete = [path for path in folder.glob("checkpoint-*")
-                if (path / "trainer_state.json").is_file()]
-    return max(complete, key=lambda path: int(path.name.rsplit("-", 1)[-1]), default=None)
 
 
 def validation_logits(model, dataset, tokenizer, batch_size: int, *,
@@ -504,7 +531,7 @@ def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
             warnings.warn(f"validation answers carry {predicted:.2f} labels on average against "
                           f"{true:.2f} in truth: the decision thresholds do not fit this data "
                           "(more validation rows, --class-weights auto or another "
-                          "--learning-rate may help)", stacklevel=3)
+                          "--learning-rate may help)", stacklevel=4)
         return
     matrix = np.asarray(validation["confusion_matrix"])
     predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
@@ -518,7 +545,7 @@ def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
         return
     warnings.warn(f"the model {problem}; it has not learned at learning rate "
                   f"{settings.learning_rate:g} with --method {settings.method}: try another "
-                  "--learning-rate, more --epochs or more data", stacklevel=3)
+                  "--learning-rate, more --epochs or more data", stacklevel=4)
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,

@@ -37,20 +37,23 @@ SAMPLE_TEXTS = (
 
 
 def load_for_export(model_dir: Path) -> tuple[torch.nn.Module, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from sentitune.inference.backends import load_safetensors_model
 
     if not (model_dir / "config.json").is_file():
         raise SentituneError(
             f"{model_dir} is not a saved model (no config.json); pass the model/ folder of a run"
         )
+    # float32 whatever the saved dtype: the fp32 graph is the reference that int8 starts from;
+    # safetensors only, like every other loader (a pickle file can run code).
+    model = load_safetensors_model(model_dir, dtype=torch.float32)
     try:
-        # float32 whatever the saved dtype: the fp32 graph is the reference that int8 starts from.
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise SentituneError(
-            f"cannot load a classifier and tokenizer from {model_dir} ({first_line}); "
+            f"cannot load the tokenizer from {model_dir} ({first_line}); "
             "pass the model/ folder of a finished run"
         ) from error
     return model.eval(), tokenizer

@@ -148,23 +148,27 @@ class TorchBackend:
             return self.model(**inputs).logits.float().cpu().numpy()
 
 
-def load_safetensors_model(folder: Path):
-    """A saved sequence classifier, from safetensors only: a run never unpickles code."""
+def load_safetensors_model(folder: Path, **options):
+    """A saved sequence classifier, from safetensors only: a run never unpickles code.
+    `options` go to from_pretrained (a dtype, say)."""
     from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
-    if not any(folder.glob("*.safetensors")):
+    weights = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not weights:
         pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
         what = f"only pickle weights ({', '.join(pickled)})" if pickled else "no weights"
         raise SentituneError(
             f"{folder} has {what}; sentitune loads safetensors only (pickle files can run "
             "code): convert them with save_pretrained(safe_serialization=True) or retrain")
     try:
-        return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True,
+                                                                  **options)
     except Exception as exc:  # safetensors and transformers raise many types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SentituneError(f"the model in {folder} cannot be loaded ({first[:200]}); it is "
-                             "damaged or incomplete: retrain or restore the run") from None
+        raise SentituneError(f"the model in {folder} ({', '.join(weights)}) cannot be loaded "
+                             f"({first[:200]}); it is damaged or incomplete: retrain or restore "
+                             "the run") from None
 
 
 def _load_adapter(run: Run):

@@ -34,20 +34,23 @@ CPU_MAX_PADDING = 0.25
 
 
 def length_batches(lengths: Sequence[int], batch_size: int,
-                   max_padding: float | None = None) -> Iterator[np.ndarray]:
+                   max_padding: float | None = None,
+                   max_tokens: int | None = None) -> Iterator[np.ndarray]:
     """Indices of `lengths` in batches of ascending length, at most `batch_size` each.
 
     With `max_padding`, a batch also closes before its padded size (longest x count) would
-    exceed (1 + max_padding) times its real token count.
+    exceed (1 + max_padding) times its real token count; with `max_tokens`, before its
+    padded size would exceed `max_tokens` (a longer text still goes, alone).
     """
     order = np.argsort(lengths, kind="stable")
     batch: list[int] = []
     real = 0
     for index in order:
         length = lengths[index]  # the longest so far: the order is ascending
-        if batch and (len(batch) == batch_size or (
-                max_padding is not None
-                and length * (len(batch) + 1) > (1 + max_padding) * (real + length))):
+        padded = length * (len(batch) + 1)
+        if batch and (len(batch) == batch_size
+                      or (max_padding is not None and padded > (1 + max_padding) * (real + length))
+                      or (max_tokens is not None and padded > max_tokens)):
             yield np.array(batch)
             batch, real = [], 0
         batch.append(int(index))
@@ -124,38 +127,42 @@ class Classifier:
 
     # ------------------------------------------------------------- scoring
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64
-               ) -> tuple[np.ndarray, list[bool]]:
+    def logits(self, texts: Sequence[str], batch_size: int = 64,
+               max_batch_tokens: int | None = None) -> tuple[np.ndarray, list[bool]]:
         """Raw logits in input order, and whether each text was truncated, computed in
         length-sorted batches (see length_batches) after the run's preprocessing; with
         long_text chunk, the mean of each text's windows' logits (nothing is truncated)."""
-        logits, truncated, _ = self.scored(texts, batch_size)
+        logits, truncated, _ = self.scored(texts, batch_size, max_batch_tokens)
         return logits, truncated
 
-    def scored(self, texts: Sequence[str], batch_size: int = 64
+    def scored(self, texts: Sequence[str], batch_size: int = 64,
+               max_batch_tokens: int | None = None
                ) -> tuple[np.ndarray, list[bool], np.ndarray]:
         """`logits` plus the number of windows each text was scored in (1 unless chunked)."""
         if self.long_text != "chunk":
             ids, type_ids, truncated = self.encoder.encode(self.run.preprocess(list(texts)))
-            return self._forward(ids, type_ids, batch_size), truncated, np.ones(len(ids), int)
-        window_logits, owners = self.window_logits(texts, batch_size)
+            return (self._forward(ids, type_ids, batch_size, max_batch_tokens), truncated,
+                    np.ones(len(ids), int))
+        window_logits, owners = self.window_logits(texts, batch_size, max_batch_tokens)
         counts = np.bincount(owners, minlength=len(texts))
         return aggregate(window_logits, owners, len(texts)), [False] * len(texts), counts
 
-    def window_logits(self, texts: Sequence[str], batch_size: int = 64
+    def window_logits(self, texts: Sequence[str], batch_size: int = 64,
+                      max_batch_tokens: int | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """The logits of every window of every text, and the index of each window's text."""
         ids, type_ids, owners = self.encoder.windows(self.run.preprocess(list(texts)),
                                                      self.stride)
-        return self._forward(ids, type_ids, batch_size), owners
+        return self._forward(ids, type_ids, batch_size, max_batch_tokens), owners
 
     def _forward(self, ids: list[list[int]], type_ids: list[list[int]],
-                 batch_size: int) -> np.ndarray:
+                 batch_size: int, max_batch_tokens: int | None = None) -> np.ndarray:
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         if not ids:
             return out
         batches = length_batches([len(row) for row in ids], batch_size,
-                                 CPU_MAX_PADDING if self.backend.on_cpu else None)
+                                 CPU_MAX_PADDING if self.backend.on_cpu else None,
+                                 max_batch_tokens)
         with self._lock:
             for picked in batches:
                 batch = self.encoder.pad([ids[i] for i in picked], [type_ids[i] for i in picked])
@@ -177,11 +184,13 @@ class Classifier:
     def predict(self, texts: Sequence[str] | str, *, batch_size: int = 64,
                 review_threshold: float | None = None,
                 threshold: float | None = None,
-                review_truncated: bool | None = None) -> list[dict]:
+                review_truncated: bool | None = None,
+                max_batch_tokens: int | None = None) -> list[dict]:
         """One prediction per text, in input order (fields: `sentitune.schema`).
 
         `threshold` (multi-label only) replaces every label's tuned decision threshold;
-        `review_threshold` and `review_truncated` replace the run's review decision.
+        `review_threshold` and `review_truncated` replace the run's review decision;
+        `max_batch_tokens` bounds the padded tokens of each forward pass.
         """
         if isinstance(texts, str):
             texts = [texts]
@@ -190,7 +199,7 @@ class Classifier:
         review = self.review_threshold if review_threshold is None else review_threshold
         if not 0 <= review <= 1:
             raise SentituneError(f"--review-threshold must be between 0 and 1, got {review}")
-        logits, truncated, windows = self.scored(texts, batch_size)
+        logits, truncated, windows = self.scored(texts, batch_size, max_batch_tokens)
         probs = probabilities(logits.astype(np.float64), self.task)
         chosen, confidence = decide(probs, self.task, cuts)
         if review_truncated is None:

@@ -13,17 +13,19 @@ requests are grouped into one `predict` call; see `MicroBatcher` for when a batc
 
 Bad input is always a 4xx with `{"detail": ...}`, never a 5xx:
     400  body is not JSON (or not UTF-8)
-    401  API key missing or wrong (when one is set)
+    401  API key missing or wrong (when one is set), checked before the body is read
     413  body over `max_body_bytes`, checked before parsing
+    415  a content type other than JSON
     422  wrong shape or types; a text empty, only whitespace, not valid Unicode, or over
          `max_text_chars`; no texts, or more than `max_texts_per_request`. Per-field limits
          are 422 rather than 413 so the answer can point at the offending field (`loc`).
 Texts longer than the model's `max_length` tokens are truncated (as the run's `truncation`
 says), not refused, and the prediction says `"truncated": true`; with `long_text="chunk"`
-every window is scored instead and the prediction says how many (`windows`).
+every window is scored instead and the prediction says how many (`windows`). A request the
+model has not started on within `max_queue_ms` gets 503 with Retry-After (see
+`MicroBatcher`).
 """
 
-import hmac
 import json
 import os
 import time
@@ -43,7 +45,8 @@ from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.schema import Prediction
 from sentitune.server import oip
-from sentitune.server.batching import MicroBatcher, ModelWorker
+from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
+from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
 from sentitune.server.metrics import ServeMetrics
 from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
 from sentitune.server.settings import ServeSettings
@@ -167,16 +170,20 @@ def _asset(name: str) -> str:
     return resources.files("sentitune.server").joinpath("assets", name).read_text(encoding="utf-8")
 
 
+async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, str(exc)), status_code=503,
+                        headers={"Retry-After": str(exc.retry_after_s)})
+
+
 def _api_key_check(expected: str) -> Callable[..., Awaitable[None]]:
-    expected_bytes = expected.encode()
+    """The key as the OpenAPI schema documents it; `RequestGate` enforces it first."""
 
     async def check(
-        header_key: str | None = Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+        header_key: str | None = Security(APIKeyHeader(name=KEY_HEADER, auto_error=False)),
         bearer: HTTPAuthorizationCredentials | None = Security(HTTPBearer(auto_error=False)),
     ) -> None:
         given = header_key or (bearer.credentials if bearer else None)
-        # compare_digest on bytes: constant time, and no TypeError for non-ASCII keys.
-        if given is None or not hmac.compare_digest(given.encode(), expected_bytes):
+        if not key_matches(given, expected):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
@@ -192,7 +199,8 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     metrics = ServeMetrics()
     worker = ModelWorker(classifier, settings, metrics)
     batcher = (
-        MicroBatcher(worker, settings.max_batch_size, settings.max_wait_ms)
+        MicroBatcher(worker, settings.max_batch_size, settings.max_wait_ms,
+                     settings.max_queue_ms)
         if settings.micro_batching
         else None
     )
@@ -220,11 +228,16 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Overloaded, _overloaded)
     PredictRequest, BatchRequest = request_models(settings)
-    protected = [Depends(_api_key_check(settings.api_key))] if settings.api_key else []
+    key_check = _api_key_check(settings.api_key) if settings.api_key else None
+    protected = [Depends(key_check)] if key_check else []
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorResponse} for code in (400, 401, 413, 422)
+        code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422)
     }
+    errors[503] = {"model": ErrorResponse, "description": "overloaded: retry after the "
+                   "Retry-After header's seconds",
+                   "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
     page = _asset("index.html").replace(
         "__API_KEY_REQUIRED__", "true" if settings.api_key else "false"
     )
@@ -292,6 +305,8 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         )
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGate, api_key=settings.api_key, protected=lambda route: any(
+        dependency.dependency is key_check for dependency in route.dependencies))
     # Added last, so outermost: it also sees the 413s the body limit sends.
     app.add_middleware(
         MetricsMiddleware,

@@ -1,12 +1,13 @@
-"""Calling the model: one worker thread, and micro-batches of concurrent requests."""
+"""Calling the model: one worker thread, and fair micro-batches of concurrent requests."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -28,6 +29,7 @@ class ModelWorker:
             batch_size=settings.max_batch_size,
             review_threshold=settings.review_threshold,
             review_truncated=settings.review_truncated,
+            max_batch_tokens=settings.max_batch_tokens,
         )
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentitune-model")
@@ -47,29 +49,61 @@ class ModelWorker:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-@dataclass
+class Overloaded(Exception):
+    """The model did not start on a request within `max_queue_ms`: answer 503."""
+
+    def __init__(self, waited_ms: float) -> None:
+        super().__init__(f"the server is overloaded: the request waited {waited_ms:.0f} ms "
+                         "without reaching the model; retry later")
+        self.retry_after_s = max(1, math.ceil(waited_ms / 1000))
+
+
+@dataclass(eq=False)  # compared by identity: `in` and `remove` find this very request
 class _Pending:
     texts: list[str]
     future: asyncio.Future[Predictions]
     arrived: float  # loop.time()
+    sent: int = 0  # texts handed to the model so far
+    answered: int = 0
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def unsent(self) -> int:
+        return len(self.texts) - self.sent
+
+
+@dataclass
+class _Piece:
+    """Texts `start:end` of one request, in a shared model call."""
+
+    pending: _Pending
+    start: int
+    end: int
 
 
 class MicroBatcher:
-    """Groups concurrent requests into shared model calls.
+    """Groups concurrent requests into shared model calls, fairly.
 
-    A batch starts with the oldest waiting request and closes when it holds
-    `max_batch_size` texts or when that request has waited `max_wait_ms`. A request that
-    finds nobody else waiting goes at once: low load pays no batching delay. Under load
-    batches form by themselves, because requests queue up while the model is busy with
-    the previous batch; the wait only matters for a burst that reaches an idle model.
+    A call holds at most `max_batch_size` texts, shared out one text per waiting request
+    in turn (oldest first) until it is full: a request of 256 texts is answered in pieces
+    across several calls, and a single text arriving meanwhile rides in the next call
+    instead of waiting for all 256. A partly served request goes to the back of the queue.
+
+    A call starts as soon as the model is free and a request waits; while more than one
+    waits, it is held open up to `max_wait_ms` after the oldest arrived, until full. A
+    request the model has not started on within `max_queue_ms` fails with `Overloaded`
+    (503 with Retry-After): under overload clients hear so at once, they never stall.
     """
 
-    def __init__(self, worker: ModelWorker, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(self, worker: ModelWorker, max_batch_size: int, max_wait_ms: float,
+                 max_queue_ms: float) -> None:
         self._worker = worker
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait_ms / 1000
+        self._max_queue = max_queue_ms / 1000
         self._pending: deque[_Pending] = deque()
-        self._queued_texts = 0
+        self._queued_texts = 0  # texts not yet sent to the model
         # An Event, not an asyncio.Queue: timing out a wait on it can never lose a request.
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -87,17 +121,33 @@ class MicroBatcher:
 
     async def predict(self, texts: list[str]) -> Predictions:
         loop = asyncio.get_running_loop()
-        pending = _Pending(texts, loop.create_future(), loop.time())
+        pending = _Pending(texts, loop.create_future(), loop.time(), results=[None] * len(texts))
+        pending.expiry = loop.call_later(self._max_queue, self._expire, pending)
         self._pending.append(pending)
         self._queued_texts += len(texts)
         self._arrived.set()
-        return await pending.future
+        try:
+            return await pending.future
+        finally:
+            pending.expiry.cancel()
+            if pending.future.cancelled():
+                self._drop(pending)  # its client went away: do not compute the rest
+
+    def _drop(self, pending: _Pending) -> None:
+        if pending in self._pending:
+            self._pending.remove(pending)
+            self._queued_texts -= pending.unsent
+
+    def _expire(self, pending: _Pending) -> None:
+        if pending.sent == 0 and not pending.future.done():
+            self._drop(pending)
+            pending.future.set_exception(Overloaded(self._max_queue * 1000))
 
     async def _serve_forever(self) -> None:
         while True:
             await self._run(await self._next_batch())
 
-    async def _next_batch(self) -> list[_Pending]:
+    async def _next_batch(self) -> list[_Piece]:
         loop = asyncio.get_running_loop()
         while not self._pending:
             self._arrived.clear()
@@ -113,35 +163,63 @@ class MicroBatcher:
                 self._arrived.clear()
                 with suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), remaining)
-        batch = [self._pending.popleft()]
-        texts = len(batch[0].texts)
-        while self._pending and texts + len(self._pending[0].texts) <= self._max_batch_size:
-            batch.append(self._pending.popleft())
-            texts += len(batch[-1].texts)
-        self._queued_texts -= texts
-        return batch
+        return self._share_out()
 
-    async def _run(self, batch: list[_Pending]) -> None:
-        texts = [text for pending in batch for text in pending.texts]
+    def _share_out(self) -> list[_Piece]:
+        """One text per waiting request in turn, oldest first, until the call is full."""
+        shares = {id(pending): 0 for pending in self._pending}
+        free = self._max_batch_size
+        while free:
+            given = 0
+            for pending in self._pending:
+                if free and pending.unsent > shares[id(pending)]:
+                    shares[id(pending)] += 1
+                    free -= 1
+                    given += 1
+            if not given:
+                break
+        pieces = []
+        waiting: deque[_Pending] = deque()
+        for pending in self._pending:
+            share = shares[id(pending)]
+            if share:
+                pieces.append(_Piece(pending, pending.sent, pending.sent + share))
+                pending.sent += share
+            else:
+                waiting.append(pending)
+        # Partly served requests wait their next turn behind the others.
+        waiting.extend(piece.pending for piece in pieces if piece.pending.unsent)
+        self._pending = waiting
+        self._queued_texts -= sum(piece.end - piece.start for piece in pieces)
+        return pieces
+
+    async def _run(self, pieces: list[_Piece]) -> None:
+        if not pieces:
+            return
+        texts = [text for piece in pieces for text in piece.pending.texts[piece.start:piece.end]]
         try:
             predictions = await self._worker.predict(texts)
         except asyncio.CancelledError:
-            for pending in batch:
-                pending.future.cancel()
+            for piece in pieces:
+                piece.pending.future.cancel()
             raise
         except Exception as error:
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(error)
+            if len(pieces) == 1:
+                pending = pieces[0].pending
+                self._drop(pending)
+                if not pending.future.done():
+                    pending.future.set_exception(error)
                 return
             # One request must not fail its neighbours: retry each on its own.
-            for pending in batch:
-                await self._run([pending])
+            for piece in pieces:
+                await self._run([piece])
             return
-        start = 0
-        for pending in batch:
-            end = start + len(pending.texts)
-            # Done already means cancelled: its client went away while it waited.
-            if not pending.future.done():
-                pending.future.set_result(predictions[start:end])
-            start = end
+        offset = 0
+        for piece in pieces:
+            pending, size = piece.pending, piece.end - piece.start
+            pending.results[piece.start:piece.end] = predictions[offset:offset + size]
+            pending.answered += size
+            offset += size
+            # Done already means cancelled or failed: nothing to deliver.
+            if pending.answered == len(pending.texts) and not pending.future.done():
+                pending.future.set_result(pending.results)

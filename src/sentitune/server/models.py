@@ -1,5 +1,6 @@
 """Request and response bodies of the HTTP API; predictions use `sentitune.schema`."""
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -8,9 +9,18 @@ from pydantic_core import PydanticCustomError
 from sentitune.schema import Prediction
 from sentitune.server.settings import ServeSettings
 
+# A text needs one character that is not whitespace, whitespace being what Python's
+# str.isspace() or JavaScript's \s calls so (they differ: \x1c-\x1f, \ufeff), spelled
+# out so that every regex engine (schemathesis, generated clients, this server) reads the
+# published pattern the same way.
+_WHITESPACE = (r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029"
+               r"\u202f\u205f\u3000\ufeff")
+NOT_BLANK = f"[^{_WHITESPACE}]"
+_not_blank_pattern = re.compile(NOT_BLANK)
+
 
 def _not_blank(text: str) -> str:
-    if not text.strip():
+    if not _not_blank_pattern.search(text):
         raise PydanticCustomError("blank_text", "text is empty or only whitespace")
     return text
 
@@ -27,6 +37,8 @@ class ServingInfo(BaseModel):
     micro_batching: bool
     max_batch_size: int
     max_wait_ms: float
+    max_batch_tokens: int
+    max_queue_ms: float
     max_texts_per_request: int
     max_text_chars: int
     max_body_bytes: int
@@ -56,6 +68,7 @@ def request_models(settings: ServeSettings) -> tuple[type[BaseModel], type[BaseM
         str,
         StringConstraints(min_length=1, max_length=settings.max_text_chars),
         AfterValidator(_not_blank),
+        Field(json_schema_extra={"pattern": NOT_BLANK}),
     ]
 
     class PredictRequest(BaseModel):

@@ -22,6 +22,11 @@ class ServeSettings:
     port: int = 8000
     max_batch_size: int = 32  # texts per `predict` call, also its internal batch size
     max_wait_ms: float = 5.0  # longest a batch is held open for concurrent requests
+    # Most padded tokens (rows x longest) in one forward pass: bounds the memory of a pass
+    # whatever the texts' lengths (TEI's max batch tokens).
+    max_batch_tokens: int = 8192
+    # Longest a request waits for the model to start on it before a 503 with Retry-After.
+    max_queue_ms: float = 10_000.0
     max_texts_per_request: int = 256
     max_text_chars: int = 100_000
     max_body_bytes: int = 2 * 1024 * 1024
@@ -31,11 +36,14 @@ class ServeSettings:
     review_truncated: bool | None = None  # None: the run's own decision
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes"):
+        for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
+                     "max_batch_tokens"):
             if getattr(self, name) < 1:
                 raise SentituneError(f"serve setting {name} must be at least 1")
         if self.max_wait_ms < 0:
             raise SentituneError("serve setting max_wait_ms must not be negative")
+        if self.max_queue_ms <= 0:
+            raise SentituneError("serve setting max_queue_ms must be positive")
         if self.review_threshold is not None and not 0 <= self.review_threshold <= 1:
             raise SentituneError("review threshold must be between 0 and 1")
         if not 0 <= self.port <= 65535:

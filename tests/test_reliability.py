@@ -1,0 +1,352 @@
+"""Nothing lost, nobody blocked: faults injected for real.
+
+kill -9 of training mid-epoch (and a checkpoint left half-written) and while publishing,
+then --resume; a second writer and a dead writer's lock; damaged run directories under
+every command; a killed `predict --output`; a big batch request beside single texts; an
+overloaded queue.
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import assert_one_line_error, make_sentiment_frame, run_cli
+
+from sentitune.inference.classifier import length_batches
+from sentitune.run import Run
+from sentitune.server import ServeSettings, create_app, serve_in_thread
+
+# 216 training rows at batch 16: 14 steps an epoch, a checkpoint every 4 steps.
+STEPS_PER_EPOCH = 14
+TRAIN_FLAGS = ["--max-length", "32", "--epochs", "2", "--batch-size", "16",
+               "--learning-rate", "1e-2", "--warmup-ratio", "0", "--seed", "7",
+               "--checkpoint-every", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def reviews(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    make_sentiment_frame(240).to_csv(path, index=False)
+    return path
+
+
+def train_flags(model: Path, data: Path) -> list[str]:
+    return ["--data", str(data), "--model", str(model), *TRAIN_FLAGS]
+
+
+def sentitune_process(*argv: str) -> subprocess.Popen:
+    """`sentitune ARGV` in a process of its own, to be killed."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-m", "sentitune", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_when(process: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
+    """SIGSTOP then SIGKILL `process` as soon as `ready()` holds: kill -9, no cleanup."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            pytest.fail(f"the process ended (code {process.returncode}) before {what}: "
+                        f"{process.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no {what} within {timeout} s")
+        time.sleep(0.005)
+    process.send_signal(signal.SIGSTOP)  # frozen at once: the state is the one observed
+    process.kill()
+    process.wait()
+    process.stderr.close()
+
+
+def weights(run_dir: Path) -> str:
+    return hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def steps(checkpoints: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_bert, reviews) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    process = sentitune_process("train", *train_flags(tiny_bert, reviews), "--output", str(out))
+    assert process.wait(timeout=600) == 0, process.stderr.read().decode()[-3000:]
+    process.stderr.close()
+    return out
+
+
+# --- training: killed, resumed, identical ---------------------------------------------------
+
+
+def test_killed_mid_epoch_resumes_from_a_step_checkpoint_to_identical_weights(
+        capsys, tmp_path, tiny_bert, reviews, uninterrupted):
+    out = tmp_path / "run"
+    checkpoints = tmp_path / "run.partial" / "checkpoints"
+
+    def mid_second_epoch() -> bool:  # a complete step checkpoint inside epoch 2
+        return any(step > STEPS_PER_EPOCH and step % STEPS_PER_EPOCH
+                   and (checkpoints / f"checkpoint-{step}" / "sessions.json").exists()
+                   for step in steps(checkpoints))
+
+    kill_when(sentitune_process("train", *train_flags(tiny_bert, reviews), "--output", str(out)),
+              mid_second_epoch, "a step checkpoint in epoch 2")
+    assert not out.exists() and (tmp_path / "run.lock").exists()  # the dead writer's lock
+    last = max(s for s in steps(checkpoints) if (checkpoints / f"checkpoint-{s}" /
+                                                 "sessions.json").exists())
+    killed_session = json.loads((checkpoints / f"checkpoint-{last}" / "sessions.json")
+                                .read_text())[0]
+    # As if killed while writing the next checkpoint: its state file never came.
+    half = checkpoints / f"checkpoint-{max(steps(checkpoints)) + 1}"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\0" * 10)
+
+    code, _, err = run_cli(capsys, "train", *train_flags(tiny_bert, reviews), "--output",
+                           str(out), "--resume")
+    assert code == 0, err
+    assert "taking over the lock" in err and "gone" in err
+    assert f"removing {half.name}" in err  # the Trainer would have picked it and failed
+    assert weights(out) == weights(uninterrupted)  # byte for byte
+    resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (out, uninterrupted))
+    assert resumed["sessions"] == 2 and whole["sessions"] == 1
+    assert resumed["train_runtime_s"] > killed_session["runtime_s"] > 0
+    assert resumed["peak_memory_mb"] >= killed_session["peak_memory_mb"]
+    assert resumed["train_samples_per_s"] > 0
+    assert resumed["best_epoch"] == whole["best_epoch"]  # per-epoch evaluation still picks
+    assert [row["epoch"] for row in Run.open(out).history()] == [1.0, 2.0]
+    assert not (tmp_path / "run.lock").exists() and not checkpoints.parent.exists()
+
+
+def test_killed_while_publishing_resumes_to_identical_weights(
+        capsys, tmp_path, tiny_bert, reviews, uninterrupted):
+    out = tmp_path / "run"
+    staged_weights = tmp_path / "run.partial" / "model" / "model.safetensors"
+    kill_when(sentitune_process("train", *train_flags(tiny_bert, reviews), "--output", str(out)),
+              staged_weights.exists, "the final write")
+    assert not out.exists()
+    last = tmp_path / "run.partial" / "checkpoints" / f"checkpoint-{2 * STEPS_PER_EPOCH}"
+    first_session = json.loads((last / "sessions.json").read_text())[0]
+    code, _, err = run_cli(capsys, "train", *train_flags(tiny_bert, reviews), "--output",
+                           str(out), "--resume")
+    assert code == 0, err
+    assert weights(out) == weights(uninterrupted)
+    metrics = json.loads((out / "metrics.json").read_text())
+    # The first session trained everything: the totals are not the short second one's.
+    assert metrics["sessions"] == 2
+    assert metrics["train_runtime_s"] > first_session["runtime_s"] > 0
+
+
+@pytest.mark.parametrize("setting", ["0", "5x", "m", "1.5m"])
+def test_a_bad_checkpoint_interval_is_one_line(capsys, tmp_path, setting):
+    code, _, err = run_cli(capsys, "train", "--checkpoint-every", setting, "--output",
+                           str(tmp_path / "x"))
+    assert_one_line_error(code, err, "--checkpoint-every", "10m")
+
+
+# --- the run-directory lock -----------------------------------------------------------------
+
+
+HOLD = """
+import sys, time
+from sentitune.run import Run
+Run.stage(sys.argv[1])
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(
+        capsys, tmp_path, tiny_bert, reviews):
+    out = tmp_path / "run"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        code, _, err = run_cli(capsys, "train", *train_flags(tiny_bert, reviews), "--output",
+                               str(out))
+        assert_one_line_error(code, err, str(out), f"pid {holder.pid}", socket.gethostname(),
+                              "since 20", "wait for it")
+        assert (tmp_path / "run.partial").is_dir() and not out.exists()  # theirs, untouched
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # kill -9 left the lock behind; the next writer sees its writer is gone and takes it.
+    lock = json.loads((tmp_path / "run.lock").read_text())
+    assert lock["pid"] == holder.pid
+    staging = Run.stage(out, resume=True)
+    assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+    staging.release()
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_of_two_writers_starting_together_exactly_one_wins(tmp_path):
+    out = tmp_path / "run"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    race = """
+import sys, time
+from sentitune.errors import SentituneError
+from sentitune.run import Run
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+try:
+    Run.stage(sys.argv[1])
+    print("won", flush=True)
+    time.sleep(5)
+except SentituneError as exc:
+    print("lost", exc, flush=True)
+"""
+    start = f"{time.time() + 8:.3f}"
+    writers = [subprocess.Popen([sys.executable, "-c", race, str(out), start], env=env,
+                                stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    answers = [w.communicate(timeout=60)[0] for w in writers]
+    assert sorted(a.split()[0] for a in answers) == ["lost", "lost", "won"], answers
+
+
+# --- damaged run directories ----------------------------------------------------------------
+
+
+def _truncate_weights(run: Path) -> None:
+    weights_file = run / "model" / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+
+
+def _pickle_weights_only(run: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    state = load_file(run / "model" / "model.safetensors")
+    torch.save(state, run / "model" / "pytorch_model.bin")
+    (run / "model" / "model.safetensors").unlink()
+
+
+DAMAGE = {
+    "truncated weights": (_truncate_weights, ["model.safetensors", "cannot be loaded"]),
+    "pickle weights only": (_pickle_weights_only, ["pytorch_model.bin", "safetensors only"]),
+    "config not UTF-8": (lambda run: (run / "config.yaml").write_bytes(b"\xff\xfe data"),
+                         ["config.yaml", "not UTF-8"]),
+    "config not YAML": (lambda run: (run / "config.yaml").write_text("data: [\n"),
+                        ["config.yaml", "not valid YAML"]),
+    "config a list": (lambda run: (run / "config.yaml").write_text("- data\n- model\n"),
+                      ["config.yaml", "must hold a mapping"]),
+}
+COMMANDS = {
+    "predict": ["Loved it."],
+    "evaluate": ["--no-behavioral"],
+    "export": [],
+    "serve": ["--port", "0"],
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_runs_are_one_line_errors_in_every_command(capsys, tmp_path, tiny_run_dir,
+                                                           damage):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    shutil.rmtree(run / "onnx", ignore_errors=True)  # another test may have exported it
+    damage_run, expected = DAMAGE[damage]
+    damage_run(run)
+    for command, extra in COMMANDS.items():
+        code, out, err = run_cli(capsys, command, str(run), *extra)
+        assert_one_line_error(code, err, *expected)
+        assert "Traceback" not in out + err
+    assert not (run / "onnx").exists()  # nothing half-written
+
+
+# --- predict --output killed midway -------------------------------------------------------
+
+
+def test_a_killed_predict_leaves_a_recognised_partial_file_that_the_next_run_removes(
+        capsys, tmp_path, tiny_run_dir):
+    source = tmp_path / "many.csv"
+    make_sentiment_frame(8_000).to_csv(source, index=False)
+    target = tmp_path / "scored.jsonl"
+    kill_when(sentitune_process("predict", str(tiny_run_dir), "--input", str(source),
+                                "--output", str(target), "--quiet"),
+              lambda: any(tmp_path.glob(".scored.jsonl.*.partial")), "a partial output")
+    leftovers = list(tmp_path.glob(".scored.jsonl.*.partial"))
+    assert len(leftovers) == 1 and not target.exists()  # never a half file under its name
+    code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                             "--output", str(target), "--quiet")
+    assert code == 0, err
+    assert not leftovers[0].exists() and sorted(tmp_path.iterdir()) == [source, target]
+    assert len(target.read_text().splitlines()) == 8_000
+
+
+# --- fair serving ---------------------------------------------------------------------------
+
+
+def test_a_token_budget_bounds_every_forward_pass():
+    lengths = [5, 128, 7, 64, 128, 3, 90, 128, 12, 40] * 5
+    batches = list(length_batches(lengths, 32, max_tokens=512))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 512
+    # A text longer than the budget still goes, alone.
+    assert [len(b) for b in length_batches([600, 10], 32, max_tokens=512)] == [1, 1]
+
+
+FAIR = ServeSettings(api_key=None, max_batch_size=2, max_batch_tokens=32)
+
+
+def _model_calls(metrics_text: str) -> int:
+    return int(float(next(line.split()[1] for line in metrics_text.splitlines()
+                          if line.startswith("sentitune_batch_size_count"))))
+
+
+def test_a_big_batch_is_served_in_pieces_while_single_texts_pass(classifier):
+    long_texts = [f"review {i}: " + "a quietly moving film, " * 90 for i in range(256)]
+
+    async def scenario(url: str) -> tuple[bool, list[str]]:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            batch = asyncio.create_task(client.post("/predict/batch",
+                                                    json={"texts": long_texts}))
+            while _model_calls((await client.get("/metrics")).text) < 1:
+                await asyncio.sleep(0.002)  # until the model is working on the batch
+            single = await client.post("/predict", json={"text": "Loved it."})
+            assert single.status_code == 200
+            batch_still_running = not batch.done()
+            answer = await batch
+            assert answer.status_code == 200
+            return batch_still_running, [p["text"] for p in answer.json()["predictions"]]
+
+    with serve_in_thread(create_app(classifier, FAIR)) as url:
+        batch_still_running, texts = asyncio.run(scenario(url))
+        calls = httpx.get(f"{url}/metrics").text
+    assert batch_still_running  # the single text did not wait for all 256
+    assert texts == long_texts  # input order, every text once
+    # Every model call held at most max_batch_size texts.
+    buckets = dict(line.rsplit(" ", 1) for line in calls.splitlines()
+                   if line.startswith("sentitune_batch_size_bucket"))
+    assert buckets['sentitune_batch_size_bucket{le="2"}'] == buckets[
+        'sentitune_batch_size_bucket{le="+Inf"}']
+
+
+def test_requests_that_wait_too_long_get_503_with_retry_after(classifier):
+    settings = ServeSettings(api_key=None, max_batch_size=1, max_queue_ms=100)
+
+    async def burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60,
+                                     limits=httpx.Limits(max_connections=200)) as client:
+            return await asyncio.gather(*(
+                client.post("/predict", json={"text": f"a long wait {i} " * 50})
+                for i in range(200)))
+
+    with serve_in_thread(create_app(classifier, settings)) as url:
+        responses = asyncio.run(burst(url))
+        assert httpx.get(f"{url}/ready").status_code == 200  # still serving
+    statuses = {r.status_code for r in responses}
+    assert statuses == {200, 503}, statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert int(response.headers["retry-after"]) >= 1
+            assert "overloaded" in response.json()["detail"]
