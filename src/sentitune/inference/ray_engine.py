@@ -36,7 +36,7 @@ from sentitune import files, schema
 from sentitune.dataset.sources import TABLE_SUFFIXES, iter_table
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.scoring import _passthrough, text_column_for
+from sentitune.inference.columns import passthrough_columns, text_column_for
 
 OUTPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 FILE, ROW = "_sentitune_file", "_sentitune_row"  # where each row came from
@@ -147,7 +147,7 @@ class _Scorer:
         problems = [row_problem(cell) for cell in cells]
         good = [i for i, problem in enumerate(problems) if problem is None]
         results = iter(self.classifier.predict([cells[i] for i in good], **self.options))
-        extra = (_passthrough(frame.drop(columns=[FILE, ROW]), self.text_column)
+        extra = (passthrough_columns(frame.drop(columns=[FILE, ROW]), self.text_column)
                  if self.keep_columns else None)
         records, errors, flags = [], [], []
         for i, problem in enumerate(problems):

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from sentitune import files, schema
-from sentitune.dataset.sources import TEXT_COLUMNS, iter_table, pick_column
+from sentitune.dataset.sources import iter_table
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
+from sentitune.inference.columns import passthrough_columns, text_column_for
 
 if TYPE_CHECKING:
     from sentitune.inference.ray_engine import RayScores
@@ -39,16 +38,6 @@ class FileScores:
     truncated: int
     empty: int  # rows skipped: no text
     text_column: str
-
-
-def text_column_for(classifier: Classifier, columns: list[str], given: str | None) -> str:
-    """The column to score: given, else the run's training column if present, else guessed."""
-    if given is None:
-        trained = (classifier.run.config.data.text_column
-                   or classifier.run.facts.get("data_notes", {}).get("text_column"))
-        if trained in columns:
-            return trained
-    return pick_column(pd.DataFrame(columns=columns), given, TEXT_COLUMNS, "text", "the input")
 
 
 def score_file(classifier: Classifier, source: Path, target: Path, *,
@@ -82,7 +71,7 @@ def score_file(classifier: Classifier, source: Path, target: Path, *,
             results = classifier.predict([texts[i] for i in kept], batch_size=batch_size,
                                          review_threshold=review_threshold, threshold=threshold,
                                          review_truncated=review_truncated)
-            extra = _passthrough(frame, column) if keep_columns else None
+            extra = passthrough_columns(frame, column) if keep_columns else None
             for i, result in zip(kept, results, strict=True):
                 counts["needs_review"] += result["needs_review"]
                 counts["truncated"] += result["truncated"]
@@ -100,17 +89,6 @@ def score_file(classifier: Classifier, source: Path, target: Path, *,
             bar.update(len(texts))
     bar.close()
     return FileScores(target, text_column=column or "", **counts)
-
-
-def _passthrough(frame: pd.DataFrame, text_column: str) -> list[dict] | None:
-    """The other columns of each row, renamed where a prediction field has their name."""
-    others = [c for c in frame.columns if str(c) != text_column]
-    if not others:
-        return None
-    renamed = frame[others].rename(
-        columns={c: f"input_{c}" for c in others if str(c) in schema.FIELDS})
-    renamed = renamed.astype(object).where(renamed.notna(), None)
-    return renamed.to_dict("records")
 
 
 def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None = None, *,

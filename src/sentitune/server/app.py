@@ -41,10 +41,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+import sentitune.server.oip as oip
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.schema import Prediction
-from sentitune.server import oip
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
 from sentitune.server.metrics import ServeMetrics
