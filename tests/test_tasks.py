@@ -291,7 +291,7 @@ def test_multiclass_predictions_match_the_pipeline(multiclass_run):
     ours = Classifier.from_pretrained(run).predict(texts)
     for result in ours:
         assert set(result) == {"text", "label", "score", "probabilities", "needs_review",
-                               "truncated"}
+                               "truncated", "windows"}
         assert list(result["probabilities"]) == ["anger", "fear", "joy"]
         assert result["score"] == pytest.approx(max(result["probabilities"].values()), abs=1e-6)
     theirs = pipeline("text-classification", model=str(run / "model"))(texts)
@@ -340,7 +340,7 @@ def test_multilabel_predictions_use_the_thresholds(multilabel_run):
     cuts = dict(zip(clf.labels, clf.label_thresholds(), strict=True))
     for result in clf.predict(texts):
         assert set(result) == {"text", "labels", "score", "probabilities", "needs_review",
-                               "truncated"}
+                               "truncated", "windows"}
         assert list(result["probabilities"]) == sorted(WORDS)
         assert result["labels"] == [label for label, p in result["probabilities"].items()
                                     if p >= cuts[label]]
