@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import httpx
 import numpy as np
 import tritonclient.http as triton
 from common import emit, machine
-from serve_load import TEXTS, free_port, start_server
+from serve_load import TEXTS, running_server
 
 from sentitune.run import Run
 
@@ -88,31 +86,13 @@ def main() -> None:
     args = parser.parse_args()
 
     load_start = os.getloadavg()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        server = start_server(args.run_dir, port, True, "torch", log)
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(f"{url}/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    sys.exit(f"server did not start:\n{log.read().decode()}")
-                time.sleep(0.2)
-            name = args.run_dir.resolve().name
-            batch = (TEXTS * BATCH)[:BATCH]
-            results = {
-                "one_text": measure(cases(url, name, TEXTS[:1]), args.single),
-                f"{BATCH}_texts": measure(cases(url, name, batch), args.batched),
-            }
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with running_server(args.run_dir) as (url, _):
+        name = args.run_dir.resolve().name
+        batch = (TEXTS * BATCH)[:BATCH]
+        results = {
+            "one_text": measure(cases(url, name, TEXTS[:1]), args.single),
+            f"{BATCH}_texts": measure(cases(url, name, batch), args.batched),
+        }
     emit({
         "benchmark": "oip_overhead",
         "run_dir": str(args.run_dir),

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -50,13 +52,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(
-    run_dir: Path, port: int, micro_batching: bool, backend: str, log, source: Path | None = None
-) -> subprocess.Popen:
-    """`sentitune serve` itself, without an API key whatever the environment holds; from
-    the `source` tree's src/ when given."""
+def start_server(run_dir: Path, port: int, log, *options: str,
+                 source: Path | None = None) -> subprocess.Popen:
+    """`sentitune serve RUN_DIR OPTIONS...` itself, without an API key whatever the
+    environment holds; from the `source` tree's src/ when given."""
     command = [sys.executable, "-m", "sentitune.cli", "serve", str(run_dir), "--port", str(port),
-               "--backend", backend, *([] if micro_batching else ["--no-batching"])]
+               *options]
     from sentitune.server import API_KEY_ENV
 
     env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
@@ -82,6 +83,27 @@ def wait_ready(url: str, server: subprocess.Popen, timeout: float = 180) -> None
             pass
         time.sleep(0.2)
     raise SystemExit(f"the server was not ready within {timeout:.0f} s")
+
+
+@contextmanager
+def running_server(run_dir: Path, *options: str, source: Path | None = None
+                   ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A ready `sentitune serve` on a free port: (its URL, its process). Stopped on exit;
+    if the load gives up (SystemExit), the tail of the server's log is printed first."""
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as log:
+        server = start_server(run_dir, port, log, *options, source=source)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, server)
+            yield url, server
+        except SystemExit:
+            log.seek(0)
+            print(log.read()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -155,30 +177,19 @@ def batch_calls(url: str) -> dict:
 
 
 def run_mode(run_dir: Path, micro_batching: bool, args: argparse.Namespace) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile("w+") as log:
-        server = start_server(run_dir, port, micro_batching, args.backend, log)
-        try:
-            wait_ready(url, server)
-            asyncio.run(load(url, 4, 40, args.time_limit))  # warm the server's code paths
-            results = {}
-            for clients in args.clients:
-                before = batch_calls(url)
-                result = asyncio.run(load(url, clients, args.requests, args.time_limit))
-                after = batch_calls(url)
-                calls = after["sentitune_batch_size_count"] - before["sentitune_batch_size_count"]
-                texts = after["sentitune_batch_size_sum"] - before["sentitune_batch_size_sum"]
-                result["mean_batch_size"] = round(texts / calls, 2) if calls else None
-                results[str(clients)] = result
-            return results
-        except SystemExit:
-            log.seek(0)
-            print(log.read()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    options = ["--backend", args.backend, *([] if micro_batching else ["--no-batching"])]
+    with running_server(run_dir, *options) as (url, _):
+        asyncio.run(load(url, 4, 40, args.time_limit))  # warm the server's code paths
+        results = {}
+        for clients in args.clients:
+            before = batch_calls(url)
+            result = asyncio.run(load(url, clients, args.requests, args.time_limit))
+            after = batch_calls(url)
+            calls = after["sentitune_batch_size_count"] - before["sentitune_batch_size_count"]
+            texts = after["sentitune_batch_size_sum"] - before["sentitune_batch_size_sum"]
+            result["mean_batch_size"] = round(texts / calls, 2) if calls else None
+            results[str(clients)] = result
+        return results
 
 
 # A big batch request as in the issue: 256 review-length texts of 2,000 characters.
@@ -238,24 +249,12 @@ def rss_mb(pid: int) -> float:
 
 
 def fairness_mode(run_dir: Path, source: Path | None, seconds: float, backend: str) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile("w+") as log:
-        server = start_server(run_dir, port, True, backend, log, source)
-        try:
-            wait_ready(url, server)
-            asyncio.run(load(url, 4, 40, 30))  # warm up
-            before = rss_mb(server.pid)
-            result = asyncio.run(fairness_load(url, seconds))
-            result["rss_mb_before"], result["rss_mb_after"] = before, rss_mb(server.pid)
-            return result
-        except SystemExit:
-            log.seek(0)
-            print(log.read()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with running_server(run_dir, "--backend", backend, source=source) as (url, server):
+        asyncio.run(load(url, 4, 40, 30))  # warm up
+        before = rss_mb(server.pid)
+        result = asyncio.run(fairness_load(url, seconds))
+        result["rss_mb_before"], result["rss_mb_after"] = before, rss_mb(server.pid)
+        return result
 
 
 def fairness(args: argparse.Namespace) -> dict:

@@ -18,14 +18,13 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import psutil
 from common import emit, machine
-from serve_load import TEXTS, free_port, wait_ready
+from serve_load import TEXTS, running_server
 
 KEY = "soak-key"
 WARMUP_REQUESTS = 1000
@@ -124,26 +123,10 @@ def main() -> None:
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
 
-    import subprocess
-
     load_start = os.getloadavg()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "sentitune.cli", "serve", str(args.run_dir), "--port",
-               str(port), "--api-key", KEY]
-    with tempfile.TemporaryFile("w+") as log:
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            wait_ready(url, server)
-            result = asyncio.run(soak(url, request_mix(args.requests, args.seed), args.clients,
-                                      psutil.Process(server.pid), args.sample_every))
-        except SystemExit:
-            log.seek(0)
-            print(log.read()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
+    with running_server(args.run_dir, "--api-key", KEY) as (url, server):
+        result = asyncio.run(soak(url, request_mix(args.requests, args.seed), args.clients,
+                                  psutil.Process(server.pid), args.sample_every))
     samples = dict(result["rss"])
     after_warmup = next(mb for n, mb in result["rss"] if n >= WARMUP_REQUESTS)
     middle = min(result["rss"], key=lambda sample: abs(sample[0] - result["requests"] / 2))[1]
