@@ -10,17 +10,21 @@ import sys
 from conftest import REPO, require_shared_data
 
 
-def test_gpu_recipes_runs_every_arm_in_its_tiny_cpu_mode(tmp_path):
+def run_benchmark(script: str, out, *options: str) -> dict:
+    """benchmarks/SCRIPT OPTIONS --output OUT, as a user runs it; its JSON result."""
     require_shared_data()
-    out = tmp_path / "gpu_recipes.json"
     env = os.environ | {"PYTHONPATH": os.pathsep.join(
         [str(REPO / "src"), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_recipes.py"), "--tiny", "--device",
-         "cpu", "--models", "distilbert", "bert", "--batch-sizes", "4", "--steps", "1",
-         "--warmup", "1", "--train-texts", "32", "--infer-texts", "8", "--infer-repeats", "1",
-         "--output", str(out)], check=True, env=env, capture_output=True, timeout=600)
-    result = json.loads(out.read_text())
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *options,
+                    "--output", str(out)], check=True, env=env, capture_output=True, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_gpu_recipes_runs_every_arm_in_its_tiny_cpu_mode(tmp_path):
+    result = run_benchmark(
+        "gpu_recipes.py", tmp_path / "gpu_recipes.json", "--tiny", "--device", "cpu",
+        "--models", "distilbert", "bert", "--batch-sizes", "4", "--steps", "1", "--warmup", "1",
+        "--train-texts", "32", "--infer-texts", "8", "--infer-repeats", "1")
     assert result["weights"].startswith("random") and result["machine"]["cpu"]
     for name in ("distilbert", "bert"):
         entry = result["models"][name]
@@ -39,15 +43,9 @@ def test_gpu_recipes_runs_every_arm_in_its_tiny_cpu_mode(tmp_path):
 
 
 def test_architectures_runs_every_family_in_its_tiny_mode(tmp_path):
-    require_shared_data()
-    out = tmp_path / "architectures.json"
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(
-        [str(REPO / "src"), str(REPO / "benchmarks"), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "architectures.py"), "--tiny", "--device",
-         "cpu", "--train-steps", "1", "--texts", "16", "--rounds", "1", "--output", str(out)],
-        check=True, env=env, capture_output=True, timeout=600)
-    result = json.loads(out.read_text())
+    result = run_benchmark(
+        "architectures.py", tmp_path / "architectures.json", "--tiny", "--device", "cpu",
+        "--train-steps", "1", "--texts", "16", "--rounds", "1")
     assert result["device"] == "cpu" and result["machine"]["cpu"]
     assert result["sizes"].startswith("tiny")
     types = {name: entry["model_type"] for name, entry in result["models"].items()}
