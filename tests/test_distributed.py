@@ -167,3 +167,29 @@ def test_more_processes_than_training_rows_is_an_error_on_every_rank(tmp_path, t
     # Each rank finds it before any collective; torchrun stops the other once one exits.
     assert errors, done.stderr[-3000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_accelerate_launch_makes_the_same_run_as_torchrun(tmp_path, tiny_bert, sentiment_csv):
+    """`accelerate launch` (its multi-process launcher; on a machine without GPUs the
+    processes join over gloo) trains like torchrun: one published run, rank 0 speaking."""
+    by_torchrun, by_accelerate = tmp_path / "torchrun", tmp_path / "accelerate"
+    done = torchrun(*_train_args(tiny_bert, sentiment_csv, by_torchrun, "--epochs", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    # A config file in the user's cache would override these flags: point at none.
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+         "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+         *_train_args(tiny_bert, sentiment_csv, by_accelerate, "--epochs", "2")],
+        env=_env(HF_HOME=str(tmp_path / "hf-home")), capture_output=True, text=True,
+        timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("run saved to") == 1
+    assert _files(by_accelerate) == _files(by_torchrun)
+    facts = yaml.safe_load((by_accelerate / "config.yaml").read_text())
+    assert facts["distributed"] == {"world_size": 2, "backend": "gloo",
+                                    "effective_batch_size": 32}
+    # Same processes, same seed, same sampler: the same model, whichever launcher started it.
+    metrics = [json.loads((d / "metrics.json").read_text())["validation"]
+               for d in (by_torchrun, by_accelerate)]
+    assert metrics[0]["loss"] == pytest.approx(metrics[1]["loss"], abs=1e-6)
