@@ -7,8 +7,9 @@
     imdb-full     all 25,000 IMDb training reviews (10% held out for validation) -> test
                   accuracy on all 25,000 test reviews (document 001: 93.1%)
 
-Each trains with sentitune's own defaults (dynamic padding, length grouping, `--precision
-auto`) and reports the run's validation metrics, its per-epoch history, runtime and
+Each recipe is the preset shipped for it (sst2-minilm-full, imdb-minilm-subset,
+imdb-minilm-full), trained with sentitune's own defaults (dynamic padding, length grouping,
+`--precision auto`), checkpointed every 10 minutes (`--resume` continues), and reports the run's validation metrics, its per-epoch history, runtime and
 samples/s; imdb-full is also evaluated on the test set. Hours on a CPU, minutes on a GPU:
 
     python benchmarks/reference_runs.py --recipes sst2-full --output results/x.json
@@ -24,19 +25,15 @@ from pathlib import Path
 from common import emit, machine
 
 RECIPES = {
-    "sst2-full": {"preset": "sst2-minilm", "overrides": {"train_samples": None}, "seeds": [42],
-                  "test": False},
-    "imdb-subset": {"preset": "imdb-distilbert-subset", "overrides": {"model": "minilm"},
-                    "seeds": [42, 43, 44], "test": False},
-    "imdb-full": {"preset": "imdb-minilm",
-                  "overrides": {"train_samples": None, "val_samples": None, "max_length": 512,
-                                "epochs": 2.0, "batch_size": 32},
-                  "seeds": [42], "test": True},
+    "sst2-full": {"preset": "sst2-minilm-full", "overrides": {}, "seeds": [42], "test": False},
+    "imdb-subset": {"preset": "imdb-minilm-subset", "overrides": {}, "seeds": [42, 43, 44],
+                    "test": False},
+    "imdb-full": {"preset": "imdb-minilm-full", "overrides": {}, "seeds": [42], "test": True},
 }
 
 
 def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
-               extra: dict) -> dict:
+               extra: dict, resume: bool) -> dict:
     import sentitune
     from sentitune.config import load_preset
 
@@ -44,10 +41,15 @@ def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
     rows = []
     for seed in recipe["seeds"]:
         started = time.perf_counter()
-        result = sentitune.train(load_preset(recipe["preset"]), runs_dir / f"{name}-{seed}",
-                                 overwrite=True, progress=False, seed=seed, **overrides)
-        run = sentitune.Run.open(result.run_dir)
-        m = result.metrics
+        run_dir = runs_dir / f"{name}-{seed}"
+        if resume and (run_dir / "metrics.json").is_file():
+            print(name, seed, "finished earlier: reusing", run_dir, flush=True)
+        else:  # checkpoints every 10 minutes: --resume continues an interrupted run
+            sentitune.train(load_preset(recipe["preset"]), run_dir, resume=resume,
+                            overwrite=not resume, progress=False, seed=seed,
+                            checkpoint_every="10m", **overrides)
+        run = sentitune.Run.open(run_dir)
+        m = run.metrics
         row = {
             "seed": seed,
             "validation": {k: round(m["validation"][k], 4)
@@ -62,7 +64,7 @@ def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
             "wall_s": round(time.perf_counter() - started, 1),
         }
         if recipe["test"]:
-            found = sentitune.evaluate(result.run_dir, split="test").metrics
+            found = sentitune.evaluate(run_dir, split="test").metrics
             row["test"] = {k: round(found[k], 4) for k in ("accuracy", "f1")}
             row["test_rows"] = found["n"]
         rows.append(row)
@@ -81,6 +83,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="extra settings for every recipe, e.g. truncation=head+tail")
     parser.add_argument("--runs-dir", default="runs/reference")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished runs, continue interrupted ones from checkpoints")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,7 +94,7 @@ def main() -> None:
     result = {"benchmark": "reference_runs", "recipes": {}}
     for name in args.recipes:
         result["recipes"][name] = run_recipe(name, RECIPES[name], Path(args.runs_dir),
-                                             args.model, extra)
+                                             args.model, extra, args.resume)
     result["machine"] = machine()
     emit(result, args.output)
 
