@@ -2,7 +2,7 @@
 sentences with the bundled MiniLM, a small trial and time budget.
 
     SENTITUNE_DATA_DIR=../shared/data python benchmarks/tune_sst2.py \
-        [--trials 3] [--timeout 25] [--search learning_rate] \
+        [--trials 10] [--timeout 20] [--search learning_rate] [--work-dir DIR] \
         [--output FILE]
 
 For each method one study of `--trials` trials (at most `--timeout` minutes) over
@@ -83,8 +83,8 @@ def train_and_score(config: RunConfig, run_dir: Path, unseen_csv: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=25.0, help="minutes per method")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=20.0, help="minutes per method")
     parser.add_argument("--search", default="learning_rate")
     parser.add_argument("--methods", nargs="+", default=["full", "lora"])
     parser.add_argument("--work-dir", help="keep studies and runs here (default: a temporary "
