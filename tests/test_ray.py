@@ -19,7 +19,9 @@ SCORE_TOLERANCE = 2e-6
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    # log_to_driver=False: Ray's processes log into this process's stderr at any moment
+    # (a GCS "Failed to kill actor" line landed in another test's one-line-error check).
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
 
