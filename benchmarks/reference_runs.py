@@ -9,8 +9,9 @@
 
 Each recipe is the preset shipped for it (sst2-minilm-full, imdb-minilm-subset,
 imdb-minilm-full), trained with sentitune's own defaults (dynamic padding, length grouping,
-`--precision auto`), checkpointed every 10 minutes (`--resume` continues), and reports the run's validation metrics, its per-epoch history, runtime and
-samples/s; imdb-full is also evaluated on the test set. Hours on a CPU, minutes on a GPU:
+`--precision auto`), checkpointed every 10 minutes (`--resume` continues), and reports the
+run's validation metrics, its per-epoch history, runtime and samples/s; imdb-full is also
+evaluated on the test set. Hours on a CPU, minutes on a GPU:
 
     python benchmarks/reference_runs.py --recipes sst2-full --output results/x.json
 """
