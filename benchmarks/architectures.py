@@ -158,6 +158,12 @@ def minilm_accuracy() -> dict | None:
                       "SST-2 train sentences, 400 validation)"}
 
 
+# The run itself keeps every core busy, so a load average near the core count is its own;
+# a start well above 0 means other work shared the machine.
+NOTE = ("ratios between models are measured in turns; the load averages at start and end show "
+        "whether other work shared the machine")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -241,8 +247,7 @@ def main() -> None:
         "models": results,
         "machine": machine() | {"load_average_start": load_start,
                                 "load_average_end": [round(v, 2) for v in os.getloadavg()],
-                                "note": "shared with other engineers' jobs while it ran; "
-                                        "ratios between models are measured in turns"},
+                                "note": NOTE},
     }, args.output)
 
 
