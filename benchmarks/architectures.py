@@ -158,12 +158,6 @@ def minilm_accuracy() -> dict | None:
                       "SST-2 train sentences, 400 validation)"}
 
 
-# The run itself keeps every core busy, so a load average near the core count is its own;
-# a start well above 0 means other work shared the machine.
-NOTE = ("ratios between models are measured in turns; the load averages at start and end show "
-        "whether other work shared the machine")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -190,7 +184,7 @@ def main() -> None:
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    load_start = os.getloadavg()
     device = torch.device("cuda" if args.device == "cuda" or (
         args.device == "auto" and torch.cuda.is_available()) else "cpu")
     lengths = sst2_lengths(args.max_length)[:args.texts]
@@ -245,9 +239,7 @@ def main() -> None:
                    "rounds": args.rounds, "statistic": "best round"},
         "device": str(device),
         "models": results,
-        "machine": machine() | {"load_average_start": load_start,
-                                "load_average_end": [round(v, 2) for v in os.getloadavg()],
-                                "note": NOTE},
+        "machine": machine(load_start) | {"note": "ratios between models are measured in turns"},
     }, args.output)
 
 

@@ -7,13 +7,23 @@ import os
 import platform
 from pathlib import Path
 
+LOAD_NOTE = ("the benchmark keeps about one load unit per busy core itself; a start well above "
+             "0 means other work shared the machine and absolute speeds are pessimistic")
 
-def machine() -> dict:
+
+def machine(load_start: tuple[float, ...] | None = None) -> dict:
+    """The machine, and with `load_start` (os.getloadavg() when measuring began) the load
+    averages around the measurement: the reader judges whether it ran alone, no script
+    claims it."""
     import torch
 
     from sentitune.hardware import cpu_bf16_flags, cpu_model
 
-    return {
+    load = {} if load_start is None else {
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "load_note": LOAD_NOTE}
+    return load | {
         "cpu": cpu_model(),
         "cpu_bf16_instructions": list(cpu_bf16_flags()),
         "platform": platform.platform(),

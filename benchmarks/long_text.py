@@ -139,11 +139,7 @@ def main() -> None:
         "aggregation": "chunk accuracy is the mean of window logits (shipped); the mean of "
                        "window probabilities and the most confident window are shown beside",
         "results": rows,
-        "machine": {**machine(),
-                    "load_average_start": [round(x, 2) for x in load_start],
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": "development machine shared with other engineers' jobs while "
-                            "this ran: speeds are pessimistic and noisy"},
+        "machine": machine(load_start),
         "wall_s": round(time.perf_counter() - started, 1),
     }, args.output)
 

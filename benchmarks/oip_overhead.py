@@ -97,12 +97,8 @@ def main() -> None:
         "benchmark": "oip_overhead",
         "run_dir": str(args.run_dir),
         "model_parameters": Run.open(args.run_dir).metrics["total_params"],
-        "machine": machine(),
-        "note": "the machine was shared with other engineers' jobs while this ran: absolute "
-                "latencies are pessimistic; the cases took turns request by request, so compare "
-                "them with each other",
-        "load_average_start": [round(x, 2) for x in load_start],
-        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "machine": machine(load_start),
+        "note": "the cases took turns request by request, so compare them with each other",
         "results": results,
     }, args.output)
 

@@ -230,14 +230,13 @@ def main() -> None:
     args = parser.parse_args()
 
     load_start = os.getloadavg()
-    result = {"benchmark": "scale_out", "machine": machine(),
-              "load_average_at_start": [round(x, 2) for x in load_start], "note": args.note}
+    result = {"benchmark": "scale_out", "note": args.note}
     with tempfile.TemporaryDirectory() as tmp:
         if "inference" in args.parts:
             result["inference"] = inference(args, Path(tmp))
         if "training" in args.parts:
             result["training"] = training(args, Path(tmp))
-    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["machine"] = machine(load_start)
     emit(result, args.output)
 
 

@@ -281,10 +281,7 @@ def fairness(args: argparse.Namespace) -> dict:
         "results": results,
         "single_p99_ratio_before_after": round(before["single_p99_ms"] / after["single_p99_ms"],
                                                1),
-        "machine": machine() | {"load_average_start": [round(x, 2) for x in load_start],
-                                "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                                "shared": "the machine was shared with other jobs while this "
-                                          "ran: compare the two servers, not absolute times"},
+        "machine": machine(load_start),
     }
 
 

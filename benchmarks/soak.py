@@ -147,10 +147,7 @@ def main() -> None:
                    "end": end},
         "rss_growth_after_warmup_mb": round(end - after_warmup, 1),
         "rss_samples_mb": result["rss"],
-        "machine": machine() | {"load_average_start": [round(x, 2) for x in load_start],
-                                "load_average_end": [round(x, 2) for x in os.getloadavg()],
-                                "shared": "the machine was shared with other jobs while this "
-                                          "ran: throughput is pessimistic"},
+        "machine": machine(load_start),
     }
     emit(report, args.output)
 

@@ -152,9 +152,7 @@ def main() -> None:
         records = {_key(r): r for r in json.loads(Path(args.output).read_text())["runs"]}
     payload = {
         "benchmark": "multi-class and multi-label fine-tuning on CPU subsets",
-        "environment": versions() | machine() | {
-            "note": "CPU shared with other jobs: runtimes are upper bounds",
-        },
+        "environment": versions() | machine(),
     }
     with tempfile.TemporaryDirectory(prefix="sentitune-tasks-") as tmp:
         for name in args.only:

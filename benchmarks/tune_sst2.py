@@ -141,9 +141,7 @@ def main() -> None:
             f"--{k} {v}" for k, v in (("trials", args.trials), ("timeout", args.timeout),
                                       ("search", args.search))),
         "results": results,
-        "machine": {**machine(),
-                    "load_average_start": [round(x, 2) for x in load_start],
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine(load_start),
         "wall_s": round(time.perf_counter() - started, 1),
     }, args.output)
 
