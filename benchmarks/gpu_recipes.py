@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoTokenizer
@@ -216,7 +217,7 @@ def main() -> None:
             torch.cuda.empty_cache()
         result["models"][name] = entry
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["machine"] = machine()
+    result["machine"] = machine(load_start)
     emit(result, args.output)
 
 

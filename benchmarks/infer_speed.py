@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--latency-texts", type=int, default=200)
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import pipeline
 
@@ -111,7 +112,7 @@ def main() -> None:
         "batch_size": 32,
         "results": rows,
         "bf16_arm": "measured" if cpu_bf16_flags() else "skipped: no bf16 instructions",
-        "machine": machine(),
+        "machine": machine(load_start),
     }
     emit(result, args.output)
 

@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.6])
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -92,7 +93,7 @@ def main() -> None:
         "calibration": f"{len(calibration)} SST-2 train sentences",
         "reference": "the run's torch model",
         "results": rows,
-        "machine": machine(),
+        "machine": machine(load_start),
     }, args.output)
 
 

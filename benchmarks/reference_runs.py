@@ -88,6 +88,7 @@ def main() -> None:
                         help="reuse finished runs, continue interrupted ones from checkpoints")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import yaml
 
@@ -96,7 +97,7 @@ def main() -> None:
     for name in args.recipes:
         result["recipes"][name] = run_recipe(name, RECIPES[name], Path(args.runs_dir),
                                              args.model, extra, args.resume)
-    result["machine"] = machine()
+    result["machine"] = machine(load_start)
     emit(result, args.output)
 
 

@@ -309,6 +309,7 @@ def main() -> None:
     except SentituneError as exc:
         raise SystemExit(f"error: {exc}") from None
 
+    load_start = os.getloadavg()
     if args.fairness:
         emit(fairness(args), args.output)
         return
@@ -327,7 +328,7 @@ def main() -> None:
             if off["throughput_rps"]
             else None
         ),
-        "machine": machine(),
+        "machine": machine(load_start),
     }
     emit(report, args.output)
 

@@ -125,6 +125,7 @@ def main() -> None:
                         help="one subset, initialisation and batch order per seed")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
     # Emulated bf16 is slower than fp32: that arm runs only where the CPU has bf16 units.
@@ -161,7 +162,7 @@ def main() -> None:
             accuracy[arm], accuracy["tutorial"], strict=True)]) for arm in arms[1:]},
         "bf16_arm": ("measured" if "sentitune_bf16" in arms
                      else "skipped: this CPU has no bf16 instructions"),
-        "machine": machine(),
+        "machine": machine(load_start),
     }
     emit(result, args.output)
 
