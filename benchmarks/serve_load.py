@@ -309,10 +309,10 @@ def main() -> None:
     except SentituneError as exc:
         raise SystemExit(f"error: {exc}") from None
 
-    load_start = os.getloadavg()
     if args.fairness:
         emit(fairness(args), args.output)
         return
+    load_start = os.getloadavg()
     modes = {"batching_on": True, "batching_off": False}
     results = {name: run_mode(args.run_dir, on, args) for name, on in modes.items()}
     most = str(max(args.clients))
