@@ -242,8 +242,12 @@ def test_multilabel_metrics_by_hand():
                                thresholds=np.array([0.5, 0.3, 0.5]))
     # Predicted sets: {a,c} {b} {a,b} {c}: every row right.
     assert m["exact_match"] == 1.0 and m["hamming_loss"] == 0.0 and m["f1_micro"] == 1.0
-    m = classification_metrics(y, probs, "multilabel", ["a", "b", "c"])  # 0.5 everywhere
-    # The second row loses b: 1 of 12 decisions wrong.
+    # 0.5 everywhere: the second row has no label over it, and the fallback answers its
+    # most probable one, b: every row right again.
+    m = classification_metrics(y, probs, "multilabel", ["a", "b", "c"])
+    assert m["exact_match"] == 1.0 and m["cardinality"]["fallback_share"] == 0.25
+    m = classification_metrics(y, probs, "multilabel", ["a", "b", "c"], fallback=False)
+    # Without the fallback the second row loses b: 1 of 12 decisions wrong.
     assert m["exact_match"] == 0.75 and m["hamming_loss"] == pytest.approx(1 / 12)
     assert m["label_cardinality_true"] == 1.5 and m["label_cardinality_pred"] == 1.25
     assert m["per_class"]["b"] == {"precision": 1.0, "recall": 0.5, "f1-score": 2 / 3,
@@ -342,8 +346,11 @@ def test_multilabel_predictions_use_the_thresholds(multilabel_run):
         assert set(result) == {"text", "labels", "score", "probabilities", "needs_review",
                                "truncated", "windows"}
         assert list(result["probabilities"]) == sorted(WORDS)
-        assert result["labels"] == [label for label, p in result["probabilities"].items()
-                                    if p >= cuts[label]]
+        passing = [label for label, p in result["probabilities"].items() if p >= cuts[label]]
+        # No label passing its cut: the one nearest to passing it, in logits.
+        nearest = max(cuts, key=lambda label: logit(result["probabilities"][label])
+                      - logit(cuts[label]))
+        assert result["labels"] == (passing or [nearest])
     # One threshold for all, between the second and third most probable: two labels.
     probs = clf.predict_proba(texts[:1])[0]
     second, third = np.sort(probs)[[-2, -3]]
@@ -351,6 +358,41 @@ def test_multilabel_predictions_use_the_thresholds(multilabel_run):
     assert clf.predict(texts[:1], threshold=(second + third) / 2)[0]["labels"] == top_two
     with pytest.raises(SentituneError, match="between 0 and 1"):
         clf.predict(texts, threshold=1.5)
+
+
+def logit(p: float) -> float:
+    return float(np.log(p) - np.log1p(-p))
+
+
+def test_multilabel_run_records_cardinality_and_never_answers_no_label(multilabel_run,
+                                                                        tmp_path):
+    run, _ = multilabel_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    card = metrics["validation"]["cardinality"]
+    assert set(card) == {"true", "predicted", "ratio", "within_2x", "no_label_share",
+                         "fallback_share"}
+    assert card["predicted"] == metrics["validation"]["label_cardinality_pred"]
+    assert card["ratio"] == pytest.approx(card["predicted"] / card["true"])
+    assert card["within_2x"] == (0.5 <= card["ratio"] <= 2) and card["no_label_share"] == 0
+    fit = metrics["threshold_fit"]
+    assert fit["constraint_met"] == card["within_2x"]
+    saved = np.asarray(json.loads((run / "decision.json").read_text())["label_thresholds"])
+    assert isinstance(fit["logit_shift"], float) and saved.shape == (4,)
+    clf = Classifier.from_pretrained(run)
+    texts = ["nothing much", "", "ok", "i feel furious and gloomy today", "the the the"]
+    for threshold in (None, 0.999):  # the tuned cuts, and one cut no label reaches
+        answers = clf.predict(texts, threshold=threshold)
+        assert all(len(a["labels"]) >= 1 for a in answers)
+    top = [max(a["probabilities"], key=a["probabilities"].get) for a in answers]
+    assert [a["labels"] for a in answers] == [[label] for label in top]
+    code, out, err = cli("evaluate", str(run), "--output", str(tmp_path / "eval"))
+    assert code == 0, err
+    shown = json.loads(out[:out.rindex("}") + 1])
+    assert shown["label_cardinality_pred"] >= 1
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["cardinality"]["no_label_share"] == 0
+    code, _, err = cli("predict", str(run), "anything", "--threshold", "0")
+    assert code == 2 and "--threshold must be between 0 and 1" in one_line_error(code, err)
 
 
 def test_multilabel_model_loads_in_the_pipeline(multilabel_run):

@@ -15,6 +15,8 @@ import numpy as np
 from scipy.special import expit, softmax
 from sklearn import metrics as skm
 
+from sentitune.decision import cardinality, multilabel_answers
+
 
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Sigmoid per label for multi-label tasks, softmax over the classes otherwise."""
@@ -34,17 +36,21 @@ def classification_metrics(
     task: str,
     labels: list[str],
     thresholds: np.ndarray | None = None,
+    fallback: bool = True,
 ) -> dict:
     """Headline metrics plus a per-class report.
 
     `y_true` holds class ids (single-label) or a multi-hot matrix (multi-label);
-    `thresholds` are the multi-label decision thresholds (0.5 when not given).
+    `thresholds` are the multi-label decision thresholds (0.5 when not given). Multi-label
+    answers are the ones predict gives (`sentitune.decision.multilabel_answers`: with
+    `fallback`, a row where no label passes answers its top label), and ``cardinality``
+    compares their labels per row with the truth (`sentitune.decision.cardinality`).
     """
     eps = 1e-12
     ids = list(range(len(labels)))
     if task == "multilabel":
         cut = np.full(len(labels), 0.5) if thresholds is None else np.asarray(thresholds)
-        y_pred = (probs >= cut).astype(int)
+        y_pred = multilabel_answers(probs, cut, fallback)
         y = y_true.astype(int)
         clipped = np.clip(probs, eps, 1 - eps)
         exact_match = float(skm.accuracy_score(y, y_pred))
@@ -61,6 +67,8 @@ def classification_metrics(
             "hamming_loss": float(skm.hamming_loss(y, y_pred)),
             "label_cardinality_true": float(y.sum(axis=1).mean()),
             "label_cardinality_pred": float(y_pred.sum(axis=1).mean()),
+            "cardinality": cardinality(y, y_pred, fallback_rows=(probs >= cut).sum(axis=1) == 0
+                                       if fallback else None),
             "loss": float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean()),
         }
     else:

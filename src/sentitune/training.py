@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sentitune import distributed, files
 from sentitune.card import model_card
@@ -33,7 +34,7 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.dataset.splits import Splits, load_splits
-from sentitune.decision import Decision, tune_label_thresholds
+from sentitune.decision import CARDINALITY_FACTOR, Decision, fit_label_thresholds
 from sentitune.errors import SentituneError
 from sentitune.hardware import BF16_AGREEMENT_ROWS, cpu_bf16_flags, resolve_precision
 from sentitune.metrics import agreement, classification_metrics, multi_hot, probabilities
@@ -228,6 +229,7 @@ def train(
     progress: bool = True,
     on_data: Callable[[Splits], None] | None = None,
     callbacks: Sequence[Any] = (),
+    teaching: Any = None,
     **overrides: Any,
 ) -> TrainResult:
     """Fine-tune and publish a complete run directory at `output` (default runs/DATA-MODEL).
@@ -237,6 +239,8 @@ def train(
     `on_data` sees the loaded splits (task, label names) before the model loads: the CLI
     prints them, so an inferred task is visible before minutes of training. `callbacks`
     are extra transformers TrainerCallbacks (`sentitune tune` prunes trials with one).
+    `teaching` makes the run a distilled student (`sentitune.distillation.Teaching`: it
+    cuts the model's layers, adds soft targets and unlabeled rows, and gives the loss).
 
     Under `torchrun` / `accelerate launch` every process calls this; rank 0 alone writes
     and publishes the run (see `sentitune.distributed`) and every rank returns it.
@@ -244,7 +248,8 @@ def train(
     staged: list[Run] = []  # its lock is released however training ends
     try:
         return _train(config, output, staged, resume=resume, overwrite=overwrite,
-                      progress=progress, on_data=on_data, callbacks=callbacks, **overrides)
+                      progress=progress, on_data=on_data, callbacks=callbacks,
+                      teaching=teaching, **overrides)
     finally:
         for run in staged:
             run.release()
@@ -260,6 +265,7 @@ def _train(
     progress: bool,
     on_data: Callable[[Splits], None] | None,
     callbacks: Sequence[Any],
+    teaching: Any = None,
     **overrides: Any,
 ) -> TrainResult:
     import torch
@@ -303,6 +309,8 @@ def _train(
         tokenizer = load_tokenizer(config.model.model)
         set_seed(settings.seed)  # the new classification head is initialised from this seed
         model = load_model(config.model.model, splits.labels, splits.task)
+        if teaching is not None:
+            model = teaching.prepare_model(model, tokenizer)
         check_max_length(data_config.max_length, model, tokenizer)
         if settings.method == "lora":
             model = apply_lora(model, settings)
@@ -314,6 +322,10 @@ def _train(
                              pad_to_max, data_config.truncation)
         val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task,
                            n, pad_to_max, data_config.truncation)
+        if teaching is not None:  # unlabeled rows are tokenized alike; their label is unused
+            train_set = teaching.train_set(train_set, splits, lambda texts: tokenize(
+                pd.DataFrame({"text": texts, "label": 0}), tokenizer, data_config.max_length,
+                "binary", n, pad_to_max, data_config.truncation))
 
     staging = distributed.on_main(
         lambda: Run.stage(output, resume=resume, overwrite=overwrite), "staging the run")
@@ -324,10 +336,10 @@ def _train(
     def compute_metrics(prediction) -> dict:
         logits = prediction.predictions
         probs = probabilities(np.asarray(logits, dtype=np.float64), splits.task)
-        # Multi-label decisions use per-label thresholds tuned on validation (fit_decision):
-        # score every epoch that way, so early stopping and the best epoch judge the model
-        # as it will decide, not at a 0.5 cut that rare labels never reach early on.
-        thresholds = (tune_label_thresholds(probs, prediction.label_ids)
+        # Multi-label decisions use thresholds fitted on validation (fit_decision): score
+        # every epoch that way, so early stopping and the best epoch judge the model as it
+        # will decide, not at a 0.5 cut that rare labels never reach early on.
+        thresholds = (fit_label_thresholds(probs, prediction.label_ids).thresholds
                       if splits.task == "multilabel" else None)
         found = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
                                        thresholds)
@@ -379,7 +391,9 @@ def _train(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        compute_loss_func=None if weights is None else _weighted_loss(weights, splits.task),
+        compute_loss_func=(teaching.loss(splits.task, weights) if teaching is not None
+                           else None if weights is None else _weighted_loss(weights,
+                                                                            splits.task)),
         callbacks=[*early_stopping, *saving, *callbacks],
     )
 
@@ -428,6 +442,7 @@ def _train(
                                          * settings.gradient_accumulation),
             },
             "versions": versions(),
+            **({"distillation": teaching.record()} if teaching is not None else {}),
         })
         staging.write_history(history)
         plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
@@ -442,8 +457,11 @@ def _train(
             "train_tokens": tokens_seen,
             "trainable_params": trainable,
             "total_params": total,
-            "calibration": calibration,
+            "calibration": {} if splits.task == "multilabel" else calibration,
+            **({"threshold_fit": calibration} if splits.task == "multilabel" else {}),
             "device": "cuda" if torch.cuda.is_available() else "cpu",
+            **({"distilled_from": teaching.record()["teachers"]} if teaching is not None
+               else {}),
         }
         if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
             metrics["bf16_agreement"] = bf16_agreement(
@@ -519,11 +537,6 @@ ONE_CLASS_SHARE = 0.95
 CHANCE_MARGIN = 0.02
 
 
-# Multi-label answers carrying this many times more (or fewer) labels than the truth on
-# validation are not to be trusted.
-CARDINALITY_FACTOR = 2.0
-
-
 def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
                          settings: TrainingConfig) -> None:
     if task == "multilabel":
@@ -558,14 +571,17 @@ def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
     saved model itself gives calibrated probabilities, but only when it lowers the
     validation NLL it was fitted for without raising the ECE (a LoRA run once folded
     T = 6.9 while its ECE rose 0.011 -> 0.018); both are reported either way.
-    Multi-label: one decision threshold per label (see `tune_label_thresholds`).
+    Multi-label: one decision threshold per label (see `fit_label_thresholds`: per-label
+    F1 cuts shifted jointly until answers carry within 2x the true labels per row); the
+    second value is then the fit's report (metrics.json's ``threshold_fit``).
     """
     from sentitune.calibration import expected_calibration_error, fit_temperature, nll
     from sentitune.model import scale_logits
 
     if task == "multilabel":
-        thresholds = tune_label_thresholds(probabilities(logits, task), y_true)
-        return Decision(label_thresholds=[round(float(t), 6) for t in thresholds]), {}
+        fit = fit_label_thresholds(probabilities(logits, task), y_true)
+        return (Decision(label_thresholds=[round(float(t), 6) for t in fit.thresholds]),
+                fit.report())
     labels = np.asarray(y_true, dtype=int)
     fitted = round(float(fit_temperature(logits, labels)), 6)
     before = {"nll": nll(logits, labels, 1.0),
