@@ -338,5 +338,13 @@ def make_config(config: RunConfig | str | Path | None = None, **settings: Any) -
 
 
 def presets() -> list[str]:
-    """The names of the presets shipped with sentitune (`--config NAME`)."""
-    return available_presets()
+    """The names of the presets shipped with sentitune (`--config NAME`); a SentituneError
+    naming the folder when this install has none (an incomplete install, e.g. one built from
+    a stale build/ folder)."""
+    found = available_presets()
+    if not found:
+        state = "is empty" if PRESETS_DIR.is_dir() else "is missing"
+        raise SentituneError(
+            f"no presets: {PRESETS_DIR} {state}, so this install of sentitune is incomplete; "
+            "reinstall it (from a source tree: delete its build/ folder first)")
+    return found
