@@ -264,3 +264,82 @@ def test_concurrent_infer_requests_share_model_calls(classifier):
     calls = float(re.search(r"^sentitune_batch_size_count (\S+)$", exposition, re.M)[1])
     assert calls < len(texts)
     assert re.search(rf"^sentitune_predictions_total {len(texts)}$", exposition, re.M)
+
+
+def _served_name(url: str, http: httpx.Client | None = None) -> str:
+    """The model's name as a client discovers it: Triton's repository index, which
+    GET /v2/models and GET /info agree with."""
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    (entry,) = client.get_model_repository_index()
+    assert entry == {"name": entry["name"], "version": "1", "state": "READY", "reason": ""}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/v2/models").json() == {"models": [entry]}
+        assert http.get("/info").json()["oip_model"] == entry["name"]
+        assert http.post("/v2/repository/index", json={"ready": True}).json() == [entry]
+    return entry["name"]
+
+
+def test_discovered_model_name_answers_infer(classifier, tiny_run_dir):
+    with served(classifier) as url:
+        name = _served_name(url)
+        assert name == tiny_run_dir.name
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        labels = [v.decode() for v in infer(client, name, TEXTS).as_numpy("label")]
+        assert labels == [p["label"] for p in classifier.predict(TEXTS)]
+        assert client.get_model_metadata(name)["name"] == name
+
+
+@pytest.mark.parametrize("spelling", ["trailing slash", "dot dot", "dot"])
+def test_run_served_by_any_path_spelling_keeps_its_name(tiny_run_dir, monkeypatch, spelling):
+    """`serve runs/tiny/`, `serve runs/tiny/model/..` and `serve .` inside it: the run is
+    served as `tiny` (it was '' or '..' before, so the name users took gave 404)."""
+    subfolder = next(p for p in sorted(tiny_run_dir.iterdir()) if p.is_dir())
+    monkeypatch.chdir(tiny_run_dir.parent)
+    path = {"trailing slash": f"{tiny_run_dir.name}/",
+            "dot dot": f"{tiny_run_dir.name}/{subfolder.name}/..", "dot": "."}[spelling]
+    if spelling == "dot":
+        monkeypatch.chdir(tiny_run_dir)
+    classifier = Classifier.from_pretrained(path)
+    with served(classifier) as url:
+        name = _served_name(url)
+        assert name == tiny_run_dir.name
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        assert client.is_model_ready(name)
+        assert infer(client, name, TEXTS[:2]).as_numpy("label").shape == (2,)
+
+
+def test_symlinked_run_with_a_name_to_quote(tiny_run_dir, tmp_path):
+    """A run reached through a link named `latest run #1` is listed under that name, which
+    tritonclient sends URL-quoted; the folder's own name answers too."""
+    link = tmp_path / "latest run #1"
+    link.symlink_to(tiny_run_dir, target_is_directory=True)
+    with served(Classifier.from_pretrained(link)) as url:
+        assert _served_name(url) == link.name
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        for name in (link.name, tiny_run_dir.name):
+            assert infer(client, name, TEXTS[:2]).get_response()["model_name"] == link.name
+        with httpx.Client(base_url=url, timeout=30) as http:
+            quoted = "/v2/models/latest%20run%20%231/infer"
+            body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                "data": ["lovely"]}]}
+            assert http.post(quoted, json=body).status_code == 200
+
+
+def test_unknown_model_name_points_to_the_served_one(classifier):
+    name = classifier.run.path.name
+    key = "oip-key"
+    with served(classifier, ServeSettings(api_key=key)) as url, \
+            httpx.Client(base_url=url, timeout=30) as http:
+        client = triton.InferenceServerClient(url.removeprefix("http://"))
+        hint = rf"unknown model 'Tiny'; this server serves '{name}' \(GET /v2/models"
+        with pytest.raises(InferenceServerException, match=hint):
+            infer(client, "Tiny", TEXTS, headers={"X-API-Key": key})
+        answer = http.post("/v2/models/Tiny/infer", json={})
+        assert answer.status_code == 404 and re.search(hint, answer.json()["error"])
+        # Listing the model needs the key, as its metadata does.
+        assert http.get("/v2/models").status_code == 401
+        assert http.post("/v2/repository/index").status_code == 401
+        auth = {"X-API-Key": key}
+        assert http.get("/v2/models", headers=auth).json()["models"][0]["name"] == name
+        bad = http.post("/v2/repository/index", content=b"[1]", headers=auth)
+        assert bad.status_code == 400 and "repository index" in bad.json()["error"]

@@ -278,10 +278,13 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         serving["review_truncated"] = classifier.decision.review_truncated
     serving["api_key_required"] = settings.api_key is not None
 
+    oip_model = oip.model_name(classifier)
+
     @app.get("/info", response_model=InfoResponse, dependencies=protected, responses=errors)
     async def info() -> dict[str, Any]:
-        """The model (name, labels, task, metrics) and the serving settings that matter."""
-        return {**details, "serving": serving}
+        """The model (name, labels, task, metrics, its name on /v2) and the serving settings
+        that matter."""
+        return {**details, "oip_model": oip_model, "serving": serving}
 
     @app.get("/metrics", response_class=PlainTextResponse, dependencies=protected, responses=errors)
     async def prometheus_metrics() -> Response:

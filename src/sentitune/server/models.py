@@ -59,6 +59,8 @@ class InfoResponse(BaseModel):
     review_threshold: float = Field(description="the run's own threshold")
     max_length: int
     backend: str
+    oip_model: str = Field(description="the model's name on the Open Inference Protocol "
+                                       "routes: POST /v2/models/{oip_model}/infer")
     serving: ServingInfo
 
 

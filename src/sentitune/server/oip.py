@@ -2,15 +2,19 @@
 
     GET  /v2                                server metadata
     GET  /v2/health/live, /v2/health/ready  liveness, readiness (503 until warmed up)
+    GET  /v2/models                         the served model: {"models": [index entry]}
+    POST /v2/repository/index               Triton's repository index: [{name, version,
+                                            state, reason}] (body {"ready": true} optional)
     GET  /v2/models/NAME                    model metadata: input, outputs, labels
     GET  /v2/models/NAME/ready              model readiness
     POST /v2/models/NAME/infer              classify the texts of one BYTES input
 
-NAME is the run directory's name; each model route also answers under
-/v2/models/NAME/versions/1 (a run is one version). The input is one BYTES tensor named
-`text` (any shape; its elements are the texts), as JSON data or in the binary tensor
-extension (what `tritonclient` sends by default). Outputs, in input order, as JSON data or
-binary, as the request asks:
+NAME is the run directory's own name (`model_names`), also in GET /info as `oip_model`;
+each model route also answers under /v2/models/NAME/versions/1 (a run is one version). An
+unknown NAME gets the protocol's 404, naming the model served and where it is listed.
+The input is one BYTES tensor named `text` (any shape; its elements are the texts), as
+JSON data or in the binary tensor extension (what `tritonclient` sends by default).
+Outputs, in input order, as JSON data or binary, as the request asks:
 
     label         BYTES [n]        the chosen class (multi-label runs: `labels`, joined by |)
     score         FP32  [n]        the confidence review is judged on (sentitune.schema)
@@ -27,8 +31,10 @@ too long, or too many texts.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,6 +213,27 @@ def _output_data(name: str, predictions: list[dict[str, Any]], labels: list[str]
     return [p[name] for p in predictions]
 
 
+def model_names(classifier: Classifier) -> list[str]:
+    """The names the model answers under on /v2; the first is its name, the one listed.
+
+    The run directory's own name, taken from its absolute path with `.`, `..` and a trailing
+    slash worked out: `serve runs/demo`, `serve runs/demo/`, `serve runs/demo/model/..` and
+    `serve .` inside runs/demo all serve `demo`. A run reached through a symbolic link answers
+    under the link's name and under the name of the folder it points to. A classifier with
+    a name of its own (an ensemble of runs) is served under that name."""
+    own = getattr(classifier, "name", None)
+    if isinstance(own, str) and own:
+        return [own]
+    path = Path(classifier.run.path)
+    names = (Path(os.path.abspath(path)).name, path.resolve().name)
+    return [name for name in dict.fromkeys(names) if name] or ["model"]
+
+
+def model_name(classifier: Classifier) -> str:
+    """The model's name on /v2 (GET /v2/models lists it)."""
+    return model_names(classifier)[0]
+
+
 def mount(
     app: FastAPI,
     classifier: Classifier,
@@ -230,10 +257,17 @@ def mount(
 
         return add
 
-    name = classifier.run.path.name
+    names = model_names(classifier)
+    name = names[0]
     outputs = _outputs(classifier)
     output_names = [output["name"] for output in outputs]
     model = f"/models/{name}"
+    where = "GET /v2/models and POST /v2/repository/index list it"
+
+    def index_entry() -> dict[str, str]:
+        return {"name": name, "version": VERSION,
+                "state": "READY" if is_ready() else "LOADING",
+                "reason": "" if is_ready() else "warming up"}
 
     @route("")
     async def server_metadata() -> dict[str, Any]:
@@ -250,6 +284,25 @@ def mount(
     async def ready() -> JSONResponse:
         """Readiness: the model has answered its warm-up call (503 before)."""
         return JSONResponse({"ready": is_ready()}, status_code=200 if is_ready() else 503)
+
+    @route("/models", dependencies=protected)
+    async def models() -> dict[str, list[dict[str, str]]]:
+        """The served model (one): its name, version and state, as the repository index
+        lists it."""
+        return {"models": [index_entry()]}
+
+    @route("/repository/index", ("POST",), dependencies=protected)
+    async def repository_index(request: Request) -> list[dict[str, str]]:
+        """Triton's repository index: the served model, its version and state. A body
+        `{"ready": true}` lists only ready models."""
+        body = await request.body()
+        try:
+            options = json.loads(body) if body.strip() else {}
+        except ValueError:
+            options = None
+        if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+            raise OipError(400, 'a repository index request is empty or {"ready": true|false}')
+        return [] if options.get("ready") and not is_ready() else [index_entry()]
 
     @route(f"{model}/ready")
     async def model_ready() -> JSONResponse:
@@ -306,16 +359,20 @@ def mount(
         return Response(header + b"".join(chunks), media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(len(header))})
 
-    # The one version the metadata lists, addressed explicitly (as `model_version="1"`).
-    version = f"{model}/versions/{VERSION}"
-    route(f"{version}/ready")(model_ready)
-    route(version, dependencies=protected)(model_metadata)
-    route(f"{version}/infer", ("POST",), dependencies=protected)(infer)
+    # The one version the metadata lists, addressed explicitly (as `model_version="1"`),
+    # and both spellings under every other name of the model.
+    for alias in names:
+        for base in ([f"/models/{alias}"] if alias != name else []) + [
+                f"/models/{alias}/versions/{VERSION}"]:
+            route(f"{base}/ready")(model_ready)
+            route(base, dependencies=protected)(model_metadata)
+            route(f"{base}/infer", ("POST",), dependencies=protected)(infer)
 
     # Any other model, version or route under it: the protocol's 404, not FastAPI's.
     @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
     async def unknown_model(other: str, rest: str) -> None:
-        if other != name:
-            raise OipError(404, f"unknown model '{other}'; this server serves '{name}'")
+        if other not in names:
+            raise OipError(404, f"unknown model '{other}'; this server serves '{name}' "
+                                f"({where})")
         raise OipError(404, f"model '{name}' has no '{rest}'; it serves version {VERSION} "
                             "and the ready, metadata and infer routes")
