@@ -94,6 +94,9 @@ def model_card(config: RunConfig, splits: Splits, metrics: dict, name: str = "se
         f"weight decay {t.weight_decay}, warmup {t.warmup_ratio:.0%}, {t.scheduler} "
         f"schedule, best epoch "
         f"{metrics['best_epoch']}",
+        *([f"- Distilled from: {', '.join(Path(t).name for t in metrics['distilled_from'])} "
+           "(soft targets; `distillation` in config.yaml says how)"]
+          if metrics.get("distilled_from") else []),
         license_line,
         "",
         "## Validation",

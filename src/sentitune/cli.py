@@ -25,7 +25,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sentitune import __version__
-from sentitune.config import OPTIONAL, SECTIONS, TuneConfig, available_presets
+from sentitune.config import (
+    LORA_SETTINGS,
+    OPTIONAL,
+    SECTIONS,
+    DistillConfig,
+    TuneConfig,
+    available_presets,
+)
 from sentitune.errors import SentituneError
 
 CLEARS = ("none", "all", "off")  # spellings of "no value" for an optional setting
@@ -106,7 +113,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
 
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
-FLAG_ONLY_SECTIONS = {"tune": TuneConfig}
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +167,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from sentitune.evaluation.evaluator import evaluate
 
-    result = evaluate(args.run_dir, args.data, split=args.split, output=args.output,
+    result = evaluate(_one_or_many(args.run_dir), args.data, split=args.split, output=args.output,
                       text_column=args.text_column, label_column=args.label_column,
                       batch_size=args.batch_size, slices=args.slice,
                       target_accuracy=args.target_accuracy, review_queue=args.review_queue,
@@ -197,10 +204,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_run_dir(arg: str) -> bool:
+    from pathlib import Path
+
+    return (Path(arg) / "labels.json").is_file()
+
+
+def _one_or_many(run_dirs: str | list[str]) -> str | list[str]:
+    """One run directory as itself; several as the list an ensemble is built from."""
+    if isinstance(run_dirs, str):
+        return run_dirs
+    return run_dirs[0] if len(run_dirs) == 1 else run_dirs
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from sentitune.inference.scoring import predict
 
-    found = predict(args.run_dir, args.texts or None, input=args.input, output=args.output,
+    runs, texts = [args.run_dir], list(args.texts)
+    while texts and _is_run_dir(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
+        runs.append(texts.pop(0))
+    found = predict(_one_or_many(runs), texts or None, input=args.input, output=args.output,
                     text_column=args.text_column, keep_columns=args.keep_columns,
                     batch_size=args.batch_size, review_threshold=args.review_threshold,
                     threshold=args.threshold, review_truncated=args.review_truncated,
@@ -231,8 +254,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                                       "review_threshold", "review_truncated", "api_key",
                                       "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
-    serve(args.run_dir, backend=args.backend, workers=args.workers, long_text=args.long_text,
-          stride=args.stride, **given)
+    serve(_one_or_many(args.run_dir), backend=args.backend, workers=args.workers,
+          long_text=args.long_text, stride=args.stride, **given)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -272,6 +295,19 @@ def cmd_tune(args: argparse.Namespace) -> None:
     print(f"best: validation {result.metric} {result.best_value:.4f} with {shown}")
     print(f"preset saved to {result.best_config} (train it: sentitune train --config "
           f"{result.best_config}); trials.csv and score_vs_lr.png beside it")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from sentitune.distillation import distill
+
+    taught = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
+              if hasattr(args, f.name)}
+    result = distill(_one_or_many(args.teachers), args.output, resume=args.resume,
+                     overwrite=args.overwrite, progress=not args.quiet, **taught,
+                     **_settings(args))
+    v, metric = result.metrics["validation"], result.metrics["selection_metric"]
+    print(f"student saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
+          f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
 
 
 def cmd_presets(_: argparse.Namespace) -> None:
@@ -344,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = commands.add_parser("evaluate", help="metrics of a run on a labelled split")
-    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
+                   help="a run directory made by `sentitune train`; several with the same "
+                        "labels are evaluated as one ensemble (mean probabilities)")
     _flag(p, "--data", help="name or file (default: the run's own dataset)")
     _flag(p, "--split", choices=SPLITS,
           help="split to score (default: test if the data has one, else the run's own "
@@ -381,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="classify texts or a file")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
-    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("texts", nargs="*", help="texts to classify; run directories right after "
+                                            "the first join it in an ensemble")
     _flag(p, "--input", help="file to score: CSV/TSV/JSON/JSONL/parquet/TXT (optionally .gz)")
     _flag(p, "--output", help="where to write results (.jsonl or .csv)")
     _flag(p, "--text-column", help="column to score (default: the run's training column "
@@ -411,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
-    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
+                   help="a run directory made by `sentitune train`; several with the same "
+                        "labels are served as one ensemble (mean probabilities)")
     _flag(p, "--host", help="address to bind (default: 127.0.0.1, local only)")
     _flag(p, "--port", type=int, help="TCP port (default: 8000)")
     _flag(p, "--workers", type=int, default=1, help="processes, each with its own model")
@@ -473,6 +514,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, quiet=True)
     _add_config_flags(p, ("tune", *SECTIONS))
     p.set_defaults(func=cmd_tune)
+
+    p = commands.add_parser("distill", help="teach a smaller, faster student from fine-tuned "
+                                            "runs (soft targets, unlabeled texts)")
+    p.add_argument("teachers", nargs="+", metavar="TEACHER_RUN",
+                   help="run directories with the same labels; several teach as an ensemble")
+    _flag(p, "--output", help="student run directory (default: TEACHER_RUN-student)")
+    _flag(p, "--resume", action=argparse.BooleanOptionalAction, default=False,
+          help="continue an interrupted distillation from its last checkpoint")
+    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+          help="replace an existing run directory")
+    _common(p, quiet=True)
+    _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
+    p.set_defaults(func=cmd_distill)
 
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)

@@ -159,6 +159,28 @@ class TuneConfig:
                           "median of earlier trials at that epoch.", True)
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """`sentitune distill`: how teacher runs teach a student (saved in the student's run)."""
+
+    student: str | None = _help(
+        "The student: 'teacher' (the first teacher's fine-tuned model), an alias, hub id or "
+        "local folder; NAME:N keeps N of its encoder layers, evenly spaced and ending with "
+        "the last, initialised from those layers (teacher:3); none: teacher with half its "
+        "layers.")
+    unlabeled: str | None = _help(
+        "Unlabeled texts the teachers label for the student: imdb (its 50,000 unsup "
+        "reviews) or a CSV/TSV/JSON/JSONL/parquet/TXT file; none: only the labelled rows.")
+    unlabeled_column: str | None = _help("Text column of --unlabeled; none: guessed.")
+    unlabeled_samples: int | None = _help("Seeded subset of the unlabeled texts; none: all.")
+    temperature: float = _help(
+        "Softmax temperature of the soft targets (Hinton et al. 2015): above 1 passes on "
+        "how the teacher ranks the wrong classes too.", 2.0)
+    alpha: float = _help(
+        "Weight of the soft-target loss (KL to the teachers, scaled by T^2); the rest goes "
+        "to cross-entropy on the hard labels, where a row has one.", 0.5)
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 

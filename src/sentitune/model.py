@@ -240,6 +240,46 @@ def scale_logits(model, factor: float) -> bool:
     return True
 
 
+def layer_count(config) -> int:
+    """Encoder layers of an architecture (BERT-likes: num_hidden_layers; DistilBERT: n_layers)."""
+    return getattr(config, "n_layers", None) or config.num_hidden_layers
+
+
+def kept_layers(total: int, count: int) -> list[int]:
+    """`count` of `total` layers, evenly spaced and ending with the last (6 -> 3: 1, 3, 5).
+
+    The last layer stays because the pooler and classifier were trained on its output; the
+    others are spread out so each kept layer stands in for the ones between (as DistilBERT
+    was initialised from every other BERT layer).
+    """
+    if not 1 <= count <= total:
+        raise SentituneError(f"a student keeps between 1 and {total} of the model's {total} "
+                             f"layers, not {count}")
+    return [round((i + 1) * total / count) - 1 for i in range(count)]
+
+
+def keep_layers(model, count: int) -> list[int]:
+    """Cut the encoder of `model` down to `count` of its layers in place (see
+    `kept_layers`); returns the kept indices. The config is updated, so save_pretrained
+    writes a model that loads as the smaller architecture."""
+    import torch
+
+    config = model.config
+    total = layer_count(config)
+    stacks = [(name, module) for name, module in model.named_modules()
+              if isinstance(module, torch.nn.ModuleList) and len(module) == total
+              and name.split(".")[-1] in ("layer", "layers")]
+    if len(stacks) != 1 or getattr(config, "model_type", "") == "albert":
+        raise SentituneError(f"cannot drop layers of a {config.model_type} model (its layers "
+                             "are shared or not found); give a smaller student model instead")
+    keep = kept_layers(total, count)
+    name, stack = stacks[0]
+    parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+    setattr(parent, name.split(".")[-1], torch.nn.ModuleList([stack[i] for i in keep]))
+    setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", count)
+    return keep
+
+
 def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total) parameters."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -145,6 +145,9 @@ class Truncator:
         self.max_length = max_length
         self.truncation = truncation
 
+    def vocabulary(self) -> dict[str, int]:
+        return self._tokenizer.get_vocab(with_added_tokens=True)
+
     def _text_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tokenizer.encode_batch(list(texts),
                                                             add_special_tokens=False)]

@@ -62,6 +62,7 @@ from sentitune.evaluation.report import (
 )
 from sentitune.evaluation.slices import Slice, assign_slices, slice_metrics, text_slices
 from sentitune.inference.classifier import Classifier
+from sentitune.inference.ensemble import check_members, load_classifier
 from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.plots import plot_confusion
 from sentitune.run import Run
@@ -110,7 +111,7 @@ def parse_slice(spec: str) -> Slice:
 
 
 def evaluate(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     data: str | None = None,
     *,
     split: str | None = None,
@@ -136,8 +137,10 @@ def evaluate(
     texts cut to max length always go to review; `behavioral` runs the behavioural tests
     (None: on binary runs with negative/positive labels); `long_text` and `stride` replace
     the run's long-text settings (`truncate` or `chunk`, see sentitune.truncation).
+    Several run directories are evaluated as one ensemble (`sentitune.inference.ensemble`).
     """
-    run = classifier.run if classifier is not None else Run.open(run_dir)
+    members = _members(run_dir, classifier)
+    run = members[0]
     task, labels = run.task, run.labels
     extra_slices = [parse_slice(s) if isinstance(s, str) else s for s in slices]
     # Every option is checked before data or model load, so a typo costs nothing.
@@ -147,6 +150,10 @@ def evaluate(
         raise SentituneError(
             f"--review-queue must end in .jsonl or .csv, not '{Path(review_queue).name}'")
     text_slices(extra_slices)  # bad names or regexes fail here
+    if len(members) > 1 and (target_accuracy is not None or review_truncated is not None):
+        raise SentituneError("--target-accuracy and --review-truncated save a decision in a "
+                             "run; an ensemble has none of its own: give --review-threshold "
+                             "and --review-truncated to predict or serve instead")
     if behavioral:
         _require_behavioral(run, "--behavioral")
     skipped = None if behavioral else _why_no_behavioral(task, labels, behavioral)
@@ -154,8 +161,9 @@ def evaluate(
     frame, data, split = evaluation_rows(run, data, split, text_column, label_column)
     validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
 
-    classifier = classifier or Classifier.from_pretrained(run, long_text=long_text,
-                                                          stride=stride)
+    if len(members) > 1 and split == "validation":
+        _warn_unshared_validation(members)
+    classifier = classifier or load_classifier(members, long_text=long_text, stride=stride)
     if review_truncated is None:
         review_truncated = classifier.decision.review_truncated
     texts = list(frame["text"])
@@ -204,9 +212,15 @@ def evaluate(
 
     # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
-    out_dir = Path(output) if output else run.path / name
+    if output:
+        out_dir = Path(output)
+    elif len(members) > 1:  # not inside one member: it is none of theirs
+        out_dir = run.path.parent / f"ensemble-{classifier.name}" / name
+    else:
+        out_dir = run.path / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"run": str(run.path), "data": data, "split": split}
+    summary = {"run": str(run.path) if len(members) == 1 else [str(m.path) for m in members],
+               "data": data, "split": split}
     figures = _figures(run, out_dir, found, labels, scores, bins, lengths)
     files.write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
     queue_path = None
@@ -215,14 +229,38 @@ def evaluate(
         _write_records(queue_path, [record(i) for i in _by_confidence(scores, ~accepted)],
                        columns=list(schema.flat_row(record(0))))
     files.write_json(out_dir / "metrics.json", summary | found)
-    write_report(out_dir, found, figures, f"{run.path.name} on {data} ({split})",
+    shown = run.path.name if len(members) == 1 else f"ensemble {classifier.name}"
+    write_report(out_dir, found, figures, f"{shown} on {data} ({split})",
                  _report_summary(run, summary), mistakes)
     changes = {"review_threshold": threshold} if target_accuracy is not None else {}
     if review_truncated != run.decision.review_truncated:
         changes["review_truncated"] = review_truncated
-    if changes:
+    if changes and len(members) == 1:  # an ensemble's decision is its members' own
         run.update_decision(**changes)
     return EvalResult(out_dir, summary | found, queue_path)
+
+
+def _members(run_dir, classifier: Classifier | None) -> list[Run]:
+    """The runs being evaluated: one, or an ensemble's members (checked alike)."""
+    if classifier is not None:
+        return [m.run for m in getattr(classifier, "members", [classifier])]
+    dirs = [run_dir] if isinstance(run_dir, str | Path | Run) else list(run_dir)
+    if not dirs:
+        raise SentituneError("give at least one run directory")
+    runs = [d if isinstance(d, Run) else Run.open(d) for d in dirs]
+    if len(runs) > 1:
+        check_members(runs)
+    return runs
+
+
+def _warn_unshared_validation(members: list[Run]) -> None:
+    """The first member's validation rows may be another member's training rows."""
+    prints = {m.facts.get("data_fingerprint") for m in members}
+    if len(prints) > 1:
+        warnings.warn("the ensemble's members were trained on different rows, so the first "
+                      "member's validation rows may be training rows of another: evaluate "
+                      "on a test split or a file none of them saw (--data, --split test)",
+                      stacklevel=3)
 
 
 def evaluation_rows(run: Run, data: str | None, split: str | None,
@@ -418,7 +456,8 @@ def _report_summary(run: Run, summary: dict) -> dict:
 
     config = run.config
     return {
-        "run": run.path.name,
+        "run": (run.path.name if isinstance(summary["run"], str)
+                else "ensemble of " + ", ".join(Path(p).name for p in summary["run"])),
         "model": config.model.model,
         "method": config.training.method,
         "task": run.task,

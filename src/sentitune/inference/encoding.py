@@ -43,6 +43,10 @@ class TextEncoder:
             raise SentituneError(f"{path} is damaged ({exc}); restore it or retrain") from None
         return cls(tokenizer, _pad_id(tokenizer, Path(folder)), max_length, truncation)
 
+    def vocabulary(self) -> dict[str, int]:
+        """Token -> id, added tokens included (two encoders agree when these agree)."""
+        return self._truncator.vocabulary()
+
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], list[bool]]:
         """(token ids, token type ids, truncated) per text."""
         return self._truncator.encode(texts)

@@ -20,6 +20,7 @@ from sentitune.dataset.sources import iter_table
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.inference.columns import passthrough_columns, text_column_for
+from sentitune.inference.ensemble import Ensemble, load_classifier
 
 if TYPE_CHECKING:
     from sentitune.inference.ray_engine import RayScores
@@ -91,7 +92,8 @@ def score_file(classifier: Classifier, source: Path, target: Path, *,
     return FileScores(target, text_column=column or "", **counts)
 
 
-def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None = None, *,
+def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
+            texts: Sequence[str] | str | None = None, *,
             input: str | Path | None = None, output: str | Path | None = None,
             text_column: str | None = None, keep_columns: bool = True, batch_size: int = 64,
             review_threshold: float | None = None, threshold: float | None = None,
@@ -101,7 +103,8 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             long_text: str | None = None, stride: int | None = None
             ) -> list[dict] | FileScores | RayScores:
     """`sentitune predict`: predictions for `texts`, or `input` scored into `output`;
-    `long_text` and `stride` replace the run's long-text settings.
+    `long_text` and `stride` replace the run's long-text settings. Several run
+    directories answer as an ensemble (`sentitune.inference.ensemble`).
 
     `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
     Ray of `ray_cpus` CPUs or the cluster at `address`, with `actors` model replicas
@@ -125,8 +128,14 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
             raise SentituneError("--engine ray scores files: give --input DATA --output FILE")
         from sentitune.inference.ray_engine import score_with_ray
 
+        if isinstance(run_dir, Ensemble) or (not isinstance(run_dir, str | Path | Classifier)
+                                             and len(run_dir) > 1):
+            raise SentituneError("--engine ray scores with one run; use --engine local for "
+                                 "an ensemble")
         if isinstance(run_dir, Classifier):
             run_dir, backend = run_dir.run.path, run_dir.backend.name
+        elif not isinstance(run_dir, str | Path):
+            run_dir = run_dir[0]
         return score_with_ray(run_dir, input, output, text_column=text_column,
                               keep_columns=keep_columns, batch_size=batch_size,
                               review_threshold=review_threshold, threshold=threshold,
@@ -134,8 +143,8 @@ def predict(run_dir: str | Path | Classifier, texts: Sequence[str] | str | None 
                               address=address, num_cpus=ray_cpus, actors=actors,
                               progress=progress)
     classifier = (run_dir if isinstance(run_dir, Classifier)
-                  else Classifier.from_pretrained(run_dir, backend=backend, long_text=long_text,
-                                                  stride=stride))
+                  else load_classifier(run_dir, backend=backend, long_text=long_text,
+                                       stride=stride))
     if input is not None:
         return score_file(classifier, Path(input), Path(output), text_column=text_column,
                           keep_columns=keep_columns, batch_size=batch_size,

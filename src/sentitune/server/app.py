@@ -29,7 +29,7 @@ model has not started on within `max_queue_ms` gets 503 with Retry-After (see
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -44,6 +44,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 import sentitune.server.oip as oip
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
+from sentitune.inference.ensemble import load_classifier
 from sentitune.schema import Prediction
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
@@ -330,7 +331,7 @@ def _asset_endpoint(content: str, media_type: str) -> Callable[[], Awaitable[Res
 
 
 def serve(
-    run_dir: str | Path,
+    run_dir: str | Path | Sequence[str | Path],
     *,
     backend: str = "torch",
     workers: int = 1,
@@ -342,24 +343,25 @@ def serve(
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
     api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
     give a whole `settings`. Several workers each load their own model copy. `long_text`
-    and `stride` replace the run's long-text settings."""
+    and `stride` replace the run's long-text settings. Several run directories are served
+    as one ensemble (`sentitune.inference.ensemble`)."""
     import uvicorn
 
     settings = settings or ServeSettings(**options)
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:
-        app = create_app(Classifier.from_pretrained(run_dir, backend=backend,
-                                                    long_text=long_text, stride=stride),
-                         settings)
+        app = create_app(load_classifier(run_dir, backend=backend, long_text=long_text,
+                                         stride=stride), settings)
         uvicorn.run(app, host=settings.host, port=settings.port)
         return
     # Fail here, once, rather than in every worker uvicorn would keep restarting.
-    Classifier.from_pretrained(run_dir, backend=backend, device="cpu", long_text=long_text,
-                               stride=stride)
+    load_classifier(run_dir, backend=backend, device="cpu", long_text=long_text,
+                    stride=stride)
     os.environ[_WORKER_CONFIG_ENV] = json.dumps(
         {
-            "run_dir": str(run_dir),
+            "run_dir": ([str(run_dir)] if isinstance(run_dir, str | Path)
+                        else [str(d) for d in run_dir]),
             "backend": backend,
             "long_text": long_text,
             "stride": stride,
@@ -384,9 +386,8 @@ def worker_app() -> FastAPI:
 
         # N processes each using every core would fight over them; share the cores out.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config["workers"]))
-    classifier = Classifier.from_pretrained(config["run_dir"], backend=config["backend"],
-                                            long_text=config["long_text"],
-                                            stride=config["stride"])
+    classifier = load_classifier(config["run_dir"], backend=config["backend"],
+                                 long_text=config["long_text"], stride=config["stride"])
     return create_app(classifier, ServeSettings(**config["settings"]))
 
 

@@ -1,0 +1,285 @@
+"""Distillation: fine-tuned runs teach a smaller, faster student (`sentitune distill`).
+
+The teachers (one run, or several answering as an ensemble) label every training text and
+any unlabeled texts with soft probabilities; the student learns them (Hinton et al. 2015):
+
+    loss = alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, label)
+
+where p^T is the softmax at temperature T (multi-label: the sigmoid, with binary
+cross-entropy in place of KL) and CE counts only rows with a label. Validation, the best
+epoch, calibration and every file of the run are those of `sentitune train`: the student
+is an ordinary run directory, whose config.yaml and card name its teachers.
+
+The soft targets are computed by each teacher on its own tokenization of a text (its own
+tokenizer, max length and truncation); the student reads the same cleaned text with its
+own tokenizer. A student with another vocabulary is allowed, and warned about: the two
+then see different tokens of a long text.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sentitune.config import DistillConfig
+from sentitune.dataset.sources import BUILTINS, TEXT_COLUMNS, data_dir, read_table
+from sentitune.dataset.splits import Splits, clean_text
+from sentitune.errors import SentituneError
+from sentitune.inference.classifier import Classifier
+from sentitune.inference.ensemble import load_classifier
+from sentitune.metrics import probabilities
+from sentitune.run import Run
+
+# Built-in datasets whose unlabeled texts `--unlabeled NAME` means: local file, hub split.
+UNLABELED_BUILTINS = {"imdb": ("imdb/unsup.csv.gz", "unsupervised")}
+TEACHER = "teacher"
+
+
+def parse_student(spec: str | None, teacher: Run) -> tuple[str, int | None]:
+    """`--student` as (model to load, layers to keep or None).
+
+    'teacher' is the first teacher's fine-tuned model/; NAME:N keeps N layers, NAME:half
+    half of them (rounded up); none means teacher:half.
+    """
+    from sentitune.model import layer_count
+
+    name, layers = spec or f"{TEACHER}:half", None
+    head, sep, tail = name.rpartition(":")
+    if sep and (tail.isdigit() or tail == "half"):
+        name, layers = head, -1 if tail == "half" else int(tail)  # -1: once the depth is known
+    if name == TEACHER:
+        if not teacher.model_dir.is_dir():
+            raise SentituneError(f"teacher {teacher.path} has no model/ (an unmerged LoRA run); "
+                                 "give --student NAME[:LAYERS] with a model to start from")
+        name = str(teacher.model_dir)
+    if layers == -1:
+        from transformers import AutoConfig
+
+        from sentitune.model import resolve_model
+
+        layers = max(1, (layer_count(AutoConfig.from_pretrained(resolve_model(name))) + 1) // 2)
+    if layers is not None and layers < 1:
+        raise SentituneError(f"--student {spec}: keep at least one layer")
+    return name, layers
+
+
+def read_unlabeled(source: str, column: str | None, samples: int | None, seed: int
+                   ) -> tuple[list[str], str]:
+    """Unlabeled texts: a built-in's (IMDb's unsup reviews) or a file's text column, with
+    a seeded subset of `samples`. Returns the raw texts and the column read."""
+    if source in UNLABELED_BUILTINS:
+        local, hub_split = UNLABELED_BUILTINS[source]
+        root = data_dir()
+        if root is not None and (root / local).exists():
+            frame = read_table(root / local)
+        else:
+            frame = _unlabeled_from_hub(source, hub_split)
+    elif source in BUILTINS:
+        raise SentituneError(f"{source} has no unlabeled texts; --unlabeled takes "
+                             f"{', '.join(UNLABELED_BUILTINS)} or a file")
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise SentituneError(f"--unlabeled {source}: no such file; give a CSV/TSV/JSONL/"
+                                 f"parquet/TXT file or {', '.join(UNLABELED_BUILTINS)}")
+        frame = read_table(path)
+    columns = [str(c) for c in frame.columns]
+    if column is None:
+        lowered = {c.lower(): c for c in columns}
+        column = next((lowered[c] for c in TEXT_COLUMNS if c in lowered), None)
+        if column is None:
+            raise SentituneError(f"--unlabeled {source} has no text column (columns: "
+                                 f"{', '.join(columns)}); name it with --unlabeled-column")
+    elif column not in columns:
+        raise SentituneError(f"--unlabeled {source} has no column '{column}' (columns: "
+                             f"{', '.join(columns)})")
+    texts = [t for t in frame[column] if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise SentituneError(f"--unlabeled {source}: column '{column}' holds no texts")
+    if samples is not None and samples < len(texts):
+        picked = np.random.default_rng(seed).choice(len(texts), samples, replace=False)
+        texts = [texts[i] for i in np.sort(picked)]
+    return texts, column
+
+
+def _unlabeled_from_hub(name: str, hub_split: str) -> pd.DataFrame:
+    import datasets
+
+    spec = BUILTINS[name]
+    try:
+        return datasets.load_dataset(spec.hub_id, spec.hub_config, split=hub_split).to_pandas()
+    except Exception as exc:  # the hub raises many types when offline
+        raise SentituneError(f"the unlabeled texts of {name} are not available locally and "
+                             f"could not be loaded from the Hugging Face Hub "
+                             f"({exc.__class__.__name__}); set SENTITUNE_DATA_DIR or pass a "
+                             "file") from None
+
+
+class Teaching:
+    """What `sentitune.training.train` needs to train a student: the model surgery, the
+    training set with soft targets, and the loss (the three hooks training calls)."""
+
+    def __init__(self, teacher: Classifier, settings: DistillConfig, unlabeled: list[str],
+                 layers: int | None, batch_size: int, clean_html: bool) -> None:
+        self.teacher = teacher
+        self.clean_html = clean_html
+        self.settings = settings
+        self.unlabeled = unlabeled
+        self.layers = layers
+        self.batch_size = batch_size
+        self.facts: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- hooks
+
+    def prepare_model(self, model, tokenizer):
+        """Keep the student's layers; warn when its tokenizer is not the teachers'."""
+        from sentitune.model import keep_layers, layer_count
+
+        kept = None
+        if self.layers is not None and self.layers != layer_count(model.config):
+            kept = keep_layers(model, self.layers)
+        same = self.teacher.encoder.vocabulary() == tokenizer.get_vocab()
+        if not same:
+            warnings.warn("the student's tokenizer differs from the teachers': soft targets "
+                          "are computed on each teacher's own tokenization of a text (max "
+                          f"length {self.teacher.max_length}, truncation "
+                          f"{self.teacher.encoder.truncation}) and the student learns them "
+                          "from its own tokens of the same text", stacklevel=3)
+        self.facts.update(kept_layers=kept, same_tokenizer=same)
+        return model
+
+    def train_set(self, train_set, splits: Splits, tokenize_texts):
+        """The labelled rows plus the new unlabeled ones, each with its soft targets packed
+        into `labels` (see `distillation_loss`); `tokenize_texts` tokenizes like training."""
+        import datasets
+
+        seen = set(splits.train["text"]) | set(splits.validation["text"])
+        extra = list(dict.fromkeys(t for t in (clean_text(u, self.clean_html)
+                                                for u in self.unlabeled)
+                                   if t and t not in seen))
+        texts = list(splits.train["text"]) + extra
+        soft = self.soft_targets(texts)
+        hard = np.asarray(train_set["labels"])
+        n_labels = len(splits.labels)
+        if splits.task == "multilabel":
+            has = np.r_[np.ones(len(hard)), np.zeros(len(extra))][:, None]
+            hard = np.vstack([hard, np.zeros((len(extra), n_labels))])
+            packed = np.hstack([has, hard, soft])
+        else:
+            hard = np.r_[hard, np.full(len(extra), -1)][:, None]
+            packed = np.hstack([hard, soft])
+        rows = train_set.remove_columns("labels")
+        if extra:
+            added = tokenize_texts(extra)
+            rows = datasets.concatenate_datasets([rows, added.select_columns(rows.column_names)])
+        self.facts.update(labelled_rows=len(train_set), unlabeled_rows=len(extra),
+                          unlabeled_dropped=len(self.unlabeled) - len(extra))
+        return rows.add_column("labels", packed.astype(np.float32).tolist())
+
+    def loss(self, task: str, weights: np.ndarray | None):
+        return distillation_loss(task, self.settings.temperature, self.settings.alpha, weights)
+
+    # ------------------------------------------------------------- teachers
+
+    def soft_targets(self, texts: Sequence[str]) -> np.ndarray:
+        """The teachers' probabilities at the distillation temperature."""
+        logits, _ = self.teacher.logits(texts, self.batch_size)
+        task = self.teacher.task
+        return probabilities(logits.astype(np.float64) / self.settings.temperature, task)
+
+    def record(self) -> dict[str, Any]:
+        """What the student's config.yaml and card say about how it was taught."""
+        members = getattr(self.teacher, "members", [self.teacher])
+        return {"teachers": [str(m.run.path) for m in members], **asdict(self.settings),
+                "layers": self.layers, **self.facts,
+                "soft_targets": "each teacher's own tokenization (max length "
+                                f"{self.teacher.max_length}, truncation "
+                                f"{self.teacher.encoder.truncation}); ensembles average "
+                                "probabilities"}
+
+
+def distillation_loss(task: str, temperature: float, alpha: float,
+                      weights: np.ndarray | None = None):
+    """The Trainer's loss for packed labels (the formula in the module docstring).
+
+    Training rows carry `labels` = [hard label id or -1, soft targets...] (multi-label:
+    [has label, multi-hot..., soft targets...]); validation rows carry ordinary labels
+    and get the ordinary loss, so validation loss means what it means for `train`.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    t = float(temperature)
+
+    def loss(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"].float()
+        n = logits.shape[-1]
+        w = None if weights is None else torch.tensor(weights, dtype=logits.dtype,
+                                                      device=logits.device)
+        if task == "multilabel":
+            if labels.shape[-1] == n:  # validation
+                return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w)
+            has, hard, soft = labels[:, 0] > 0, labels[:, 1:n + 1], labels[:, n + 1:]
+            kd = F.binary_cross_entropy_with_logits(logits / t, soft) * t * t
+            ce = (F.binary_cross_entropy_with_logits(logits[has], hard[has], pos_weight=w)
+                  if has.any() else logits.sum() * 0)
+            return alpha * kd + (1 - alpha) * ce
+        if labels.ndim == 1:  # validation
+            return F.cross_entropy(logits, labels.long(), weight=w)
+        hard, soft = labels[:, 0].long(), labels[:, 1:]
+        kd = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean") * t * t
+        has = hard >= 0
+        ce = (F.cross_entropy(logits[has], hard[has], weight=w) if has.any()
+              else logits.sum() * 0)
+        return alpha * kd + (1 - alpha) * ce
+
+    return loss
+
+
+def _validate(settings: DistillConfig) -> None:
+    if settings.temperature <= 0:
+        raise SentituneError(f"--temperature must be > 0, got {settings.temperature}")
+    if not 0 <= settings.alpha <= 1:
+        raise SentituneError(f"--alpha must be in [0, 1], got {settings.alpha}")
+    if settings.unlabeled_samples is not None and settings.unlabeled_samples <= 0:
+        raise SentituneError(f"--unlabeled-samples must be > 0, got "
+                             f"{settings.unlabeled_samples}")
+
+
+def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
+            resume: bool = False, overwrite: bool = False, progress: bool = True,
+            **settings: Any):
+    """Train a student run at `output` on the soft targets of `teachers` (one run or an
+    ensemble). `settings` are DistillConfig fields (student, unlabeled, temperature, ...)
+    and any `sentitune train` setting, which overrides the first teacher's config (the
+    student starts from it: same data, splits and max length; method full)."""
+    from sentitune.training import train
+
+    names = {f.name for f in fields(DistillConfig)}
+    distill_settings = DistillConfig(**{k: v for k, v in settings.items() if k in names})
+    overrides = {k: v for k, v in settings.items() if k not in names}
+    _validate(distill_settings)
+    teacher = load_classifier(teachers)  # refuses members with other labels, before any work
+    first = getattr(teacher, "members", [teacher])[0].run
+    model, layers = parse_student(distill_settings.student, first)
+    unlabeled: list[str] = []
+    config = first.config.replace(model=model, method="full", **overrides)
+    if distill_settings.unlabeled is not None:
+        unlabeled, column = read_unlabeled(distill_settings.unlabeled,
+                                           distill_settings.unlabeled_column,
+                                           distill_settings.unlabeled_samples,
+                                           config.training.seed)
+        distill_settings = DistillConfig(**{**asdict(distill_settings),
+                                            "unlabeled_column": column})
+    teaching = Teaching(teacher, distill_settings, unlabeled, layers,
+                        config.training.eval_batch_size, config.data.clean_html)
+    if output is None:
+        output = first.path.parent / f"{first.path.name}-student"
+    return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
+                 teaching=teaching)

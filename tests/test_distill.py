@@ -1,0 +1,189 @@
+"""Distillation: teacher runs teach a smaller student, which is an ordinary run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import (
+    assert_one_line_error,
+    make_sentiment_frame,
+    run_cli,
+    tiny_config,
+)
+
+from sentitune.distillation import distillation_loss
+from sentitune.model import keep_layers, kept_layers
+from sentitune.run import Run
+
+
+@pytest.fixture(scope="module")
+def unlabeled_txt(tmp_path_factory):
+    """Unlabeled texts: new ones, plus two that duplicate a training text."""
+    path = tmp_path_factory.mktemp("unlabeled") / "texts.txt"
+    texts = list(make_sentiment_frame(60, seed=11)["text"])
+    path.write_text("\n".join(texts + [texts[0], ""]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def second_teacher(tmp_path_factory, tiny_bert, sentiment_csv):
+    from sentitune.training import train
+
+    out = tmp_path_factory.mktemp("teachers") / "tiny-seed9"
+    train(tiny_config(tiny_bert, sentiment_csv, epochs=2.0, seed=9), out, progress=False)
+    return out
+
+
+def test_kept_layers_are_spread_and_end_with_the_last():
+    assert kept_layers(6, 3) == [1, 3, 5]
+    assert kept_layers(12, 6) == [1, 3, 5, 7, 9, 11]
+    assert kept_layers(6, 6) == list(range(6))
+    assert kept_layers(2, 1) == [1]
+    with pytest.raises(Exception, match="between 1 and 6"):
+        kept_layers(6, 7)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+def test_keep_layers_copies_the_chosen_layers(kind, tiny_bert, tiny_distilbert, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    source = tiny_bert if kind == "bert" else tiny_distilbert
+    teacher = AutoModelForSequenceClassification.from_pretrained(source)
+    student = AutoModelForSequenceClassification.from_pretrained(source)
+    assert keep_layers(student, 1) == [1]
+    student.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    stack = "bert.encoder.layer" if kind == "bert" else "distilbert.transformer.layer"
+    assert len(reloaded.get_submodule(stack)) == 1
+    for (name, kept), (_, original) in zip(
+            reloaded.get_submodule(stack)[0].state_dict().items(),
+            teacher.get_submodule(stack)[1].state_dict().items(), strict=True):
+        assert torch.equal(kept, original), name
+
+
+def test_distillation_loss_single_label():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3)
+    t = 2.0
+    soft = torch.softmax(logits / t, dim=-1)
+    hard = torch.tensor([[0.0], [2.0], [-1.0], [-1.0]])  # the last two rows are unlabeled
+    labels = torch.cat([hard, soft], dim=1)
+    # Soft targets equal to the student's own: the KL term vanishes.
+    only_kd = distillation_loss("binary", t, 1.0)({"logits": logits}, labels)
+    assert abs(float(only_kd)) < 1e-6
+    # alpha 0: cross-entropy on the labelled rows alone.
+    only_ce = distillation_loss("binary", t, 0.0)({"logits": logits}, labels)
+    expected = torch.nn.functional.cross_entropy(logits[:2], torch.tensor([0, 2]))
+    assert torch.allclose(only_ce, expected)
+    # Other soft targets: T^2 * KL, averaged over every row.
+    other = torch.full((4, 3), 1 / 3)
+    kd = distillation_loss("binary", t, 1.0)({"logits": logits},
+                                             torch.cat([hard, other], dim=1))
+    by_hand = (other * (other.log() - torch.log_softmax(logits / t, -1))).sum(1).mean() * t * t
+    assert torch.allclose(kd, by_hand)
+    # Validation rows carry plain labels and get the plain loss.
+    plain = distillation_loss("binary", t, 0.5)({"logits": logits}, torch.tensor([0, 1, 2, 0]))
+    assert torch.allclose(plain, torch.nn.functional.cross_entropy(
+        logits, torch.tensor([0, 1, 2, 0])))
+
+
+def test_distillation_loss_multi_label():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 2)
+    t = 3.0
+    has = torch.tensor([[1.0], [0.0], [1.0]])
+    hard = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    soft = torch.sigmoid(logits / t)
+    loss = distillation_loss("multilabel", t, 0.0)({"logits": logits},
+                                                  torch.cat([has, hard, soft], dim=1))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[[0, 2]], hard[[0, 2]])
+    assert torch.allclose(loss, expected)
+
+
+def test_distill_makes_an_ordinary_smaller_run(capsys, tiny_run_dir, second_teacher,
+                                               unlabeled_txt, tmp_path):
+    out = tmp_path / "student"
+    code, stdout, err = run_cli(capsys, "distill", str(tiny_run_dir), str(second_teacher),
+                                "--student", "teacher:1", "--unlabeled", str(unlabeled_txt),
+                                "--epochs", "2", "--output", str(out), "--quiet")
+    assert code == 0, err
+    assert "student saved to" in stdout
+    run = Run.open(out)
+    facts = yaml.safe_load((out / "config.yaml").read_text())["distillation"]
+    assert facts["teachers"] == [str(tiny_run_dir), str(second_teacher)]
+    assert facts["kept_layers"] == [1] and facts["same_tokenizer"] is True
+    train_rows = run.facts["rows"]["train"]
+    assert facts["labelled_rows"] == train_rows
+    # Blank lines and texts already in the training or validation rows are not added again.
+    assert 0 < facts["unlabeled_rows"] <= 60 and facts["unlabeled_dropped"] >= 2
+    assert json.loads((out / "model" / "config.json").read_text())["num_hidden_layers"] == 1
+    assert tiny_run_dir.name in (out / "README.md").read_text()
+    assert run.metrics["distilled_from"] == facts["teachers"]
+    # The student serves every verb a run does.
+    code, stdout, _ = run_cli(capsys, "predict", str(out), "a wonderful film")
+    assert code == 0 and json.loads(stdout)["label"] in ("negative", "positive")
+    code, _, _ = run_cli(capsys, "evaluate", str(out), "--split", "validation")
+    assert code == 0
+
+
+def test_student_learns_the_teachers_answers(tiny_run_dir, tmp_path):
+    """alpha 1 and no hard labels: the student's answers move to the teacher's."""
+    from sentitune.distillation import distill
+    from sentitune.inference.classifier import Classifier
+
+    texts = list(make_sentiment_frame(40, seed=5)["text"])
+    result = distill(tiny_run_dir, tmp_path / "s", student="teacher:1", alpha=1.0, epochs=4.0,
+                     learning_rate=1e-2, progress=False)
+    teacher = Classifier.from_pretrained(tiny_run_dir).predict_proba(texts).argmax(1)
+    student = Classifier.from_pretrained(result.run_dir).predict_proba(texts).argmax(1)
+    assert (teacher == student).mean() >= 0.9
+
+
+def test_a_student_with_another_tokenizer_is_warned_about(capsys, tiny_run_dir, family_models,
+                                                         tmp_path):
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student",
+                           str(family_models["roberta"]), "--epochs", "1", "--output",
+                           str(tmp_path / "s"), "--quiet")
+    assert code == 0, err
+    assert "tokenizer differs" in err and "own tokenization" in err
+
+
+def test_bad_input_is_one_line(capsys, tiny_run_dir, tmp_path):
+    no_text = tmp_path / "ids.csv"
+    no_text.write_text("id,score\n1,2\n3,4\n")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled", str(no_text),
+                           "--output", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "no text column", "--unlabeled-column")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled", "sst2",
+                           "--output", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "no unlabeled texts")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--temperature", "0")
+    assert_one_line_error(code, err, "--temperature")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student", "teacher:9")
+    assert_one_line_error(code, err, "between 1 and 2")
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_teachers_with_other_labels_are_refused(capsys, tiny_run_dir, tmp_path, tiny_bert):
+    from sentitune.training import train
+
+    frame = make_sentiment_frame(60, seed=4)
+    frame["label"] = frame["label"].map({"positive": "liked", "negative": "disliked"})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    train(tiny_config(tiny_bert, tmp_path / "d.csv", epochs=1.0), tmp_path / "other",
+          progress=False)
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), str(tmp_path / "other"))
+    assert_one_line_error(code, err, "share their labels")
+
+
+def test_imdb_unlabeled_reviews(data_dir_env):
+    from sentitune.distillation import read_unlabeled
+
+    texts, column = read_unlabeled("imdb", None, 50, seed=1)
+    assert column == "text" and len(texts) == 50
+    assert texts == read_unlabeled("imdb", None, 50, seed=1)[0]  # seeded
+    assert np.mean([len(t) for t in texts]) > 200  # reviews, not sentences
