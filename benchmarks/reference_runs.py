@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -34,13 +35,13 @@ RECIPES = {
 
 
 def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
-               extra: dict, resume: bool) -> dict:
+               extra: dict, resume: bool, seeds: list[int] | None = None) -> dict:
     import sentitune
     from sentitune.config import load_preset
 
     overrides = recipe["overrides"] | extra | ({"model": model} if model else {})
     rows = []
-    for seed in recipe["seeds"]:
+    for seed in seeds or recipe["seeds"]:
         started = time.perf_counter()
         run_dir = runs_dir / f"{name}-{seed}"
         if resume and (run_dir / "metrics.json").is_file():
@@ -73,7 +74,8 @@ def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
     accuracies = [row["validation"]["accuracy"] for row in rows]
     summary = {"preset": recipe["preset"], "overrides": overrides, "runs": rows,
                "validation_accuracy_mean": round(sum(accuracies) / len(accuracies), 4),
-               "validation_accuracy_range": [min(accuracies), max(accuracies)]}
+               "validation_accuracy_range": [min(accuracies), max(accuracies)],
+               "validation_accuracy_std": round(statistics.pstdev(accuracies), 4)}
     return summary
 
 
@@ -83,6 +85,8 @@ def main() -> None:
     parser.add_argument("--model", help="replace the bundled MiniLM (e.g. a local copy)")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="extra settings for every recipe, e.g. truncation=head+tail")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="train each recipe once per seed (default: the recipe's own)")
     parser.add_argument("--runs-dir", default="runs/reference")
     parser.add_argument("--resume", action="store_true",
                         help="reuse finished runs, continue interrupted ones from checkpoints")
@@ -96,7 +100,7 @@ def main() -> None:
     result = {"benchmark": "reference_runs", "recipes": {}}
     for name in args.recipes:
         result["recipes"][name] = run_recipe(name, RECIPES[name], Path(args.runs_dir),
-                                             args.model, extra, args.resume)
+                                             args.model, extra, args.resume, args.seeds)
     result["machine"] = machine(load_start)
     emit(result, args.output)
 

@@ -6,8 +6,9 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `presets`); `Classifier`
-keeps a loaded model for repeated scoring and `Run` reads a run directory. No module is
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `presets`);
+`Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
+several as an `Ensemble`) and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
 """
@@ -22,6 +23,7 @@ _EXPORTS = {
     "ModelConfig": "sentitune.config",
     "TrainingConfig": "sentitune.config",
     "TuneConfig": "sentitune.config",
+    "DistillConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -39,6 +41,9 @@ _EXPORTS = {
     "create_app": "sentitune.server.app",
     "compare": "sentitune.comparison",
     "tune": "sentitune.tuning",
+    "distill": "sentitune.distillation",
+    "Ensemble": "sentitune.inference.ensemble",
+    "load_classifier": "sentitune.inference.ensemble",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
