@@ -121,3 +121,11 @@ def test_members_with_other_labels_are_refused(capsys, verb, tiny_run_dir, other
 def test_a_run_listed_twice_is_refused(capsys, tiny_run_dir):
     code, _, err = run_cli(capsys, "evaluate", str(tiny_run_dir), str(tiny_run_dir))
     assert_one_line_error(code, err, "listed twice")
+
+
+def test_ray_engine_takes_one_run(capsys, tiny_run_dir, second_run, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a lovely film\n")
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), str(second_run), "--input",
+                           str(source), "--output", str(tmp_path / "o.jsonl"), "--engine", "ray")
+    assert_one_line_error(code, err, "--engine ray scores with one run")
