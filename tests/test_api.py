@@ -19,13 +19,14 @@ from sentitune.errors import SentituneError
 from sentitune.run import Run
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
-         "tune", "presets")
+         "tune", "distill", "presets")
 
 
 def test_every_verb_is_a_function_with_the_cli_options():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     settings = {f for cls in sentitune.RunConfig().to_dict().values() for f in cls}
+    settings |= set(sentitune.DistillConfig.__dataclass_fields__)  # distill's own settings
     assert set(commands) == set(VERBS)
     for verb in VERBS:
         function = getattr(sentitune, verb)
