@@ -207,7 +207,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _is_run_dir(arg: str) -> bool:
     from pathlib import Path
 
-    return (Path(arg) / "labels.json").is_file()
+    try:
+        return (Path(arg) / "labels.json").is_file()
+    except OSError:  # a long text is no path
+        return False
 
 
 def _one_or_many(run_dirs: str | list[str]) -> str | list[str]:
