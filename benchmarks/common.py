@@ -36,6 +36,14 @@ def machine(load_start: tuple[float, ...] | None = None) -> dict:
     }
 
 
+def add_run_flags(parser, runs_dir: str) -> None:
+    """--runs-dir, --resume and --output: the flags of every benchmark that trains runs."""
+    parser.add_argument("--runs-dir", default=runs_dir)
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse finished runs, continue interrupted ones from checkpoints")
+    parser.add_argument("--output", help="also write the JSON here")
+
+
 def emit(result: dict, output: str | None) -> None:
     """Print the result as JSON, and save it to `output` when given."""
     text = json.dumps(result, indent=2)

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import emit, machine
+from common import add_run_flags, emit, machine
 
 SEEDS = (42, 43, 44)
 RECIPES = {
@@ -63,8 +63,8 @@ def sst2_unlabeled(runs: Path, teacher, n: int, seed: int) -> Path:
     """SST-2 training sentences no teacher trained on, without their labels, as a .txt."""
     from sentitune.dataset.sources import read_source
 
-    seen = set(teacher.rebuilt_splits().train["text"]) | set(
-        teacher.rebuilt_splits().validation["text"])
+    splits = teacher.rebuilt_splits()
+    seen = set(splits.train["text"]) | set(splits.validation["text"])
     frames, _, _ = read_source("sst2")
     texts = [t for t in dict.fromkeys(frames["train"]["text"]) if t not in seen]
     # Whole sentences, not the short phrases GLUE's training split also holds.
@@ -194,10 +194,7 @@ def run_dataset(name: str, runs: Path, resume: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--runs-dir", default="runs/distill")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse finished runs, continue interrupted ones from checkpoints")
-    parser.add_argument("--output", help="also write the JSON here")
+    add_run_flags(parser, "runs/distill")
     args = parser.parse_args()
     load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -24,7 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import emit, machine
+from common import add_run_flags, emit, machine
 
 RECIPES = {
     "sst2-full": {"preset": "sst2-minilm-full", "overrides": {}, "seeds": [42], "test": False},
@@ -87,10 +87,7 @@ def main() -> None:
                         help="extra settings for every recipe, e.g. truncation=head+tail")
     parser.add_argument("--seeds", nargs="+", type=int,
                         help="train each recipe once per seed (default: the recipe's own)")
-    parser.add_argument("--runs-dir", default="runs/reference")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse finished runs, continue interrupted ones from checkpoints")
-    parser.add_argument("--output", help="also write the JSON here")
+    add_run_flags(parser, "runs/reference")
     args = parser.parse_args()
     load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

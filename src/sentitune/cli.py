@@ -167,7 +167,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from sentitune.evaluation.evaluator import evaluate
 
-    result = evaluate(_one_or_many(args.run_dir), args.data, split=args.split, output=args.output,
+    result = evaluate(args.run_dir, args.data, split=args.split, output=args.output,
                       text_column=args.text_column, label_column=args.label_column,
                       batch_size=args.batch_size, slices=args.slice,
                       target_accuracy=args.target_accuracy, review_queue=args.review_queue,
@@ -213,20 +213,13 @@ def _is_run_dir(arg: str) -> bool:
         return False
 
 
-def _one_or_many(run_dirs: str | list[str]) -> str | list[str]:
-    """One run directory as itself; several as the list an ensemble is built from."""
-    if isinstance(run_dirs, str):
-        return run_dirs
-    return run_dirs[0] if len(run_dirs) == 1 else run_dirs
-
-
 def cmd_predict(args: argparse.Namespace) -> None:
     from sentitune.inference.scoring import predict
 
     runs, texts = [args.run_dir], list(args.texts)
     while texts and _is_run_dir(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
         runs.append(texts.pop(0))
-    found = predict(_one_or_many(runs), texts or None, input=args.input, output=args.output,
+    found = predict(runs, texts or None, input=args.input, output=args.output,
                     text_column=args.text_column, keep_columns=args.keep_columns,
                     batch_size=args.batch_size, review_threshold=args.review_threshold,
                     threshold=args.threshold, review_truncated=args.review_truncated,
@@ -257,7 +250,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
                                       "review_threshold", "review_truncated", "api_key",
                                       "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
-    serve(_one_or_many(args.run_dir), backend=args.backend, workers=args.workers,
+    serve(args.run_dir, backend=args.backend, workers=args.workers,
           long_text=args.long_text, stride=args.stride, **given)
 
 
@@ -305,7 +298,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
     taught = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
               if hasattr(args, f.name)}
-    result = distill(_one_or_many(args.teachers), args.output, resume=args.resume,
+    result = distill(args.teachers, args.output, resume=args.resume,
                      overwrite=args.overwrite, progress=not args.quiet, **taught,
                      **_settings(args))
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
@@ -341,6 +334,14 @@ def _long_text_flags(parser) -> None:
                "else a quarter of max length)")
 
 
+def _run_writing_flags(parser) -> None:
+    """What every verb that trains a run directory takes: --resume and --overwrite."""
+    _flag(parser, "--resume", action=argparse.BooleanOptionalAction, default=False,
+          help="continue an interrupted run from its last checkpoint")
+    _flag(parser, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
+          help="replace an existing run directory")
+
+
 def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
     if quiet:
         _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
@@ -365,10 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("train", help="fine-tune a model into a run directory")
     _flag(p, "--config", help=f"preset name ({presets}) or YAML file to start from")
     _flag(p, "--output", help="run directory to create (default: runs/DATA-MODEL)")
-    _flag(p, "--resume", action=argparse.BooleanOptionalAction, default=False,
-          help="continue an interrupted run from its last checkpoint")
-    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
-          help="replace an existing run directory")
+    _run_writing_flags(p)
     _common(p, quiet=True)
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
@@ -523,10 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("teachers", nargs="+", metavar="TEACHER_RUN",
                    help="run directories with the same labels; several teach as an ensemble")
     _flag(p, "--output", help="student run directory (default: TEACHER_RUN-student)")
-    _flag(p, "--resume", action=argparse.BooleanOptionalAction, default=False,
-          help="continue an interrupted distillation from its last checkpoint")
-    _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
-          help="replace an existing run directory")
+    _run_writing_flags(p)
     _common(p, quiet=True)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)

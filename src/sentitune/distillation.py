@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -275,8 +275,7 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                                            distill_settings.unlabeled_column,
                                            distill_settings.unlabeled_samples,
                                            config.training.seed)
-        distill_settings = DistillConfig(**{**asdict(distill_settings),
-                                            "unlabeled_column": column})
+        distill_settings = replace(distill_settings, unlabeled_column=column)
     teaching = Teaching(teacher, distill_settings, unlabeled, layers,
                         config.training.eval_batch_size, config.data.clean_html)
     if output is None:

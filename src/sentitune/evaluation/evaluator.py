@@ -62,7 +62,7 @@ from sentitune.evaluation.report import (
 )
 from sentitune.evaluation.slices import Slice, assign_slices, slice_metrics, text_slices
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.ensemble import check_members, load_classifier
+from sentitune.inference.ensemble import load_classifier, open_runs
 from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.plots import plot_confusion
 from sentitune.run import Run
@@ -244,13 +244,7 @@ def _members(run_dir, classifier: Classifier | None) -> list[Run]:
     """The runs being evaluated: one, or an ensemble's members (checked alike)."""
     if classifier is not None:
         return [m.run for m in getattr(classifier, "members", [classifier])]
-    dirs = [run_dir] if isinstance(run_dir, str | Path | Run) else list(run_dir)
-    if not dirs:
-        raise SentituneError("give at least one run directory")
-    runs = [d if isinstance(d, Run) else Run.open(d) for d in dirs]
-    if len(runs) > 1:
-        check_members(runs)
-    return runs
+    return open_runs(run_dir)
 
 
 def _warn_unshared_validation(members: list[Run]) -> None:

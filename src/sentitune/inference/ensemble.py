@@ -111,19 +111,25 @@ class Ensemble(Classifier):
         raise SentituneError("an ensemble scores whole texts; its members' windows differ")
 
 
+def open_runs(run_dirs: str | Path | Run | Sequence[str | Path | Run]) -> list[Run]:
+    """One run directory or several, opened; several are checked as ensemble members
+    before any model loads."""
+    if isinstance(run_dirs, str | Path | Run):
+        run_dirs = [run_dirs]
+    runs = [r if isinstance(r, Run) else Run.open(r) for r in run_dirs]
+    if not runs:
+        raise SentituneError("give at least one run directory")
+    if len(runs) > 1:
+        check_members(runs)
+    return runs
+
+
 def load_classifier(run_dirs: str | Path | Run | Sequence[str | Path | Run], *,
                     backend: str = "torch", device: str | None = None,
                     num_threads: int | None = None, long_text: str | None = None,
                     stride: int | None = None) -> Classifier:
     """One run as a Classifier, several as an Ensemble, each member with `backend`."""
-    if isinstance(run_dirs, str | Path | Run):
-        run_dirs = [run_dirs]
-    run_dirs = list(run_dirs)
-    if not run_dirs:
-        raise SentituneError("give at least one run directory")
-    runs = [r if isinstance(r, Run) else Run.open(r) for r in run_dirs]
-    if len(runs) > 1:
-        check_members(runs)  # before any model loads
+    runs = open_runs(run_dirs)
     members = [Classifier.from_pretrained(run, backend=backend, device=device,
                                           num_threads=num_threads, long_text=long_text,
                                           stride=stride) for run in runs]

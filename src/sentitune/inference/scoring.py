@@ -20,7 +20,7 @@ from sentitune.dataset.sources import iter_table
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.inference.columns import passthrough_columns, text_column_for
-from sentitune.inference.ensemble import Ensemble, load_classifier
+from sentitune.inference.ensemble import load_classifier
 
 if TYPE_CHECKING:
     from sentitune.inference.ray_engine import RayScores
@@ -128,14 +128,14 @@ def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
             raise SentituneError("--engine ray scores files: give --input DATA --output FILE")
         from sentitune.inference.ray_engine import score_with_ray
 
-        if isinstance(run_dir, Ensemble) or (not isinstance(run_dir, str | Path | Classifier)
-                                             and len(run_dir) > 1):
+        if isinstance(run_dir, Classifier):
+            members = getattr(run_dir, "members", [run_dir])
+            run_dir, backend = [m.run.path for m in members], run_dir.backend.name
+        runs = [run_dir] if isinstance(run_dir, str | Path) else list(run_dir)
+        if len(runs) > 1:
             raise SentituneError("--engine ray scores with one run; use --engine local for "
                                  "an ensemble")
-        if isinstance(run_dir, Classifier):
-            run_dir, backend = run_dir.run.path, run_dir.backend.name
-        elif not isinstance(run_dir, str | Path):
-            run_dir = run_dir[0]
+        run_dir = runs[0]
         return score_with_ray(run_dir, input, output, text_column=text_column,
                               keep_columns=keep_columns, batch_size=batch_size,
                               review_threshold=review_threshold, threshold=threshold,
