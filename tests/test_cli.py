@@ -78,16 +78,32 @@ def test_predict_texts_and_file(capsys, tmp_path, tiny_run_dir):
     target = tmp_path / "out.jsonl"
     code, out, _ = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
                            "--output", str(target), "--quiet")
-    assert code == 0 and "1 empty rows skipped" in out
+    assert code == 0 and "1 could not be scored" in out
     rows = [json.loads(line) for line in target.read_text().splitlines()]
-    assert [r["text"] for r in rows] == ["a superb film", "awful", "what a lovely story"]
+    # Every input row keeps its place; the blank one is marked, not dropped.
+    assert [r["text"] for r in rows] == ["a superb film", "", "awful", "what a lovely story"]
+    assert [r["error"] for r in rows] == [None, "empty text", None, None]
+    assert rows[1]["label"] is None and rows[1]["needs_review"] is True
+    errors = [json.loads(line) for line in
+              (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["row"], e["error"]) for e in errors] == [(1, "empty text")]
 
     csv_target = tmp_path / "out.csv"
     code, _, _ = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
                          "--output", str(csv_target), "--quiet")
-    frame = pd.read_csv(csv_target)
-    assert list(frame["text"]) == ["a superb film", "awful", "what a lovely story"]
-    assert {"label", "score", "needs_review", "p_positive", "p_negative"} <= set(frame.columns)
+    assert code == 0
+    frame = pd.read_csv(csv_target, keep_default_na=False)
+    assert list(frame["text"]) == ["a superb film", "", "awful", "what a lovely story"]
+    assert {"label", "score", "needs_review", "p_positive", "p_negative",
+            "error"} <= set(frame.columns)
+
+    parquet_target = tmp_path / "out.parquet"
+    code, _, _ = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                         "--output", str(parquet_target), "--quiet")
+    assert code == 0
+    table = pd.read_parquet(parquet_target)
+    assert list(table["label"].isna()) == [False, True, False, False]
+    assert list(table["label"].dropna()) == [r["label"] for r in rows if r["label"]]
 
 
 def test_predict_bad_input_writes_nothing(capsys, tmp_path, tiny_run_dir):

@@ -7,8 +7,9 @@
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
 `evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `presets`);
-`Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
-several as an `Ensemble`) and `Run` reads a run directory. No module is
+`score_file` is predict's file scoring. `Classifier` keeps a loaded model for repeated
+scoring (`Classifier.from_pretrained` loads one run, or several as an ensemble),
+`InferenceConfig` says how it answers, and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
 """
@@ -24,6 +25,7 @@ _EXPORTS = {
     "TrainingConfig": "sentitune.config",
     "TuneConfig": "sentitune.config",
     "DistillConfig": "sentitune.config",
+    "InferenceConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -36,14 +38,14 @@ _EXPORTS = {
     "check": "sentitune.evaluation.evaluator",
     "Classifier": "sentitune.inference.classifier",
     "predict": "sentitune.inference.scoring",
+    "score_file": "sentitune.inference.scoring",
     "export": "sentitune.exporting.run_export",
     "serve": "sentitune.server.app",
     "create_app": "sentitune.server.app",
     "compare": "sentitune.comparison",
     "tune": "sentitune.tuning",
     "distill": "sentitune.distillation",
-    "Ensemble": "sentitune.inference.ensemble",
-    "load_classifier": "sentitune.inference.ensemble",
+    "load_classifier": "sentitune.inference.classifier",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -27,13 +27,15 @@ from typing import Any
 from sentitune import __version__
 from sentitune.config import (
     LORA_SETTINGS,
-    OPTIONAL,
     SECTIONS,
     DistillConfig,
+    InferenceConfig,
     TuneConfig,
     available_presets,
 )
 from sentitune.errors import SentituneError
+from sentitune.run import Run
+from sentitune.server.settings import ServeSettings
 
 CLEARS = ("none", "all", "off")  # spellings of "no value" for an optional setting
 # Older spellings, still accepted but not listed: flag -> the flag it now is.
@@ -79,41 +81,53 @@ def _converter(kind: str, optional: bool):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = tuple(SECTIONS),
-                      skip: tuple[str, ...] = ()) -> None:
-    """One flag per setting; absent flags stay out of the namespace (default SUPPRESS), so
-    only what was typed overrides the preset."""
+                      skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
+    """One flag per setting (`only` those, none of `skip`); absent flags stay out of the
+    namespace (default SUPPRESS), so only what was typed overrides the preset or the
+    dataclass's default. A field without help text is no flag (a nested section)."""
     for section in sections:
         group = parser.add_argument_group(f"{section} settings")
         for f in dataclasses.fields(SECTIONS.get(section) or FLAG_ONLY_SECTIONS[section]):
-            if f.name in skip:
+            if f.name in skip or (only is not None and f.name not in only) \
+                    or "help" not in f.metadata:
                 continue
-            flag = "--data" if f.name == "dataset" else "--" + f.name.replace("_", "-")
-            kind = f.type if isinstance(f.type, str) else f.type.__name__
-            text, choices = f.metadata["help"], f.metadata.get("choices")
-            optional = f.name in OPTIONAL
-            shown = "" if f.default is None else f" (default: {f.default})"
-            common = {"dest": f.name, "default": argparse.SUPPRESS}
-            if "bool" in kind:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                   help=text + shown, **common)
-                continue
-            if kind.startswith("tuple"):  # several values: `--report-to mlflow tensorboard`
-                group.add_argument(flag, nargs="+", metavar="{" + ",".join(("none", *choices))
-                                   + "}", help=text + " (default: none)", **common)
-                continue
-            if choices:
-                values = [*choices, *(("none",) if optional else ())]
-                group.add_argument(flag, type=_converter("str", optional), choices=(
-                    *choices, *((None,) if optional else ())), metavar="{" + ",".join(values)
-                    + "}", help=text + shown, **common)
-                continue
-            group.add_argument(flag, type=_converter(kind, optional), help=text + shown,
-                               metavar=f.name.split("_")[-1].upper() + ("|none" if optional
-                                                                         else ""), **common)
+            _add_setting_flag(group, f)
+
+
+def _add_setting_flag(group, f: dataclasses.Field) -> None:
+    flag = f.metadata.get("flag") or ("--data" if f.name == "dataset"
+                                      else "--" + f.name.replace("_", "-"))
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    text, choices = f.metadata["help"], f.metadata.get("choices")
+    optional = "None" in kind  # "none" clears it
+    shown = "" if f.default in (None, dataclasses.MISSING) else f" (default: {f.default})"
+    common = {"dest": f.name, "default": argparse.SUPPRESS}
+    if "bool" in kind:
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text + shown,
+                           **common)
+    elif kind.startswith("tuple"):  # several values: `--report-to mlflow tensorboard`
+        group.add_argument(flag, nargs="+", metavar="{" + ",".join(("none", *choices)) + "}",
+                           help=text + " (default: none)", **common)
+    elif choices:
+        values = [*choices, *(("none",) if optional else ())]
+        group.add_argument(flag, type=_converter("str", optional), choices=(
+            *choices, *((None,) if optional else ())), metavar="{" + ",".join(values) + "}",
+            help=text + shown, **common)
+    else:
+        group.add_argument(flag, type=_converter(kind, optional), help=text + shown,
+                           metavar=f.name.split("_")[-1].upper() + ("|none" if optional
+                                                                     else ""), **common)
 
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
-FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig}
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "inference": InferenceConfig,
+                      "serve": ServeSettings}
+
+
+def _given(args: argparse.Namespace, section: type) -> dict[str, Any]:
+    """The settings of `section` (a config dataclass) typed on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(section)
+            if hasattr(args, f.name)}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,10 +183,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     result = evaluate(args.run_dir, args.data, split=args.split, output=args.output,
                       text_column=args.text_column, label_column=args.label_column,
-                      batch_size=args.batch_size, slices=args.slice,
-                      target_accuracy=args.target_accuracy, review_queue=args.review_queue,
-                      review_truncated=args.review_truncated, behavioral=args.behavioral,
-                      long_text=args.long_text, stride=args.stride)
+                      slices=args.slice, target_accuracy=args.target_accuracy,
+                      review_queue=args.review_queue, behavioral=args.behavioral,
+                      **_given(args, InferenceConfig))
     m = result.metrics
     shown = {k: m[k] for k in ("accuracy", "f1", "precision", "recall", "loss", "n",
                                "false_positives", "false_negatives", "f1_macro", "f1_weighted",
@@ -194,7 +207,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from sentitune.evaluation.evaluator import check, check_summary
 
     result = check(args.run_dir, args.output, max_failure_rate=args.max_failure_rate,
-                   examples=args.examples, batch_size=args.batch_size)
+                   examples=args.examples, **_given(args, InferenceConfig))
     print("\n".join(check_summary(result.results)))
     print(f"results saved to {result.output}")
     if result.failed:
@@ -204,54 +217,40 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_run_dir(arg: str) -> bool:
-    from pathlib import Path
-
-    try:
-        return (Path(arg) / "labels.json").is_file()
-    except OSError:  # a long text is no path
-        return False
-
-
 def cmd_predict(args: argparse.Namespace) -> None:
-    from sentitune.inference.scoring import predict
+    from sentitune.inference.scoring import predict, score_file
 
     runs, texts = [args.run_dir], list(args.texts)
-    while texts and _is_run_dir(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
+    while texts and Run.looks_like_run(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
         runs.append(texts.pop(0))
-    found = predict(runs, texts or None, input=args.input, output=args.output,
-                    text_column=args.text_column, keep_columns=args.keep_columns,
-                    batch_size=args.batch_size, review_threshold=args.review_threshold,
-                    threshold=args.threshold, review_truncated=args.review_truncated,
-                    backend=args.backend, progress=not args.quiet, engine=args.engine,
-                    address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
-                    long_text=args.long_text, stride=args.stride)
-    if isinstance(found, list):
-        for result in found:
+    settings = _given(args, InferenceConfig)
+    if args.input is None:
+        if args.engine != "local" or args.output is not None:
+            raise SentituneError("--engine and --output go with --input FILE")
+        for result in predict(runs, texts, **settings):
             print(json.dumps(result, ensure_ascii=False))
         return
-    if args.engine == "ray":
-        print(f"{found.texts} predictions written to {found.output} from column "
-              f"'{found.text_column}' by {found.actors} Ray actors ({found.needs_review} need "
-              f"review, {found.truncated} truncated); {found.errors} rows that could not be "
-              f"scored written to {found.errors_file}")
-        return
-    print(f"{found.texts} predictions written to {found.output} from column "
-          f"'{found.text_column}' ({found.needs_review} need review, {found.truncated} "
-          f"truncated, {found.empty} empty rows skipped)")
+    if texts:
+        raise SentituneError("give texts or --input FILE, not both")
+    if args.output is None:
+        raise SentituneError("--input needs --output FILE.jsonl, FILE.csv or FILE.parquet")
+    found = score_file(runs, args.input, args.output, text_column=args.text_column,
+                       keep_columns=args.keep_columns, engine=args.engine,
+                       address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
+                       progress=not args.quiet, **settings)
+    how = f" by {found.actors} Ray actors" if found.engine == "ray" else ""
+    print(f"{found.texts} rows written to {found.output} from column '{found.text_column}'"
+          f"{how} ({found.needs_review} need review, {found.truncated} truncated, "
+          f"{found.errors} could not be scored: marked in the output and listed in "
+          f"{found.errors_file})")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentitune.server.app import serve
 
-    # Only the flags given: ServeSettings holds the defaults (and the API key's env fallback).
-    given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
-                                      "max_batch_tokens", "max_queue_ms",
-                                      "review_threshold", "review_truncated", "api_key",
-                                      "micro_batching")
-             if (value := getattr(args, name)) not in (None, "")}
-    serve(args.run_dir, backend=args.backend, workers=args.workers,
-          long_text=args.long_text, stride=args.stride, **given)
+    # Only the flags given: ServeSettings and InferenceConfig hold the defaults.
+    serve(args.run_dir, workers=args.workers, **_given(args, ServeSettings),
+          **_given(args, InferenceConfig))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -275,10 +274,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     from sentitune.tuning import tune
 
-    search = {f.name: getattr(args, f.name) for f in dataclasses.fields(TuneConfig)
-              if hasattr(args, f.name)}
     result = tune(args.config, args.output, overwrite=args.overwrite, progress=not args.quiet,
-                  **search, **_settings(args))
+                  **_given(args, TuneConfig), **_settings(args))
     states = [row["state"] for row in result.trials]
     print(f"{len(states)} trials in {result.output} ({states.count('complete')} complete, "
           f"{states.count('pruned')} pruned, {states.count('fail')} failed); this session "
@@ -296,11 +293,9 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_distill(args: argparse.Namespace) -> None:
     from sentitune.distillation import distill
 
-    taught = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
-              if hasattr(args, f.name)}
     result = distill(args.teachers, args.output, resume=args.resume,
-                     overwrite=args.overwrite, progress=not args.quiet, **taught,
-                     **_settings(args))
+                     overwrite=args.overwrite, progress=not args.quiet,
+                     **_given(args, DistillConfig), **_settings(args))
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
     print(f"student saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
@@ -323,17 +318,6 @@ def _flag(parser, *names: str, **kwargs) -> None:
     parser.add_argument(*names, **kwargs)
 
 
-def _long_text_flags(parser) -> None:
-    from sentitune.config import LONG_TEXT_MODES
-
-    _flag(parser, "--long-text", choices=LONG_TEXT_MODES,
-          help="texts over max length: truncate (as the run was trained) or chunk (score "
-               "every overlapping window, average their logits); default: the run's")
-    _flag(parser, "--stride", type=int,
-          help="--long-text chunk: tokens neighbouring windows share (default: the run's, "
-               "else a quarter of max length)")
-
-
 def _run_writing_flags(parser) -> None:
     """What every verb that trains a run directory takes: --resume and --overwrite."""
     _flag(parser, "--resume", action=argparse.BooleanOptionalAction, default=False,
@@ -342,35 +326,49 @@ def _run_writing_flags(parser) -> None:
           help="replace an existing run directory")
 
 
-def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
-    if quiet:
-        _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
-              help="no progress bars")
-    if batch_size:
-        _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
+def _quiet_flag(parser) -> None:
+    _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
+          help="no progress bars")
+
+
+def _run_dirs_argument(parser, what: str) -> None:
+    parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
+                        help=f"a run directory made by `sentitune train`; several with the "
+                             f"same labels are {what} as one ensemble (mean probabilities)")
+
+
+# Which inference settings each verb that uses a trained run takes.
+EVALUATE_INFERENCE = ("backend", "batch_size", "long_text", "stride", "review_truncated")
+CHECK_INFERENCE = ("backend", "batch_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Names only: building the parser must not import torch (the ONNX paths never do).
-    from sentitune.inference.backends import BACKENDS
-    from sentitune.inference.scoring import ENGINES
-    from sentitune.run import QUANTIZE_CHOICES
-
     parser = argparse.ArgumentParser(
         prog="sentitune",
         description="Fine-tune transformers into sentiment classifiers and put them to work.")
     parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    presets = ", ".join(available_presets())
+    for add_verb in (_train_parser, _data_parser, _evaluate_parser, _check_parser,
+                     _predict_parser, _serve_parser, _export_parser, _compare_parser,
+                     _tune_parser, _distill_parser):
+        add_verb(commands)
+    commands.add_parser("presets", help="list the YAML presets").set_defaults(
+        func=cmd_presets)
+    return parser
 
+
+def _train_parser(commands) -> None:
     p = commands.add_parser("train", help="fine-tune a model into a run directory")
-    _flag(p, "--config", help=f"preset name ({presets}) or YAML file to start from")
+    _flag(p, "--config", help=f"preset name ({', '.join(available_presets())}) or YAML "
+                              "file to start from")
     _flag(p, "--output", help="run directory to create (default: runs/DATA-MODEL)")
     _run_writing_flags(p)
-    _common(p, quiet=True)
+    _quiet_flag(p)
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
+
+def _data_parser(commands) -> None:
     p = commands.add_parser("data", help="exploratory report on a dataset")
     p.add_argument("dataset_positional", nargs="?", metavar="DATA", help=argparse.SUPPRESS)
     _flag(p, "--config", help="preset whose data settings to start from")
@@ -380,10 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, ("data",))
     p.set_defaults(func=cmd_data)
 
+
+def _evaluate_parser(commands) -> None:
     p = commands.add_parser("evaluate", help="metrics of a run on a labelled split")
-    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
-                   help="a run directory made by `sentitune train`; several with the same "
-                        "labels are evaluated as one ensemble (mean probabilities)")
+    _run_dirs_argument(p, "evaluated")
     _flag(p, "--data", help="name or file (default: the run's own dataset)")
     _flag(p, "--split", choices=SPLITS,
           help="split to score (default: test if the data has one, else the run's own "
@@ -391,7 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
     _flag(p, "--text-column", help="text column of --data (default: guessed)")
     _flag(p, "--label-column", help="label column of --data (default: guessed)")
-    _common(p, batch_size=True)
     _flag(p, "--slice", action="append", default=[], metavar="NAME=REGEX",
           help="extra slice of texts matching REGEX (case-insensitive); repeatable")
     _flag(p, "--target-accuracy", type=float,
@@ -400,14 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--review-queue", metavar="FILE",
           help="write the examples below the review threshold, most uncertain first "
                "(.jsonl or .csv)")
-    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
-          help="save in the run's decision whether every text cut to max length goes to "
-               "review (default: keep the run's)")
     _flag(p, "--behavioral", action=argparse.BooleanOptionalAction, default=None,
           help="run the behavioural tests (default: on binary negative/positive runs)")
-    _long_text_flags(p)
+    _add_config_flags(p, ("inference",), only=EVALUATE_INFERENCE)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _check_parser(commands) -> None:
     p = commands.add_parser("check", help="behavioural tests of a binary run")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     _flag(p, "--output", help="JSON file for the results "
@@ -415,73 +411,58 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--max-failure-rate", type=float,
           help="exit with status 1 when any test fails more often than this")
     _flag(p, "--examples", type=int, default=5, help="failing cases kept per test")
-    _common(p, batch_size=True)
+    _add_config_flags(p, ("inference",), only=CHECK_INFERENCE)
     p.set_defaults(func=cmd_check)
+
+
+def _predict_parser(commands) -> None:
+    from sentitune.inference.rows import ENGINES, OUTPUT_SUFFIXES
 
     p = commands.add_parser("predict", help="classify texts or a file")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     p.add_argument("texts", nargs="*", help="texts to classify; run directories right after "
                                             "the first join it in an ensemble")
-    _flag(p, "--input", help="file to score: CSV/TSV/JSON/JSONL/parquet/TXT (optionally .gz)")
-    _flag(p, "--output", help="where to write results (.jsonl or .csv)")
+    _flag(p, "--input", help="file to score, or a folder of them: CSV/TSV/JSON/JSONL/"
+                             "parquet/TXT (optionally .gz); every row gets an output row")
+    _flag(p, "--output", help=f"where to write results ({'/'.join(OUTPUT_SUFFIXES)}); rows "
+                              "that cannot be scored also go to OUTPUT.errors.jsonl")
     _flag(p, "--text-column", help="column to score (default: the run's training column "
                                    "if present, else guessed)")
     _flag(p, "--keep-columns", action=argparse.BooleanOptionalAction, default=True,
           help="copy the input's other columns (e.g. an id) into the output")
-    _common(p, batch_size=True, quiet=True)
-    _flag(p, "--review-threshold", type=float,
-          help="flag predictions whose score is below this (default: the run's)")
-    _flag(p, "--threshold", type=float,
-          help="multi-label runs: one decision threshold for every label instead of the "
-               "per-label ones tuned on validation")
-    _flag(p, "--backend", default="torch", choices=BACKENDS,
-          help="inference engine; the onnx ones after `sentitune export`")
-    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
-          help="send every text cut to max length to review (default: the run's decision)")
+    _quiet_flag(p)
     _flag(p, "--engine", default="local", choices=ENGINES,
-          help="local: this process; ray: Ray Data over a pool of model actors (--input may "
-               "be a folder; output .jsonl/.csv/.parquet; pip install 'sentitune[ray]')")
+          help="local: this process; ray: Ray Data over a pool of model actors "
+               "(pip install 'sentitune[ray]')")
     _flag(p, "--address", help="--engine ray: the Ray cluster to run on, e.g. "
                                "ray://head:10001 (default: start a local Ray)")
     _flag(p, "--ray-cpus", type=int,
           help="--engine ray: CPUs of the local Ray (default: all of this machine's)")
     _flag(p, "--actors", type=int,
           help="--engine ray: model replicas, one CPU each (default: one per Ray CPU)")
-    _long_text_flags(p)
+    _add_config_flags(p, ("inference",))
     p.set_defaults(func=cmd_predict)
 
+
+def _serve_parser(commands) -> None:
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
-    p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
-                   help="a run directory made by `sentitune train`; several with the same "
-                        "labels are served as one ensemble (mean probabilities)")
-    _flag(p, "--host", help="address to bind (default: 127.0.0.1, local only)")
-    _flag(p, "--port", type=int, help="TCP port (default: 8000)")
+    _run_dirs_argument(p, "served")
     _flag(p, "--workers", type=int, default=1, help="processes, each with its own model")
-    _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine")
-    _flag(p, "--api-key", help="require this key (X-API-Key or Bearer); "
-                               "default: $SENTITUNE_API_KEY if set")
-    _flag(p, "--max-batch-size", type=int,
-          help="most texts grouped into one forward pass (default: 32)")
-    _flag(p, "--max-wait-ms", type=float,
-          help="longest a micro-batch waits for more requests (default: 5)")
-    _flag(p, "--max-batch-tokens", type=int,
-          help="most padded tokens in one forward pass, bounding its memory (default: 8192)")
-    _flag(p, "--max-queue-ms", type=float,
-          help="longest a request waits for the model before a 503 with Retry-After "
-               "(default: 10000)")
-    _flag(p, "--batching", dest="micro_batching", action=argparse.BooleanOptionalAction,
-          default=None, help="group concurrent requests into one forward pass (default: on)")
-    _flag(p, "--review-threshold", type=float, help="default: the run's own")
-    _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
-          help="send every text cut to max length to review (default: the run's decision)")
-    _long_text_flags(p)
+    _add_config_flags(p, ("serve",))
+    _add_config_flags(p, ("inference",), skip=("batch_size",))  # --max-batch-size serves
     p.set_defaults(func=cmd_serve)
+
+
+def _export_parser(commands) -> None:
+    from sentitune.run import QUANTIZE_CHOICES
 
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
     p.set_defaults(func=cmd_export)
 
+
+def _compare_parser(commands) -> None:
     p = commands.add_parser("compare", help="models and methods (full fine-tuning, LoRA) under "
                                             "identical settings")
     _flag(p, "--runs", nargs="+", metavar="RUN_DIR",
@@ -501,34 +482,35 @@ def build_parser() -> argparse.ArgumentParser:
           help="retrain runs already in OUTPUT/runs/ (default: reuse matching ones)")
     _flag(p, "--onnx", action=argparse.BooleanOptionalAction, default=False,
           help="export runs without an ONNX model first, so ONNX speed is measured too")
-    _common(p, quiet=True)
+    _quiet_flag(p)
     _add_config_flags(p, skip=("method", "learning_rate", "seed"))
     p.set_defaults(func=cmd_compare)
 
+
+def _tune_parser(commands) -> None:
     p = commands.add_parser("tune", help="search the learning rate and recipe with Optuna")
-    _flag(p, "--config", help=f"preset name ({presets}) or YAML file every trial starts from")
+    _flag(p, "--config", help=f"preset name ({', '.join(available_presets())}) or YAML file "
+                              "every trial starts from")
     _flag(p, "--output", help="tune directory: study.db, best.yaml, trials.csv, "
                               "score_vs_lr.png; an existing one resumes "
                               "(default: runs/tune-DATA-MODEL-METHOD)")
     _flag(p, "--overwrite", action=argparse.BooleanOptionalAction, default=False,
           help="start a new study instead of resuming the one in --output")
-    _common(p, quiet=True)
+    _quiet_flag(p)
     _add_config_flags(p, ("tune", *SECTIONS))
     p.set_defaults(func=cmd_tune)
 
+
+def _distill_parser(commands) -> None:
     p = commands.add_parser("distill", help="teach a smaller, faster student from fine-tuned "
                                             "runs (soft targets, unlabeled texts)")
     p.add_argument("teachers", nargs="+", metavar="TEACHER_RUN",
                    help="run directories with the same labels; several teach as an ensemble")
     _flag(p, "--output", help="student run directory (default: TEACHER_RUN-student)")
     _run_writing_flags(p)
-    _common(p, quiet=True)
+    _quiet_flag(p)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)
-
-    p = commands.add_parser("presets", help="list the YAML presets")
-    p.set_defaults(func=cmd_presets)
-    return parser
 
 
 def _boolean_flags(parser: argparse.ArgumentParser) -> set[str]:

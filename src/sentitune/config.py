@@ -1,10 +1,12 @@
-"""Typed, frozen configuration: what a run was asked to do.
+"""Typed, frozen configuration: what a run was asked to do, and how a run answers.
 
 Three sections (data, model, training) with a help string on every field. The same
 dataclasses are filled from a YAML preset shipped in `sentitune/presets/`, then from
 command-line flags,
 and the resolved result is saved in every run directory, so a run can be repeated
-from its `config.yaml` alone.
+from its `config.yaml` alone. `InferenceConfig` is the same for the verbs that use a
+trained run (predict, evaluate, check, serve): not saved in a run, its None values mean
+"the run's own setting".
 """
 
 from __future__ import annotations
@@ -26,22 +28,27 @@ METHODS = ("full", "lora")
 # (benchmarks/results/compare-minilm-sst2-cpu).
 DEFAULT_LEARNING_RATES = {"full": 5e-5, "lora": 2e-3}
 # Which tokens of a long text the model sees, and how inference may score all of them
-# (sentitune.truncation holds the rules; the names are repeated here so that reading a
-# config never imports tokenizers).
+# (sentitune.truncation holds the rules; the names live here so that reading a config
+# never imports tokenizers).
 TRUNCATIONS = ("head", "tail", "head+tail")
 LONG_TEXT_MODES = ("truncate", "chunk")
 # The transformers scheduler behind each --scheduler; every one warms up first.
 SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # The training settings that only --method lora reads.
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_lora")
+# Inference engines (sentitune.inference.backends; named here so that building the CLI
+# never imports torch).
+BACKENDS = ("torch", "torch-bf16", "adapter", "onnx", "onnx-int8")
 # Experiment trackers `--report-to` hands to the Trainer (sentitune.tracking adds the rest).
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
-def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None) -> Any:
+def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None, *,
+          flag: str | None = None) -> Any:
     """A field with its help text (shown by `--help`; the CLI adds the default) and, for
-    an enumeration, its choices. A None default is described in the help text itself."""
-    return field(default=default, metadata={"help": text, "choices": choices})
+    an enumeration, its choices; `flag` names its CLI flag when that is not --FIELD-NAME.
+    A None default is described in the help text itself."""
+    return field(default=default, metadata={"help": text, "choices": choices, "flag": flag})
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,73 @@ class DistillConfig:
         "to cross-entropy on the hard labels, where a row has one.", 0.5)
 
 
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a trained run answers in `predict`, `evaluate`, `check` and `serve`.
+
+    None means the run's own setting (config.yaml for the long-text ones, decision.json
+    for the review ones); `Classifier` resolves it once, when it loads.
+    """
+
+    backend: str = _help(
+        "Inference engine: torch, torch-bf16 (bf16 autocast), adapter (a LoRA adapter on "
+        "its base), onnx or onnx-int8 (after `sentitune export`).", "torch", BACKENDS)
+    batch_size: int = _help("Texts per forward pass.", 64)
+    long_text: str | None = _help(
+        "Texts over max length: truncate (as the run was trained) or chunk (score every "
+        "overlapping window, average their logits); none: the run's.", None, LONG_TEXT_MODES)
+    stride: int | None = _help(
+        "--long-text chunk: tokens neighbouring windows share; none: the run's, else a "
+        "quarter of max length.")
+    review_threshold: float | None = _help(
+        "Flag answers whose score is below this for review; none: the run's (see evaluate "
+        "--target-accuracy).")
+    threshold: float | None = _help(
+        "Multi-label runs: one decision threshold for every label instead of the per-label "
+        "ones tuned on validation; none: the tuned ones.")
+    review_truncated: bool | None = _help(
+        "Send every text cut to max length to review; none: the run's decision (evaluate "
+        "saves it in the run).")
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        if self.batch_size <= 0:
+            raise SentituneError(f"--batch-size must be > 0, got {self.batch_size}")
+        if self.stride is not None and self.stride < 0:
+            raise SentituneError(f"--stride must be >= 0, got {self.stride}")
+        if self.review_threshold is not None and not 0 <= self.review_threshold <= 1:
+            raise SentituneError(f"--review-threshold must be between 0 and 1, got "
+                                 f"{self.review_threshold}")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise SentituneError(f"--threshold must be between 0 and 1, got {self.threshold}")
+
+    def replace(self, **settings: Any) -> InferenceConfig:
+        """A copy with the settings given (None: keep this one's)."""
+        given = {k: v for k, v in settings.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in fields(self)})
+        if unknown:
+            raise SentituneError(f"unknown inference setting {', '.join(unknown)}; the "
+                                 f"settings are {', '.join(f.name for f in fields(self))}")
+        return dataclasses.replace(self, **given)
+
+
+def inference_config(config: InferenceConfig | None = None, **settings: Any) -> InferenceConfig:
+    """`config` (default: every setting the run's own) with flat `setting=value` overrides,
+    as `sentitune predict --setting value`."""
+    return (config or InferenceConfig()).replace(**settings)
+
+
+def _check_choices(section: Any) -> None:
+    """Every enumerated setting of `section` is one of its choices (or None)."""
+    for f in fields(section):
+        choices = f.metadata.get("choices")
+        value = getattr(section, f.name)
+        for one in value if isinstance(value, tuple) else (value,):
+            if choices and one is not None and one not in choices:
+                raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
+                                     f"{', '.join(choices)}, not '{one}'")
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
@@ -293,14 +367,8 @@ def validate(config: RunConfig) -> RunConfig:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
     config = config.replace(report_to=trackers(t.report_to))
     checkpoint_interval(t.checkpoint_every)
-    for section in (d, config.training):
-        for f in fields(section):
-            choices = f.metadata.get("choices")
-            value = getattr(section, f.name)
-            for one in value if isinstance(value, tuple) else (value,):
-                if choices and one is not None and one not in choices:
-                    raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
-                                         f"{', '.join(choices)}, not '{one}'")
+    _check_choices(d)
+    _check_choices(config.training)
     return config
 
 

@@ -16,7 +16,8 @@ it, evaluate chooses a review threshold with it) calls it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +36,40 @@ class Decision:
     # A text cut to max_length was judged on its start only: with this on, it always goes
     # to a person, however confident the model is.
     review_truncated: bool = False
+
+
+def combined_decision(decisions: Sequence[Decision]) -> Decision:
+    """The decision of several runs answering as one (an ensemble): the first one's review
+    threshold, the mean of the multi-label thresholds, and review of truncated texts when
+    any member asks for it. The temperatures are already folded into each member's head."""
+    if len(decisions) == 1:
+        return decisions[0]
+    cuts = [d.label_thresholds for d in decisions]
+    return Decision(
+        review_threshold=decisions[0].review_threshold,
+        label_thresholds=(np.mean(cuts, axis=0).round(6).tolist()
+                          if all(c is not None for c in cuts) else None),
+        temperature=1.0,
+        review_truncated=any(d.review_truncated for d in decisions))
+
+
+def overridden(decision: Decision, task: str, n_labels: int, *,
+               review_threshold: float | None = None, threshold: float | None = None,
+               review_truncated: bool | None = None) -> Decision:
+    """`decision` with the settings given in place of its own (None: keep its own).
+    `threshold` sets every multi-label decision threshold and is refused for other tasks."""
+    if threshold is not None and task != "multilabel":
+        raise SentituneError(
+            f"a decision threshold applies to multi-label runs; this run is {task} "
+            "(its label is the most probable class); use --review-threshold instead")
+    if review_threshold is None and not 0 <= decision.review_threshold <= 1:
+        raise SentituneError(f"the run's review threshold {decision.review_threshold} is not "
+                             "between 0 and 1 (decision.json); give --review-threshold or "
+                             "rerun `sentitune evaluate --target-accuracy`")
+    changes = {"review_threshold": review_threshold, "review_truncated": review_truncated,
+               "label_thresholds": (None if threshold is None
+                                    else label_cuts(decision, n_labels, threshold).tolist())}
+    return replace(decision, **{k: v for k, v in changes.items() if v is not None})
 
 
 def accept_cut(review_threshold: float, task: str) -> float:

@@ -32,7 +32,6 @@ from sentitune.dataset.sources import BUILTINS, TEXT_COLUMNS, data_dir, read_tab
 from sentitune.dataset.splits import Splits, clean_text
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.ensemble import load_classifier
 from sentitune.metrics import probabilities
 from sentitune.run import Run
 
@@ -195,8 +194,8 @@ class Teaching:
 
     def record(self) -> dict[str, Any]:
         """What the student's config.yaml and card say about how it was taught."""
-        members = getattr(self.teacher, "members", [self.teacher])
-        return {"teachers": [str(m.run.path) for m in members], **asdict(self.settings),
+        return {"teachers": [str(m.run.path) for m in self.teacher.members],
+                **asdict(self.settings),
                 "layers": self.layers, **self.facts,
                 "soft_targets": "each teacher's own tokenization (max length "
                                 f"{self.teacher.max_length}, truncation "
@@ -265,8 +264,9 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
     distill_settings = DistillConfig(**{k: v for k, v in settings.items() if k in names})
     overrides = {k: v for k, v in settings.items() if k not in names}
     _validate(distill_settings)
-    teacher = load_classifier(teachers)  # refuses members with other labels, before any work
-    first = getattr(teacher, "members", [teacher])[0].run
+    # Refuses members with other labels, before any work.
+    teacher = Classifier.from_pretrained(teachers)
+    first = teacher.run
     model, layers = parse_student(distill_settings.student, first)
     unlabeled: list[str] = []
     config = first.config.replace(model=model, method="full", **overrides)

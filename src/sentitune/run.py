@@ -73,6 +73,27 @@ class Run:
 
     # ------------------------------------------------------------- opening
 
+    @staticmethod
+    def looks_like_run(path: str | Path) -> bool:
+        """Whether `path` names a run directory (it has labels.json); never raises, so any
+        string, a long text included, can be asked."""
+        try:
+            return (Path(path) / "labels.json").is_file()
+        except OSError:  # a long text is no path
+            return False
+
+    @staticmethod
+    def staging_path(output: str | Path) -> Path:
+        """Where the run for `output` is built until it is complete."""
+        output = Path(output)
+        return output.with_name(output.name + ".partial")
+
+    @classmethod
+    def remove(cls, output: str | Path) -> None:
+        """Delete the run at `output` and its staging folder, whatever state they are in."""
+        shutil.rmtree(output, ignore_errors=True)
+        shutil.rmtree(cls.staging_path(output), ignore_errors=True)
+
     @classmethod
     def open(cls, path: str | Path) -> Run:
         """A finished run; a SentituneError says what is missing or damaged."""
@@ -97,7 +118,7 @@ class Run:
     def stage(cls, output: str | Path, *, resume: bool = False, overwrite: bool = False) -> Run:
         """An empty (or, with `resume`, the interrupted) staging run for `output`."""
         output = Path(output)
-        staging = output.with_name(output.name + ".partial")
+        staging = cls.staging_path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         lock = RunLock.acquire(output.with_name(output.name + ".lock"))
         try:

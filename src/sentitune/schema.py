@@ -16,7 +16,16 @@ per overlapping window of a text over max_length (their logits averaged).
 `label` (it equals `probabilities[label]`), or for multi-label runs the distance of the
 label probability nearest its decision threshold. Probabilities and scores are rounded to
 `DIGITS` decimals. Evaluation records add `true_label` (or `true_labels`), `correct` and
-`slices`. In CSV files lists are joined with `|` and `probabilities` become one
+`slices`.
+
+A text that cannot be scored (empty or only whitespace; in a file also a cell that is not
+text or bytes that are not UTF-8) still gets its record, so results line up with the
+input one to one: `unscored` gives it the same fields with no answer (`label` null, or
+`labels` empty; `score` null; every probability null; `windows` 0), `needs_review` true
+and an `error` saying why. Only such records carry `error` in the Python API; predict's
+output files have an `error` column on every row (empty when the row was scored).
+
+In CSV files lists are joined with `|` and `probabilities` become one
 `p_LABEL` column per label (`flat_row`).
 """
 
@@ -30,7 +39,7 @@ from pydantic import BaseModel, Field
 
 DIGITS = 6
 FIELDS = ("text", "label", "labels", "score", "probabilities", "needs_review", "truncated",
-          "windows")
+          "windows", "error")
 
 
 class SingleLabelPrediction(BaseModel):
@@ -73,6 +82,18 @@ def prediction(text: str, labels: Sequence[str], probs: np.ndarray, *, chosen: A
     record["truncated"] = bool(truncated)
     record["windows"] = int(windows)
     return record
+
+
+def unscored(text: Any, labels: Sequence[str], task: str, reason: str) -> dict[str, Any]:
+    """The record of a text that could not be scored (see the module docstring)."""
+    record: dict[str, Any] = {"text": text if isinstance(text, str) else None}
+    if task == "multilabel":
+        record["labels"] = []
+    else:
+        record["label"] = None
+    return record | {"score": None, "probabilities": dict.fromkeys(labels),
+                     "needs_review": True, "truncated": False, "windows": 0,
+                     "error": reason}
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sentitune.config import TRUNCATIONS
 from sentitune.errors import SentituneError
 
-TRUNCATIONS = ("head", "tail", "head+tail")
-LONG_TEXT_MODES = ("truncate", "chunk")
 HEAD_SHARE = 0.25  # of the token budget, for head+tail (Sun et al.: 128 of 510)
 
 

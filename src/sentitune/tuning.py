@@ -39,6 +39,7 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.errors import SentituneError
+from sentitune.run import Run
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "sentitune"
@@ -307,8 +308,7 @@ def _objective(optuna, output: Path, base: RunConfig, space: Sequence[Param], pr
                                callbacks=callbacks)
         finally:
             trial.set_user_attr("duration_s", round(time.perf_counter() - started, 2))
-            shutil.rmtree(run_dir, ignore_errors=True)
-            shutil.rmtree(run_dir.with_name(run_dir.name + ".partial"), ignore_errors=True)
+            Run.remove(run_dir)
         validation = result.metrics["validation"]
         trial.set_user_attr("accuracy", validation["accuracy"])
         trial.set_user_attr("epochs_run", result.metrics["epochs_run"])

@@ -32,22 +32,23 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sentitune import files, schema
 from sentitune.calibration import expected_calibration_error, reliability_bins
+from sentitune.config import InferenceConfig, inference_config
 from sentitune.dataset.sources import available_splits
 from sentitune.dataset.splits import load_eval_split
 from sentitune.decision import (
+    Decision,
     accept_cut,
     coverage_accuracy_curve,
-    decide,
-    review_confidence,
     review_stats,
     threshold_for_target,
 )
@@ -62,7 +63,7 @@ from sentitune.evaluation.report import (
 )
 from sentitune.evaluation.slices import Slice, assign_slices, slice_metrics, text_slices
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.ensemble import load_classifier, open_runs
+from sentitune.inference.ensemble import open_runs
 from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.plots import plot_confusion
 from sentitune.run import Run
@@ -118,133 +119,153 @@ def evaluate(
     output: str | Path | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
-    batch_size: int = 64,
     classifier: Classifier | None = None,
     slices: Sequence[Slice | str] = (),
     target_accuracy: float | None = None,
     review_queue: str | Path | None = None,
-    review_truncated: bool | None = None,
     behavioral: bool | None = None,
-    long_text: str | None = None,
-    stride: int | None = None,
+    config: InferenceConfig | None = None,
+    **settings: Any,
 ) -> EvalResult:
     """Evaluate a run on `data` (default: its own dataset; see `evaluation_rows`).
 
     `slices` add user slices (`Slice` objects or `NAME=REGEX` strings); `target_accuracy`
     picks and saves the review threshold (see the module docstring); `review_queue` (.jsonl
     or .csv) receives every example of the evaluated split below the threshold, most
-    uncertain first; `review_truncated` decides (and saves in the run's decision) whether
-    texts cut to max length always go to review; `behavioral` runs the behavioural tests
-    (None: on binary runs with negative/positive labels); `long_text` and `stride` replace
-    the run's long-text settings (`truncate` or `chunk`, see sentitune.truncation).
-    Several run directories are evaluated as one ensemble (`sentitune.inference.ensemble`).
+    uncertain first; `behavioral` runs the behavioural tests (None: on binary runs with
+    negative/positive labels). `config` and the flat `settings` are InferenceConfig fields
+    (batch_size, backend, long_text, stride, review_truncated); a `review_truncated` given
+    is saved in the run's decision. Several run directories are evaluated as one ensemble.
     """
-    members = _members(run_dir, classifier)
+    config = inference_config(config or (classifier.config if classifier else None),
+                              **settings)
+    members = [m.run for m in classifier.members] if classifier else open_runs(run_dir)
     run = members[0]
-    task, labels = run.task, run.labels
+    extra_slices = _check_options(members, config, slices, target_accuracy, review_queue,
+                                  behavioral)
+    skipped = None if behavioral else _why_no_behavioral(run.task, run.labels, behavioral)
+
+    frame, data, split = evaluation_rows(run, data, split, text_column, label_column)
+    validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
+    if len(members) > 1 and split == "validation":
+        _warn_unshared_validation(members)
+    classifier = classifier or Classifier.from_pretrained(members, config)
+    decision = classifier.decision_for(config)
+    texts = list(frame["text"])
+    scores, raw_logits = _score(classifier, texts, list(frame["label"]), config.batch_size,
+                                decision)
+    found, slice_lists, lengths, bins = _measure(classifier, texts, scores, raw_logits,
+                                                 extra_slices)
+    threshold, review = _choose_threshold(classifier, scores, texts, validation,
+                                          target_accuracy, config.batch_size, decision)
+    accepted = scores.review >= accept_cut(threshold, run.task)
+    found["review"] = {"threshold": threshold, "review_truncated": decision.review_truncated,
+                       **review_stats(scores.review, scores.correct, threshold, run.task),
+                       "queued": int((~accepted).sum()), **review}
+    found["behavioral"] = ({"skipped": skipped} if skipped is not None else
+                           run_behavioral_tests(lambda batch: classifier.predict_proba(
+                               batch, config.batch_size), run.labels))
+
+    def record(i: int) -> dict:
+        return _record(texts[i], i, scores, run.labels, run.task, threshold, slice_lists[i])
+
+    out_dir = _output_dir(output, members, classifier, data, split)
+    summary = {"run": str(run.path) if len(members) == 1 else [str(m.path) for m in members],
+               "data": data, "split": split}
+    queue_path = _write_results(out_dir, run, classifier, summary | found, scores, bins,
+                                lengths, record, review_queue, accepted)
+    changes = {"review_threshold": threshold} if target_accuracy is not None else {}
+    if decision.review_truncated != run.decision.review_truncated:
+        changes["review_truncated"] = decision.review_truncated
+    if changes and len(members) == 1:  # an ensemble's decision is its members' own
+        run.update_decision(**changes)
+    return EvalResult(out_dir, summary | found, queue_path)
+
+
+def _check_options(members: list[Run], config: InferenceConfig, slices: Sequence[Slice | str],
+                   target_accuracy: float | None, review_queue: str | Path | None,
+                   behavioral: bool | None) -> list[Slice]:
+    """Every option checked before data or model load, so a typo costs nothing; the user
+    slices parsed."""
     extra_slices = [parse_slice(s) if isinstance(s, str) else s for s in slices]
-    # Every option is checked before data or model load, so a typo costs nothing.
     if target_accuracy is not None and not 0 < target_accuracy <= 1:
         raise SentituneError(f"--target-accuracy must be in (0, 1], got {target_accuracy}")
     if review_queue is not None and Path(review_queue).suffix.lower() not in QUEUE_SUFFIXES:
         raise SentituneError(
             f"--review-queue must end in .jsonl or .csv, not '{Path(review_queue).name}'")
     text_slices(extra_slices)  # bad names or regexes fail here
-    if len(members) > 1 and (target_accuracy is not None or review_truncated is not None):
+    if len(members) > 1 and (target_accuracy is not None
+                             or config.review_truncated is not None):
         raise SentituneError("--target-accuracy and --review-truncated save a decision in a "
                              "run; an ensemble has none of its own: give --review-threshold "
                              "and --review-truncated to predict or serve instead")
     if behavioral:
-        _require_behavioral(run, "--behavioral")
-    skipped = None if behavioral else _why_no_behavioral(task, labels, behavioral)
+        _require_behavioral(members[0], "--behavioral")
+    return extra_slices
 
-    frame, data, split = evaluation_rows(run, data, split, text_column, label_column)
-    validation = (run.rebuilt_splits().validation if target_accuracy is not None else None)
 
-    if len(members) > 1 and split == "validation":
-        _warn_unshared_validation(members)
-    classifier = classifier or load_classifier(members, long_text=long_text, stride=stride)
-    if review_truncated is None:
-        review_truncated = classifier.decision.review_truncated
-    texts = list(frame["text"])
-    scores, raw_logits = _score(classifier, texts, list(frame["label"]), batch_size,
-                                review_truncated)
+def _measure(classifier: Classifier, texts: list[str], scores: _Scores,
+             raw_logits: np.ndarray, extra_slices: list[Slice]
+             ) -> tuple[dict, list[list[str]], list[int], list[dict]]:
+    """The headline metrics, slices, calibration and long-text facts of `scores`; also each
+    text's slices, its length in tokens and the reliability bins."""
+    task, labels = classifier.task, classifier.labels
     thresholds = classifier.decision.label_thresholds
     found = classification_metrics(scores.y_true, scores.probs, task, labels,
                                    None if thresholds is None else np.asarray(thresholds))
     if task == "binary":  # rows are the true class, columns the predicted one
         found["false_positives"] = found["confusion_matrix"][0][1]
         found["false_negatives"] = found["confusion_matrix"][1][0]
-
-    lengths = classifier.encoder.token_lengths(run.preprocess(texts))
+    lengths = classifier.encoder.token_lengths(classifier.run.preprocess(texts))
     slice_lists = assign_slices(
         texts, lengths, classifier.max_length,
         None if task == "multilabel" else list(scores.y_true), labels, extra_slices)
     found["slices"] = slice_metrics(slice_lists, scores.y_true, scores.y_pred, labels)
     found["calibration"], bins = _calibration(scores, raw_logits, task,
                                               classifier.decision.temperature)
-
-    threshold, review = _choose_threshold(classifier, scores, texts, validation,
-                                          target_accuracy, batch_size, review_truncated)
-    accepted = scores.review >= accept_cut(threshold, task)
-    found["review"] = {"threshold": threshold, "review_truncated": review_truncated,
-                       **review_stats(scores.review, scores.correct, threshold, task),
-                       "queued": int((~accepted).sum()), **review}
     found["long_text"] = {"truncation": classifier.encoder.truncation,
                           "mode": classifier.long_text, "stride": classifier.stride,
                           "texts_over_max_length": int(sum(n > classifier.max_length
                                                            for n in lengths)),
                           "windows": int(scores.windows.sum())}
+    return found, slice_lists, lengths, bins
 
-    if skipped is None:
-        found["behavioral"] = run_behavioral_tests(
-            lambda batch: classifier.predict_proba(batch, batch_size), labels)
-    else:
-        found["behavioral"] = {"skipped": skipped}
 
-    def record(i: int) -> dict:
-        return _record(texts[i], i, scores, labels, task, threshold, slice_lists[i])
+def _output_dir(output: str | Path | None, members: list[Run], classifier: Classifier,
+                data: str, split: str) -> Path:
+    """OUTPUT, else RUN_DIR/eval-DATA-SPLIT (an ensemble's beside its first member)."""
+    name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
+    if output:
+        return Path(output)
+    if len(members) > 1:  # not inside one member: it is none of theirs
+        return members[0].path.parent / f"ensemble-{classifier.name}" / name
+    return members[0].path / name
 
+
+def _write_results(out_dir: Path, run: Run, classifier: Classifier, found: dict,
+                   scores: _Scores, bins: list[dict], lengths: list[int],
+                   record: Callable[[int], dict], review_queue: str | Path | None,
+                   accepted: np.ndarray) -> Path | None:
+    """metrics.json, errors.jsonl, the figures and the report (and the review queue, when
+    asked for: its path)."""
     mistakes = [{"kind": "confident_mistake", **record(i)} for i in
                 _by_confidence(scores, ~scores.correct, descending=True)[:ERRORS_PER_KIND]]
     uncertain = [{"kind": "uncertain_correct", **record(i)}
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
-
-    # Everything is computed; only writing is left.
-    name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
-    if output:
-        out_dir = Path(output)
-    elif len(members) > 1:  # not inside one member: it is none of theirs
-        out_dir = run.path.parent / f"ensemble-{classifier.name}" / name
-    else:
-        out_dir = run.path / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"run": str(run.path) if len(members) == 1 else [str(m.path) for m in members],
-               "data": data, "split": split}
-    figures = _figures(run, out_dir, found, labels, scores, bins, lengths)
+    figures = _figures(run, out_dir, found, classifier.labels, scores, bins, lengths)
     files.write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
     queue_path = None
     if review_queue is not None:
         queue_path = Path(review_queue)
         _write_records(queue_path, [record(i) for i in _by_confidence(scores, ~accepted)],
                        columns=list(schema.flat_row(record(0))))
-    files.write_json(out_dir / "metrics.json", summary | found)
-    shown = run.path.name if len(members) == 1 else f"ensemble {classifier.name}"
-    write_report(out_dir, found, figures, f"{shown} on {data} ({split})",
-                 _report_summary(run, summary), mistakes)
-    changes = {"review_threshold": threshold} if target_accuracy is not None else {}
-    if review_truncated != run.decision.review_truncated:
-        changes["review_truncated"] = review_truncated
-    if changes and len(members) == 1:  # an ensemble's decision is its members' own
-        run.update_decision(**changes)
-    return EvalResult(out_dir, summary | found, queue_path)
-
-
-def _members(run_dir, classifier: Classifier | None) -> list[Run]:
-    """The runs being evaluated: one, or an ensemble's members (checked alike)."""
-    if classifier is not None:
-        return [m.run for m in getattr(classifier, "members", [classifier])]
-    return open_runs(run_dir)
+    files.write_json(out_dir / "metrics.json", found)
+    shown = (run.path.name if len(classifier.members) == 1
+             else f"ensemble {classifier.name}")
+    write_report(out_dir, found, figures, f"{shown} on {found['data']} ({found['split']})",
+                 _report_summary(run, found), mistakes)
+    return queue_path
 
 
 def _warn_unshared_validation(members: list[Run]) -> None:
@@ -293,22 +314,24 @@ def check(
     *,
     max_failure_rate: float | None = None,
     examples: int = 5,
-    batch_size: int = 64,
     classifier: Classifier | None = None,
+    config: InferenceConfig | None = None,
+    **settings: Any,
 ) -> CheckResult:
     """Run the behavioural tests on a binary run; write RUN_DIR/check/behavioral.json.
 
     A test fails the check when its failure rate is above `max_failure_rate` (no gate
     when None); the names of those tests are in `failed`. `examples` failing cases are
-    kept per test.
+    kept per test. `config` and `settings`: InferenceConfig fields (backend, batch_size).
     """
+    config = inference_config(config, **settings)
     run = classifier.run if classifier is not None else Run.open(run_dir)
     _require_behavioral(run, "sentitune check")
     if max_failure_rate is not None and not 0 <= max_failure_rate <= 1:
         raise SentituneError(f"--max-failure-rate must be in [0, 1], got {max_failure_rate}")
-    classifier = classifier or Classifier.from_pretrained(run)
+    classifier = classifier or Classifier.from_pretrained(run, config)
     results = run_behavioral_tests(
-        lambda batch: classifier.predict_proba(batch, batch_size), run.labels, examples)
+        lambda batch: classifier.predict_proba(batch, config.batch_size), run.labels, examples)
     failed = [] if max_failure_rate is None else [
         t["name"] for t in results["tests"] if t["failure_rate"] > max_failure_rate]
     results |= {"max_failure_rate": max_failure_rate, "failed": failed}
@@ -339,23 +362,20 @@ def check_summary(results: dict) -> list[str]:
 
 
 def _score(classifier: Classifier, texts: list[str], labels: list, batch_size: int,
-           review_truncated: bool) -> tuple[_Scores, np.ndarray]:
-    """The classifier's answers on `texts`, and its raw logits (before the temperature)."""
-    task = classifier.task
+           decision: Decision) -> tuple[_Scores, np.ndarray]:
+    """The classifier's answers on `texts` under `decision`, and its raw logits (before the
+    temperature)."""
     logits, truncated, windows = classifier.scored(texts, batch_size)
-    logits = logits.astype(np.float64)  # as Classifier.predict does, so thresholds agree
-    probs = probabilities(logits, task)
-    cuts = classifier.label_thresholds() if task == "multilabel" else None
-    y_pred, confidence = decide(probs, task, cuts)
-    if task == "multilabel":
+    answers = classifier.decide(logits, truncated, decision)
+    if classifier.task == "multilabel":
         y_true = multi_hot(labels, len(classifier.labels)).astype(int)
-        correct = (y_true == y_pred).all(axis=1)
+        correct = (y_true == answers.chosen).all(axis=1)
     else:
         y_true = np.asarray(labels, dtype=int)
-        correct = y_pred == y_true
-    scores = _Scores(probs, y_true, y_pred, confidence, correct, truncated,
-                     review_confidence(confidence, truncated, review_truncated), windows)
-    return scores, logits * classifier.decision.temperature
+        correct = answers.chosen == y_true
+    scores = _Scores(answers.probs, y_true, answers.chosen, answers.confidence, correct,
+                     truncated, answers.review, windows)
+    return scores, logits.astype(np.float64) * decision.temperature
 
 
 def _calibration(scores: _Scores, raw_logits: np.ndarray, task: str,
@@ -379,14 +399,14 @@ def _calibration(scores: _Scores, raw_logits: np.ndarray, task: str,
 
 def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
                       validation: pd.DataFrame | None, target: float | None,
-                      batch_size: int, review_truncated: bool) -> tuple[float, dict]:
+                      batch_size: int, decision: Decision) -> tuple[float, dict]:
     """The review threshold in force, and how it was chosen (with its validation numbers)."""
     if validation is None:
-        return classifier.decision.review_threshold, {"source": "run default"}
+        return decision.review_threshold, {"source": "run default"}
     task = classifier.task
     val_scores = (scores if list(validation["text"]) == texts else
                   _score(classifier, list(validation["text"]), list(validation["label"]),
-                         batch_size, review_truncated)[0])
+                         batch_size, decision)[0])
     threshold = threshold_for_target(val_scores.review, val_scores.correct, target, task)
     delivered = review_stats(val_scores.review, val_scores.correct, threshold, task)
     reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12

@@ -19,10 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sentitune.config import BACKENDS
 from sentitune.errors import SentituneError
 from sentitune.run import Run
-
-BACKENDS = ("torch", "torch-bf16", "adapter", "onnx", "onnx-int8")
 
 
 class Backend(Protocol):

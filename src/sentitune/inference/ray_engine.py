@@ -3,16 +3,15 @@ local Ray or a cluster.
 
 - Reading: one Ray read task per input file, streaming it in chunks through sentitune's
   own reader (`iter_table`), each row tagged with its file and row number.
-- Scoring: `map_batches` over a pool of actors; each actor loads the run's `Classifier`
-  once (any backend: torch, ONNX fp32/int8) and scores batches exactly as local `predict`
-  does. Memory is bounded by the batches in flight (Ray Data's streaming executor with
-  backpressure), not by the input size.
+- Scoring: `map_batches` over a pool of actors; each actor loads the `Classifier` once
+  (one run or an ensemble, any backend: torch, ONNX fp32/int8, with the same
+  InferenceConfig) and scores batches with the local engine's `score_rows`. Memory is
+  bounded by the batches in flight (Ray Data's streaming executor with backpressure), not
+  by the input size.
 - Writing: Ray Data keeps the blocks in input order (`preserve_order`); the driver writes
-  them as they arrive into ONE output file (.jsonl, .csv or .parquet) in input order,
-  with the fields of local `predict`, under a partial name renamed into place when complete.
-  Rows that cannot be scored (empty text, bytes that are not UTF-8, a cell that is not
-  text) are written, with their file and row number and the reason, to
-  `OUTPUT.errors.jsonl` (always written, empty when there are none), never dropped.
+  them as they arrive with the local engine's `OutputWriter` into ONE output file (.jsonl,
+  .csv or .parquet) and the same `OUTPUT.errors.jsonl` (`sentitune.inference.rows`),
+  under partial names renamed into place when complete.
 
 A cluster (`address`) needs sentitune installed on its nodes and the run and input paths
 readable there (shared storage).
@@ -21,58 +20,34 @@ readable there (shared storage).
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from sentitune import files, schema
-from sentitune.dataset.sources import TABLE_SUFFIXES, iter_table
+from sentitune import files
+from sentitune.config import InferenceConfig
+from sentitune.dataset.sources import iter_table
 from sentitune.errors import SentituneError
-from sentitune.inference.classifier import Classifier
-from sentitune.inference.columns import passthrough_columns, text_column_for
+from sentitune.inference.classifier import Classifier, RunDirs
+from sentitune.inference.columns import text_column_for
+from sentitune.inference.rows import (
+    FileScores,
+    OutputWriter,
+    Tally,
+    check_output,
+    errors_path,
+    input_files,
+    score_rows,
+    write_errors,
+)
 
-OUTPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 FILE, ROW = "_sentitune_file", "_sentitune_row"  # where each row came from
 READ_CHUNK = 1024  # rows per block read from a file
-
-
-@dataclass(frozen=True)
-class RayScores:
-    """What `score_with_ray` wrote."""
-
-    output: Path
-    errors_file: Path
-    texts: int  # predictions written
-    needs_review: int
-    truncated: int
-    errors: int  # rows written to errors_file instead
-    text_column: str
-    actors: int
-
-
-def errors_path(output: Path) -> Path:
-    return output.with_name(output.name + ".errors.jsonl")
-
-
-def input_files(source: Path) -> list[Path]:
-    """`source` itself, or the data files of a folder in name order (hidden files skipped)."""
-    if not source.exists():
-        raise SentituneError(f"file not found: {source}")
-    if not source.is_dir():
-        return [source]
-    found = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and any(s.lower() in TABLE_SUFFIXES for s in p.suffixes))
-    if not found:
-        raise SentituneError(f"{source} holds no data files ({', '.join(TABLE_SUFFIXES)}, "
-                             "optionally .gz); give a file or a folder of them")
-    return found
 
 
 def _read_file(path: Path, index: int) -> Iterator[pd.DataFrame]:
@@ -106,25 +81,14 @@ def _datasource(paths: list[Path]):
     return TableFiles()
 
 
-def row_problem(cell) -> str | None:
-    """Why a text cell cannot be scored, or None."""
-    if not isinstance(cell, str):
-        return "empty text" if cell is None or pd.isna(cell) else "not text"
-    if not cell.strip():
-        return "empty text"
-    if "\ufffd" in cell:
-        return "not valid UTF-8"
-    return None
-
-
-def _scorer(run_dir: str, backend: str, text_column: str, keep_columns: bool, threads: int,
-            options: dict) -> type:
+def _scorer(run_dirs: list[str], config: InferenceConfig, text_column: str,
+            keep_columns: bool, threads: int) -> type:
     """The actor class, its settings bound in (constructor arguments would sit in Ray's
     object store for the actors' lifetime)."""
 
     class Scorer(_Scorer):
         def __init__(self) -> None:
-            super().__init__(run_dir, backend, text_column, keep_columns, threads, options)
+            super().__init__(run_dirs, config, text_column, keep_columns, threads)
 
     return Scorer
 
@@ -132,89 +96,24 @@ def _scorer(run_dir: str, backend: str, text_column: str, keep_columns: bool, th
 class _Scorer:
     """A Ray actor: loads the classifier once, then scores batch after batch."""
 
-    def __init__(self, run_dir: str, backend: str, text_column: str, keep_columns: bool,
-                 threads: int, options: dict) -> None:
+    def __init__(self, run_dirs: list[str], config: InferenceConfig, text_column: str,
+                 keep_columns: bool, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)  # one actor per core(s) it was given
-        self.classifier = Classifier.from_pretrained(run_dir, backend=backend,
-                                                     num_threads=threads)
-        self.text_column, self.keep_columns, self.options = text_column, keep_columns, options
+        self.classifier = Classifier.from_pretrained(run_dirs, config, num_threads=threads)
+        self.text_column, self.keep_columns = text_column, keep_columns
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.reset_index(drop=True)
-        cells = list(frame[self.text_column])
-        problems = [row_problem(cell) for cell in cells]
-        good = [i for i, problem in enumerate(problems) if problem is None]
-        results = iter(self.classifier.predict([cells[i] for i in good], **self.options))
-        extra = (passthrough_columns(frame.drop(columns=[FILE, ROW]), self.text_column)
-                 if self.keep_columns else None)
-        records, errors, flags = [], [], []
-        for i, problem in enumerate(problems):
-            base = extra[i] if extra else {}
-            if problem is None:
-                result = next(results)
-                records.append(json.dumps({**base, **result}, ensure_ascii=False,
-                                          default=files.jsonable))
-                errors.append(None)
-                flags.append((result["needs_review"], result["truncated"]))
-            else:
-                cell = cells[i] if isinstance(cells[i], str) else None
-                errors.append(json.dumps({"row": int(frame[ROW][i]), "error": problem,
-                                          "text": cell, **base}, ensure_ascii=False,
-                                         default=files.jsonable))
-                records.append(None)
-                flags.append((False, False))
+        records, errors = score_rows(self.classifier, frame.drop(columns=[FILE, ROW]),
+                                     self.text_column, self.keep_columns, list(frame[ROW]))
         # JSON strings: one plain schema for every block, whatever the input columns are.
-        review, truncated = zip(*flags, strict=True) if flags else ((), ())
-        return pd.DataFrame({FILE: frame[FILE], "record": records, "error": errors,
-                             "needs_review": list(review), "truncated": list(truncated)})
-
-
-class _OutputWriter:
-    """Writes records in arrival order into a .jsonl, .csv or .parquet file."""
-
-    def __init__(self, path: Path, suffix: str) -> None:
-        self.path, self.suffix = path, suffix
-        self._handle = None if suffix == ".parquet" else path.open("w", newline="",
-                                                                   encoding="utf-8")
-        self._csv = None
-        self._parquet = None
-
-    def write(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        if self.suffix == ".jsonl":
-            self._handle.write("".join(line + "\n" for line in lines))
-        elif self.suffix == ".csv":
-            for line in lines:
-                row = schema.flat_row(json.loads(line))
-                if self._csv is None:
-                    self._csv = csv.DictWriter(self._handle, fieldnames=list(row))
-                    self._csv.writeheader()
-                self._csv.writerow(row)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            records = [json.loads(line) for line in lines]
-            if self._parquet is None:
-                table = pa.Table.from_pylist(records)
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
-            else:  # the first rows fix the columns; a later row's missing ones are null
-                table = pa.Table.from_pylist(records, schema=self._parquet.schema)
-            self._parquet.write_table(table)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        elif self.suffix == ".parquet":  # no rows at all: still a valid, empty file
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.table({}), self.path)
+        dump = partial(json.dumps, ensure_ascii=False, default=files.jsonable)
+        unscored = iter(errors)
+        return pd.DataFrame({FILE: frame[FILE], "record": [dump(r) for r in records],
+                             "error": [None if r["error"] is None else dump(next(unscored))
+                                       for r in records]})
 
 
 def import_ray():
@@ -251,20 +150,14 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator:
         ray.shutdown()
 
 
-def score_with_ray(run_dir: str | Path, source: str | Path, target: str | Path, *,
-                   text_column: str | None = None, keep_columns: bool = True,
-                   batch_size: int = 64, review_threshold: float | None = None,
-                   threshold: float | None = None, review_truncated: bool | None = None,
-                   backend: str = "torch", address: str | None = None,
-                   num_cpus: int | None = None, actors: int | None = None,
-                   cpus_per_actor: int = 1, progress: bool = True) -> RayScores:
+def score_with_ray(run_dirs: RunDirs, source: Path, target: Path, config: InferenceConfig,
+                   *, text_column: str | None = None, keep_columns: bool = True,
+                   address: str | None = None, num_cpus: int | None = None,
+                   actors: int | None = None, cpus_per_actor: int = 1,
+                   progress: bool = True) -> FileScores:
     """Score every row of `source` (a file or a folder of files) into `target` with Ray
     Data; see the module docstring for the order, the output and the error file."""
-    source, target = Path(source), Path(target)
-    suffix = target.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise SentituneError(f"--output must end in {', '.join(OUTPUT_SUFFIXES)} with --engine "
-                             f"ray, not '{target.name}'")
+    suffix = check_output(target)
     if address is not None and num_cpus is not None:
         raise SentituneError("--ray-cpus sizes a local Ray; with --address the cluster's "
                              "CPUs are used: drop one of them")
@@ -274,17 +167,14 @@ def score_with_ray(run_dir: str | Path, source: str | Path, target: str | Path, 
             raise SentituneError(f"{name} must be > 0, got {value}")
     paths = input_files(source)
     import_ray()
-    # Every option is checked here, before Ray starts, with the errors of local predict.
-    options = {"batch_size": batch_size, "review_threshold": review_threshold,
-               "threshold": threshold, "review_truncated": review_truncated}
-    probe = Classifier.from_pretrained(run_dir, backend=backend)
-    probe.predict(["probe"], **options)
+    # Every setting is checked here, before Ray starts, with the errors of local predict.
+    probe = Classifier.from_pretrained(run_dirs, config)
     first = next(iter_table(paths[0], 1, encoding_errors="replace"), pd.DataFrame())
     column = text_column_for(probe, [str(c) for c in first.columns], text_column)
-    run_path = str(probe.run.path.resolve())
+    run_paths = [str(m.run.path.resolve()) for m in probe.members]
     del probe
 
-    counts = {"texts": 0, "needs_review": 0, "truncated": 0, "errors": 0}
+    tally = Tally()
     with ray_session(address, num_cpus) as ray:
         from ray.data import DataContext
 
@@ -299,33 +189,29 @@ def score_with_ray(run_dir: str | Path, source: str | Path, target: str | Path, 
             # Reading takes no CPU of its own: the actors hold every CPU they were given,
             # and a read task that waited for one would stall the pipeline.
             dataset = ray.data.read_datasource(_datasource(paths), num_cpus=0).map_batches(
-                _scorer(run_path, backend, column, keep_columns, cpus_per_actor, options),
-                batch_format="pandas", batch_size=batch_size * 4,
+                _scorer(run_paths, config, column, keep_columns, cpus_per_actor),
+                batch_format="pandas", batch_size=config.batch_size * 4,
                 compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor)
             with files.atomic_path(errors_path(target)) as errors_partial, \
                     errors_partial.open("w", encoding="utf-8") as errors_out, \
                     files.atomic_path(target) as partial:
-                writer = _OutputWriter(partial, suffix)
+                writer = OutputWriter(partial, suffix)
                 try:
                     for block in dataset.iter_batches(batch_format="pandas", batch_size=None):
-                        _write_block(block, paths, writer, errors_out, counts)
+                        _write_block(block, paths, writer, errors_out, tally)
                 finally:
                     writer.close()
         finally:
             context.execution_options.preserve_order, context.enable_progress_bars = saved
-    return RayScores(target, errors_path(target), text_column=column, actors=actors, **counts)
+    return FileScores(target, errors_path(target), text_column=column, engine="ray",
+                      actors=actors, **tally.counts())
 
 
-def _write_block(block: pd.DataFrame, paths: list[Path], writer: _OutputWriter,
-                 errors_out, counts: dict) -> None:
-    records = [r for r in block["record"] if isinstance(r, str)]
+def _write_block(block: pd.DataFrame, paths: list[Path], writer: OutputWriter,
+                 errors_out, tally: Tally) -> None:
+    records = [json.loads(r) for r in block["record"]]
     writer.write(records)
-    counts["texts"] += len(records)
-    counts["needs_review"] += int(block["needs_review"].sum())
-    counts["truncated"] += int(block["truncated"].sum())
+    tally.add(records)
     for index, error in zip(block[FILE], block["error"], strict=True):
         if isinstance(error, str):
-            record = json.loads(error)
-            errors_out.write(json.dumps({"file": str(paths[int(index)]), **record},
-                                        ensure_ascii=False) + "\n")
-            counts["errors"] += 1
+            write_errors(errors_out, paths[int(index)], [json.loads(error)])

@@ -1,158 +1,125 @@
-"""Scoring a whole file: stream it in chunks, write one prediction per row.
+"""`sentitune predict`: texts scored in memory (`predict`), or files scored into a file
+(`score_file`), on this process or on Ray Data.
 
 The text column is the one named, else the one the run was trained on (when the file has
 it), else the same guessing rule training uses. The file's other columns (an `id`, say)
 pass through to the output, so results join back to their rows; an input column whose
-name a prediction field also uses is written as `input_NAME`.
+name a prediction field also uses is written as `input_NAME`. Every input row gets one
+output row, in input order (the pipeline: `sentitune.inference.rows`).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from sentitune import files, schema
+from sentitune import files
+from sentitune.config import InferenceConfig, inference_config
 from sentitune.dataset.sources import iter_table
 from sentitune.errors import SentituneError
-from sentitune.inference.classifier import Classifier
-from sentitune.inference.columns import passthrough_columns, text_column_for
-from sentitune.inference.ensemble import load_classifier
+from sentitune.inference.classifier import PER_CALL, Classifier, RunDirs
+from sentitune.inference.columns import text_column_for
+from sentitune.inference.rows import (
+    ENGINES,
+    FileScores,
+    OutputWriter,
+    Tally,
+    check_output,
+    errors_path,
+    input_files,
+    score_rows,
+    write_errors,
+)
 
-if TYPE_CHECKING:
-    from sentitune.inference.ray_engine import RayScores
-
-OUTPUT_SUFFIXES = (".jsonl", ".csv")
-ENGINES = ("local", "ray")  # local: this process; ray: Ray Data (ray_engine)
-
-
-@dataclass(frozen=True)
-class FileScores:
-    """What `score_file` wrote."""
-
-    output: Path
-    texts: int  # predictions written
-    needs_review: int
-    truncated: int
-    empty: int  # rows skipped: no text
-    text_column: str
+CHUNK_ROWS = 2048  # rows read, scored and written at a time
 
 
-def score_file(classifier: Classifier, source: Path, target: Path, *,
+def predict(run_dir: RunDirs | Classifier, texts: Sequence[str] | str, *,
+            config: InferenceConfig | None = None, **settings: Any) -> list[dict]:
+    """One prediction per text, in input order; an empty text gets a record marked with
+    `error` and `needs_review` (`sentitune.schema.unscored`). Several run directories
+    answer as an ensemble. `config` and the flat `settings` are InferenceConfig fields
+    (backend, batch_size, long_text, review_threshold, ...); a loaded `Classifier` takes
+    only the per-call ones (batch_size and the review settings). Files: `score_file`."""
+    if "input" in settings or "output" in settings:
+        raise SentituneError("files are scored by sentitune.score_file(run, input, output)")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise SentituneError("give texts to classify or --input FILE")
+    if isinstance(run_dir, Classifier):
+        per_call = {k: getattr(config, k) for k in PER_CALL} if config else {}
+        return run_dir.predict(texts, **(per_call | settings))
+    return Classifier.from_pretrained(run_dir, config, **settings).predict(texts)
+
+
+def score_file(run_dir: RunDirs | Classifier, input: str | Path, output: str | Path, *,
                text_column: str | None = None, keep_columns: bool = True,
-               batch_size: int = 64, review_threshold: float | None = None,
-               threshold: float | None = None, review_truncated: bool | None = None,
-               chunk_size: int = 2048, progress: bool = True) -> FileScores:
-    """Score every text of `source` into `target` (.jsonl or .csv), written atomically."""
-    from tqdm.auto import tqdm
+               engine: str = "local", address: str | None = None,
+               ray_cpus: int | None = None, actors: int | None = None,
+               progress: bool = True, config: InferenceConfig | None = None,
+               **settings: Any) -> FileScores:
+    """Score every row of `input` (a file or a folder of files) into `output` (.jsonl,
+    .csv or .parquet), written atomically, with the rows that could not be scored listed
+    in OUTPUT.errors.jsonl; `config` and `settings` as for `predict`.
 
-    source, target = Path(source), Path(target)
-    if target.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise SentituneError(f"--output must end in .jsonl or .csv, not '{target.name}'")
-    if threshold is not None:
-        classifier.label_thresholds(threshold)  # a wrong --threshold fails before any reading
-    counts = {"texts": 0, "needs_review": 0, "truncated": 0, "empty": 0}
-    column = None
-    as_jsonl = target.suffix.lower() == ".jsonl"
-    # delay: a bar appears only for work that takes a while, never before an early error.
-    bar = tqdm(unit="texts", desc="predict", disable=not progress, delay=1.0)
-    with files.atomic_path(target) as partial, \
-            partial.open("w", newline="", encoding="utf-8") as out:
-        writer = None
-        for frame in iter_table(source, chunk_size):
-            if column is None:
-                column = text_column_for(classifier, [str(c) for c in frame.columns],
-                                         text_column)
-            texts = [t if isinstance(t, str) else "" for t in frame[column]]
-            kept = [i for i, text in enumerate(texts) if text.strip()]
-            counts["empty"] += len(texts) - len(kept)
-            results = classifier.predict([texts[i] for i in kept], batch_size=batch_size,
-                                         review_threshold=review_threshold, threshold=threshold,
-                                         review_truncated=review_truncated)
-            extra = passthrough_columns(frame, column) if keep_columns else None
-            for i, result in zip(kept, results, strict=True):
-                counts["needs_review"] += result["needs_review"]
-                counts["truncated"] += result["truncated"]
-                record = ({**extra[i], **result} if extra else result)
-                if as_jsonl:
-                    out.write(json.dumps(record, ensure_ascii=False, default=files.jsonable)
-                              + "\n")
-                    continue
-                row = schema.flat_row(record)
-                if writer is None:
-                    writer = csv.DictWriter(out, fieldnames=list(row))
-                    writer.writeheader()
-                writer.writerow(row)
-            counts["texts"] += len(results)
-            bar.update(len(texts))
-    bar.close()
-    return FileScores(target, text_column=column or "", **counts)
-
-
-def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
-            texts: Sequence[str] | str | None = None, *,
-            input: str | Path | None = None, output: str | Path | None = None,
-            text_column: str | None = None, keep_columns: bool = True, batch_size: int = 64,
-            review_threshold: float | None = None, threshold: float | None = None,
-            review_truncated: bool | None = None, backend: str = "torch",
-            progress: bool = True, engine: str = "local", address: str | None = None,
-            ray_cpus: int | None = None, actors: int | None = None,
-            long_text: str | None = None, stride: int | None = None
-            ) -> list[dict] | FileScores | RayScores:
-    """`sentitune predict`: predictions for `texts`, or `input` scored into `output`;
-    `long_text` and `stride` replace the run's long-text settings. Several run
-    directories answer as an ensemble (`sentitune.inference.ensemble`).
-
-    `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
-    Ray of `ray_cpus` CPUs or the cluster at `address`, with `actors` model replicas
-    (`sentitune.inference.ray_engine`; returns its RayScores).
+    `engine="ray"` scores with Ray Data on a local Ray of `ray_cpus` CPUs or the cluster
+    at `address`, with `actors` model replicas (`sentitune.inference.ray_engine`).
     """
     if engine not in ENGINES:
         raise SentituneError(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     if engine == "local" and (address, ray_cpus, actors) != (None, None, None):
         raise SentituneError("--address, --ray-cpus and --actors go with --engine ray")
-    if engine == "ray" and (long_text, stride) != (None, None):
-        raise SentituneError("--long-text and --stride go with --engine local; --engine ray "
-                             "scores with the run's own long-text settings")
-    if texts is None and input is None:
-        raise SentituneError("give texts to classify or --input FILE")
-    if texts is not None and input is not None:
-        raise SentituneError("give texts or --input FILE, not both")
-    if input is not None and output is None:
-        raise SentituneError("--input needs --output FILE.jsonl or FILE.csv")
+    source, target = Path(input), Path(output)
+    suffix = check_output(target)
+    if isinstance(run_dir, Classifier):
+        config = (config or run_dir.config).replace(**settings)
+        run_dir = [m.run for m in run_dir.members] if engine == "ray" else run_dir
+    else:
+        config = inference_config(config, **settings)
     if engine == "ray":
-        if input is None:
-            raise SentituneError("--engine ray scores files: give --input DATA --output FILE")
         from sentitune.inference.ray_engine import score_with_ray
 
-        if isinstance(run_dir, Classifier):
-            members = getattr(run_dir, "members", [run_dir])
-            run_dir, backend = [m.run.path for m in members], run_dir.backend.name
-        runs = [run_dir] if isinstance(run_dir, str | Path) else list(run_dir)
-        if len(runs) > 1:
-            raise SentituneError("--engine ray scores with one run; use --engine local for "
-                                 "an ensemble")
-        run_dir = runs[0]
-        return score_with_ray(run_dir, input, output, text_column=text_column,
-                              keep_columns=keep_columns, batch_size=batch_size,
-                              review_threshold=review_threshold, threshold=threshold,
-                              review_truncated=review_truncated, backend=backend,
-                              address=address, num_cpus=ray_cpus, actors=actors,
-                              progress=progress)
+        return score_with_ray(run_dir, source, target, config, text_column=text_column,
+                              keep_columns=keep_columns, address=address, num_cpus=ray_cpus,
+                              actors=actors, progress=progress)
+    paths = input_files(source)
     classifier = (run_dir if isinstance(run_dir, Classifier)
-                  else load_classifier(run_dir, backend=backend, long_text=long_text,
-                                       stride=stride))
-    if input is not None:
-        return score_file(classifier, Path(input), Path(output), text_column=text_column,
-                          keep_columns=keep_columns, batch_size=batch_size,
-                          review_threshold=review_threshold, threshold=threshold,
-                          review_truncated=review_truncated, progress=progress)
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    if not any(t.strip() for t in texts):
-        raise SentituneError("all given texts are empty; pass some words to classify")
-    return classifier.predict([t for t in texts if t.strip()], batch_size=batch_size,
-                              review_threshold=review_threshold, threshold=threshold,
-                              review_truncated=review_truncated)
+                  else Classifier.from_pretrained(run_dir, config))
+    classifier.decision_for(config)  # a --threshold the run cannot take fails before reading
+    return _score_locally(classifier, paths, target, suffix, text_column, keep_columns,
+                          progress, {k: getattr(config, k) for k in PER_CALL})
+
+
+def _score_locally(classifier: Classifier, paths: list[Path], target: Path, suffix: str,
+                   text_column: str | None, keep_columns: bool, progress: bool,
+                   per_call: dict) -> FileScores:
+    from tqdm.auto import tqdm
+
+    tally, column = Tally(), None
+    # delay: a bar appears only for work that takes a while, never before an early error.
+    bar = tqdm(unit="texts", desc="predict", disable=not progress, delay=1.0)
+    with files.atomic_path(errors_path(target)) as errors_partial, \
+            errors_partial.open("w", encoding="utf-8") as errors_out, \
+            files.atomic_path(target) as partial:
+        writer = OutputWriter(partial, suffix)
+        try:
+            for path in paths:
+                start = 0
+                for frame in iter_table(path, CHUNK_ROWS, encoding_errors="replace"):
+                    if column is None:
+                        column = text_column_for(classifier, [str(c) for c in frame.columns],
+                                                 text_column)
+                    records, errors = score_rows(classifier, frame, column, keep_columns,
+                                                 list(range(start, start + len(frame))),
+                                                 **per_call)
+                    start += len(frame)
+                    writer.write(records)
+                    write_errors(errors_out, path, errors)
+                    tally.add(records)
+                    bar.update(len(frame))
+        finally:
+            writer.close()
+    bar.close()
+    return FileScores(target, errors_path(target), text_column=column or "", **tally.counts())
+

@@ -42,9 +42,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 import sentitune.server.oip as oip
+from sentitune.config import InferenceConfig
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.ensemble import load_classifier
 from sentitune.schema import Prediction
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
@@ -230,9 +230,47 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Overloaded, _overloaded)
-    PredictRequest, BatchRequest = request_models(settings)
     key_check = _api_key_check(settings.api_key) if settings.api_key else None
     protected = [Depends(key_check)] if key_check else []
+    _add_routes(app, classifier, settings, dispatch, metrics, protected,
+                lambda: state["ready"])
+    oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])
+    for name, media_type in _ASSETS.items():
+        app.add_api_route(
+            f"/assets/{name}",
+            _asset_endpoint(_asset(name), media_type),
+            methods=["GET"],
+            include_in_schema=False,
+        )
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGate, api_key=settings.api_key, protected=lambda route: any(
+        dependency.dependency is key_check for dependency in route.dependencies))
+    # Added last, so outermost: it also sees the 413s the body limit sends.
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        endpoints=frozenset(route.path for route in app.routes),
+    )
+    return app
+
+
+def _serving(classifier: Classifier, settings: ServeSettings) -> dict[str, Any]:
+    """The serving settings /info reports, the review ones as they are in force."""
+    answers = settings.inference
+    decision = classifier.decision_for(classifier.config.replace(
+        review_threshold=answers.review_threshold, threshold=answers.threshold,
+        review_truncated=answers.review_truncated))
+    return {**settings.serving(), "review_threshold": decision.review_threshold,
+            "review_truncated": decision.review_truncated,
+            "api_key_required": settings.api_key is not None}
+
+
+def _add_routes(app: FastAPI, classifier: Classifier, settings: ServeSettings,
+                dispatch: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+                metrics: ServeMetrics, protected: list, is_ready: Callable[[], bool]) -> None:
+    """The app's own routes: predict, health, info, metrics and the web page."""
+    PredictRequest, BatchRequest = request_models(settings)
     errors: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422)
     }
@@ -267,18 +305,12 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     @app.get("/ready", responses={503: {"model": ErrorResponse}})
     async def ready() -> dict[str, str]:
         """Readiness: the model is loaded and has answered its warm-up call."""
-        if not state["ready"]:
+        if not is_ready():
             raise HTTPException(status_code=503, detail="model not ready")
         return {"status": "ready"}
 
     details = classifier.info()
-    serving = {k: v for k, v in asdict(settings).items() if k not in ("host", "port", "api_key")}
-    if settings.review_threshold is None:
-        serving["review_threshold"] = details["review_threshold"]
-    if settings.review_truncated is None:
-        serving["review_truncated"] = classifier.decision.review_truncated
-    serving["api_key_required"] = settings.api_key is not None
-
+    serving = _serving(classifier, settings)
     oip_model = oip.model_name(classifier)
 
     @app.get("/info", response_model=InfoResponse, dependencies=protected, responses=errors)
@@ -298,27 +330,6 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
 
-    oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])
-
-    for name, media_type in _ASSETS.items():
-        app.add_api_route(
-            f"/assets/{name}",
-            _asset_endpoint(_asset(name), media_type),
-            methods=["GET"],
-            include_in_schema=False,
-        )
-
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestGate, api_key=settings.api_key, protected=lambda route: any(
-        dependency.dependency is key_check for dependency in route.dependencies))
-    # Added last, so outermost: it also sees the 413s the body limit sends.
-    app.add_middleware(
-        MetricsMiddleware,
-        metrics=metrics,
-        endpoints=frozenset(route.path for route in app.routes),
-    )
-    return app
-
 
 def _asset_endpoint(content: str, media_type: str) -> Callable[[], Awaitable[Response]]:
     async def endpoint() -> Response:
@@ -333,38 +344,30 @@ def _asset_endpoint(content: str, media_type: str) -> Callable[[], Awaitable[Res
 def serve(
     run_dir: str | Path | Sequence[str | Path],
     *,
-    backend: str = "torch",
     workers: int = 1,
     settings: ServeSettings | None = None,
-    long_text: str | None = None,
-    stride: int | None = None,
     **options: Any,
 ) -> None:
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
-    api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
-    give a whole `settings`. Several workers each load their own model copy. `long_text`
-    and `stride` replace the run's long-text settings. Several run directories are served
-    as one ensemble (`sentitune.inference.ensemble`)."""
+    api_key, max_batch_size, max_wait_ms, micro_batching, ...) and InferenceConfig ones
+    (backend, long_text, stride, review_threshold, ...), or give a whole `settings`.
+    Several workers each load their own model copy. Several run directories are served
+    as one ensemble."""
     import uvicorn
 
-    settings = settings or ServeSettings(**options)
+    settings = settings or ServeSettings.from_options(**options)
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:
-        app = create_app(load_classifier(run_dir, backend=backend, long_text=long_text,
-                                         stride=stride), settings)
+        app = create_app(Classifier.from_pretrained(run_dir, settings.inference), settings)
         uvicorn.run(app, host=settings.host, port=settings.port)
         return
     # Fail here, once, rather than in every worker uvicorn would keep restarting.
-    load_classifier(run_dir, backend=backend, device="cpu", long_text=long_text,
-                    stride=stride)
+    Classifier.from_pretrained(run_dir, settings.inference, device="cpu")
     os.environ[_WORKER_CONFIG_ENV] = json.dumps(
         {
             "run_dir": ([str(run_dir)] if isinstance(run_dir, str | Path)
                         else [str(d) for d in run_dir]),
-            "backend": backend,
-            "long_text": long_text,
-            "stride": stride,
             "workers": workers,
             "settings": asdict(settings),
         }
@@ -381,14 +384,15 @@ def serve(
 def worker_app() -> FastAPI:
     """App factory for one of `serve(workers=N)`'s processes."""
     config = json.loads(os.environ[_WORKER_CONFIG_ENV])
-    if not config["backend"].startswith("onnx"):
+    saved = config["settings"]
+    settings = ServeSettings(**{**saved, "inference": InferenceConfig(**saved["inference"])})
+    if not settings.inference.backend.startswith("onnx"):
         import torch
 
         # N processes each using every core would fight over them; share the cores out.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config["workers"]))
-    classifier = load_classifier(config["run_dir"], backend=config["backend"],
-                                 long_text=config["long_text"], stride=config["stride"])
-    return create_app(classifier, ServeSettings(**config["settings"]))
+    return create_app(Classifier.from_pretrained(config["run_dir"], settings.inference),
+                      settings)
 
 
 @contextmanager

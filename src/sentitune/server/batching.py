@@ -24,11 +24,13 @@ class ModelWorker:
     def __init__(
         self, classifier: Classifier, settings: ServeSettings, metrics: ServeMetrics
     ) -> None:
+        answers = settings.inference
         self._predict = partial(
             classifier.predict,
             batch_size=settings.max_batch_size,
-            review_threshold=settings.review_threshold,
-            review_truncated=settings.review_truncated,
+            review_threshold=answers.review_threshold,
+            threshold=answers.threshold,
+            review_truncated=answers.review_truncated,
             max_batch_tokens=settings.max_batch_tokens,
         )
         self._metrics = metrics

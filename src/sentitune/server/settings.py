@@ -1,10 +1,12 @@
-"""How the server listens, batches and limits requests; the model is not part of it."""
+"""How the server listens, batches and limits requests, and how its model answers."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from sentitune.config import InferenceConfig, _help
 from sentitune.errors import SentituneError
 
 API_KEY_ENV = "SENTITUNE_API_KEY"
@@ -16,24 +18,45 @@ def _api_key_from_env() -> str | None:
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """How the server listens, batches and limits requests; the model is not part of it."""
+    """How the server listens, batches and limits requests; `inference` is how the model
+    answers (its `batch_size` is unused here: `max_batch_size` is the server's)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_batch_size: int = 32  # texts per `predict` call, also its internal batch size
-    max_wait_ms: float = 5.0  # longest a batch is held open for concurrent requests
-    # Most padded tokens (rows x longest) in one forward pass: bounds the memory of a pass
-    # whatever the texts' lengths (TEI's max batch tokens).
-    max_batch_tokens: int = 8192
-    # Longest a request waits for the model to start on it before a 503 with Retry-After.
-    max_queue_ms: float = 10_000.0
-    max_texts_per_request: int = 256
-    max_text_chars: int = 100_000
-    max_body_bytes: int = 2 * 1024 * 1024
-    api_key: str | None = field(default_factory=_api_key_from_env, repr=False)
-    micro_batching: bool = True
-    review_threshold: float | None = None  # None: the run's own threshold
-    review_truncated: bool | None = None  # None: the run's own decision
+    host: str = _help("Address to bind; 127.0.0.1 answers this machine only.", "127.0.0.1")
+    port: int = _help("TCP port.", 8000)
+    max_batch_size: int = _help("Most texts grouped into one forward pass.", 32)
+    max_wait_ms: float = _help("Longest a micro-batch waits for more requests.", 5.0)
+    # TEI's max batch tokens.
+    max_batch_tokens: int = _help(
+        "Most padded tokens (rows x longest) in one forward pass, bounding its memory "
+        "whatever the texts' lengths.", 8192)
+    max_queue_ms: float = _help(
+        "Longest a request waits for the model before a 503 with Retry-After.", 10_000.0)
+    max_texts_per_request: int = _help("Most texts in one request.", 256)
+    max_text_chars: int = _help("Longest text accepted, in characters.", 100_000)
+    max_body_bytes: int = _help("Largest request body accepted, in bytes.", 2 * 1024 * 1024)
+    api_key: str | None = field(default_factory=_api_key_from_env, repr=False, metadata={
+        "help": f"Require this key (X-API-Key or Bearer); none: ${API_KEY_ENV} if set.",
+        "choices": None, "flag": None})
+    micro_batching: bool = _help("Group concurrent requests into one forward pass.", True,
+                                 flag="--batching")
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> ServeSettings:
+        """Settings from flat options: ServeSettings fields and InferenceConfig fields
+        (review_threshold, long_text, ...) alike; None means the default."""
+        own = {f.name for f in fields(cls)}
+        inference = options.pop("inference", None) or InferenceConfig()
+        return cls(**{k: v for k, v in options.items() if k in own and v is not None},
+                   inference=inference.replace(
+                       **{k: v for k, v in options.items() if k not in own}))
+
+    def serving(self) -> dict[str, Any]:
+        """The settings /info reports: the limits and the review settings, flat."""
+        hidden = ("host", "port", "api_key", "inference")
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden},
+                "review_threshold": self.inference.review_threshold,
+                "review_truncated": self.inference.review_truncated}
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
@@ -44,7 +67,5 @@ class ServeSettings:
             raise SentituneError("serve setting max_wait_ms must not be negative")
         if self.max_queue_ms <= 0:
             raise SentituneError("serve setting max_queue_ms must be positive")
-        if self.review_threshold is not None and not 0 <= self.review_threshold <= 1:
-            raise SentituneError("review threshold must be between 0 and 1")
         if not 0 <= self.port <= 65535:
             raise SentituneError(f"port {self.port} is not a TCP port (0-65535)")
