@@ -17,29 +17,51 @@ from sentitune import schema
 from sentitune.cli import build_parser
 from sentitune.errors import SentituneError
 from sentitune.run import Run
+from sentitune.server import ServeSettings
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
          "tune", "distill", "presets")
 
 
+def _fields(*classes) -> set[str]:
+    return {name for cls in classes for name in cls.__dataclass_fields__}
+
+
+# The typed settings each verb's function takes as **settings, by verb.
+RUN_SECTIONS = (sentitune.DataConfig, sentitune.ModelConfig, sentitune.TrainingConfig)
+VERB_SETTINGS = {
+    "train": _fields(*RUN_SECTIONS), "data": _fields(sentitune.DataConfig),
+    "compare": _fields(*RUN_SECTIONS), "tune": _fields(*RUN_SECTIONS),
+    "distill": _fields(*RUN_SECTIONS, sentitune.DistillConfig),
+    "evaluate": _fields(sentitune.InferenceConfig), "check": _fields(sentitune.InferenceConfig),
+    "predict": _fields(sentitune.InferenceConfig),
+    "serve": _fields(sentitune.InferenceConfig, ServeSettings),
+}
+# predict's file options belong to its file-scoring function.
+FILE_OPTIONS = {"input", "output", "text_column", "keep_columns", "engine", "address",
+                "ray_cpus", "actors", "quiet"}
+
+
 def test_every_verb_is_a_function_with_the_cli_options():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    settings = {f for cls in sentitune.RunConfig().to_dict().values() for f in cls}
-    settings |= set(sentitune.DistillConfig.__dataclass_fields__)  # distill's own settings
     assert set(commands) == set(VERBS)
     for verb in VERBS:
         function = getattr(sentitune, verb)
         assert callable(function) and not inspect.ismodule(function), verb
         params = inspect.signature(function).parameters
         takes_settings = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        file_params = inspect.signature(sentitune.score_file).parameters
         for action in commands[verb]._actions:
             dest = action.dest
             if dest in ("help", "run_dir", "dataset_positional") or action.help == "==SUPPRESS==":
                 continue
             renamed = {"quiet": "progress", "slice": "slices"}
             name = renamed.get(dest, dest)
-            assert name in params or (takes_settings and (name in settings or verb == "serve")), \
+            if verb == "predict" and dest in FILE_OPTIONS:
+                assert name in file_params, (verb, dest)
+                continue
+            assert name in params or (takes_settings and name in VERB_SETTINGS[verb]), \
                 (verb, dest)
 
 
@@ -120,11 +142,10 @@ def test_predictions_follow_the_schema_everywhere(tmp_path, tiny_run_dir):
         assert answer["score"] == answer["probabilities"][answer["label"]]
     source = tmp_path / "in.csv"
     pd.DataFrame({"id": [7, 8], "text": ["a superb film", "awful"]}).to_csv(source, index=False)
-    found = sentitune.predict(tiny_run_dir, input=source, output=tmp_path / "out.csv",
-                              progress=False)
+    found = sentitune.score_file(tiny_run_dir, source, tmp_path / "out.csv", progress=False)
     rows = pd.read_csv(found.output)
     assert list(rows.columns) == ["id", "text", "label", "score", "p_negative", "p_positive",
-                                  "needs_review", "truncated", "windows"]
+                                  "needs_review", "truncated", "windows", "error"]
     assert list(rows["id"]) == [7, 8]
 
 

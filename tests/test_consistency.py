@@ -33,15 +33,14 @@ def test_predict_scores_the_column_the_run_trained_on(tmp_path, tiny_bert):
     run = sentitune.train(tiny_config(tiny_bert, tmp_path / "data.csv", epochs=1.0),
                           tmp_path / "run", progress=False).run_dir
     assert Run.open(run).facts["data_notes"]["text_column"] == "review"
-    found = sentitune.predict(run, input=tmp_path / "data.csv", output=tmp_path / "out.jsonl",
-                              progress=False)
+    found = sentitune.score_file(run, tmp_path / "data.csv", tmp_path / "out.jsonl",
+                                 progress=False)
     assert found.text_column == "review" and found.texts == 120
     rows = pd.read_json(tmp_path / "out.jsonl", lines=True)
     assert list(rows["text"]) == list(frame["text"])
     assert list(rows["id"]) == list(range(120)) and set(rows["comment"]) == {"see above"}
-    dropped = sentitune.predict(run, input=tmp_path / "data.csv",
-                                output=tmp_path / "bare.csv", keep_columns=False,
-                                progress=False)
+    dropped = sentitune.score_file(run, tmp_path / "data.csv", tmp_path / "bare.csv",
+                                   keep_columns=False, progress=False)
     assert "id" not in pd.read_csv(dropped.output).columns
 
 

@@ -10,7 +10,8 @@ from conftest import assert_one_line_error, make_sentiment_frame, read_jsonl, ru
 from scipy.special import expit, softmax
 
 from sentitune.inference.classifier import Classifier
-from sentitune.inference.ensemble import Ensemble, load_classifier, mean_probability_logits
+from sentitune.inference.ensemble import mean_probability_logits
+from sentitune.run import Run
 
 TEXTS = ["the film was wonderful", "a dull and tedious movie", "i found it charming",
          "what a horrible story"]
@@ -53,8 +54,8 @@ def test_mean_probability_logits_give_back_the_mean():
 
 def test_ensemble_predicts_the_mean_of_its_members(tiny_run_dir, second_run):
     members = [Classifier.from_pretrained(d) for d in (tiny_run_dir, second_run)]
-    ensemble = load_classifier([tiny_run_dir, second_run])
-    assert isinstance(ensemble, Ensemble) and ensemble.labels == members[0].labels
+    ensemble = Classifier.from_pretrained([tiny_run_dir, second_run])
+    assert len(ensemble.members) == 2 and ensemble.labels == members[0].labels
     expected = np.mean([m.predict_proba(TEXTS) for m in members], axis=0)
     found = ensemble.predict(TEXTS)
     probs = np.array([[p["probabilities"][name] for name in ensemble.labels] for p in found])
@@ -69,7 +70,7 @@ def test_predict_cli_takes_several_runs(capsys, tiny_run_dir, second_run, tmp_pa
     assert code == 0
     lines = [json.loads(line) for line in out.strip().splitlines()]
     assert [line["text"] for line in lines] == TEXTS[:2]
-    expected = load_classifier([tiny_run_dir, second_run]).predict(TEXTS[:2])
+    expected = Classifier.from_pretrained([tiny_run_dir, second_run]).predict(TEXTS[:2])
     assert [line["probabilities"] for line in lines] == [e["probabilities"] for e in expected]
 
     source = tmp_path / "in.csv"
@@ -79,7 +80,7 @@ def test_predict_cli_takes_several_runs(capsys, tiny_run_dir, second_run, tmp_pa
     assert code == 0
     rows = read_jsonl(tmp_path / "out.jsonl")
     assert [r["probabilities"] for r in rows] == [e["probabilities"]
-                                                   for e in load_classifier(
+                                                   for e in Classifier.from_pretrained(
                                                        [tiny_run_dir, second_run]).predict(TEXTS)]
 
 
@@ -91,7 +92,11 @@ def test_evaluate_an_ensemble_leaves_its_members_alone(capsys, tiny_run_dir, sec
     out_dir = tiny_run_dir.parent / f"ensemble-{tiny_run_dir.name}+{second_run.name}"
     metrics = json.loads(next(out_dir.glob("eval-*/metrics.json")).read_text())
     assert metrics["run"] == [str(tiny_run_dir), str(second_run)]
-    assert 0 <= metrics["accuracy"] <= 1 and metrics["n"] > 0
+    rows = Run.open(tiny_run_dir).rebuilt_splits().validation
+    answers = Classifier.from_pretrained([tiny_run_dir, second_run]).predict(list(rows["text"]))
+    labels = Run.open(tiny_run_dir).labels
+    right = [labels.index(a["label"]) == y for a, y in zip(answers, rows["label"], strict=True)]
+    assert metrics["n"] == len(rows) and metrics["accuracy"] == pytest.approx(np.mean(right))
     assert (tiny_run_dir / "decision.json").read_text() == before
     code, _, err = run_cli(capsys, "evaluate", str(tiny_run_dir), str(second_run),
                            "--target-accuracy", "0.9")
@@ -103,7 +108,7 @@ def test_serve_an_ensemble(tiny_run_dir, second_run):
 
     from sentitune.server import ServeSettings, create_app
 
-    ensemble = load_classifier([tiny_run_dir, second_run])
+    ensemble = Classifier.from_pretrained([tiny_run_dir, second_run])
     with TestClient(create_app(ensemble, ServeSettings(api_key=None))) as client:
         answer = client.post("/predict", json={"text": TEXTS[0]}).json()
         info = client.get("/info").json()
@@ -123,9 +128,19 @@ def test_a_run_listed_twice_is_refused(capsys, tiny_run_dir):
     assert_one_line_error(code, err, "listed twice")
 
 
-def test_ray_engine_takes_one_run(capsys, tiny_run_dir, second_run, tmp_path):
+def test_ray_engine_scores_an_ensemble_as_local_does(capsys, tiny_run_dir, second_run,
+                                                     tmp_path):
+    pytest.importorskip("ray.data")
     source = tmp_path / "in.txt"
-    source.write_text("a lovely film\n")
-    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), str(second_run), "--input",
-                           str(source), "--output", str(tmp_path / "o.jsonl"), "--engine", "ray")
-    assert_one_line_error(code, err, "--engine ray scores with one run")
+    source.write_text("a lovely film\n\nawful\n")
+    outputs = {}
+    for engine in ("local", "ray"):
+        outputs[engine] = tmp_path / f"{engine}.jsonl"
+        code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), str(second_run),
+                               "--input", str(source), "--output", str(outputs[engine]),
+                               "--engine", engine, "--quiet",
+                               *(["--ray-cpus", "1", "--actors", "1"] if engine == "ray" else []))
+        assert code == 0, err
+    local, ray = read_jsonl(outputs["local"]), read_jsonl(outputs["ray"])
+    assert [r["error"] for r in ray] == [None, "empty text", None]
+    assert [r["probabilities"] for r in ray] == [r["probabilities"] for r in local]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import assert_one_line_error, make_sentiment_frame, read_jsonl, run_cli
 
-from sentitune.inference.scoring import predict
+from sentitune.inference.scoring import predict, score_file
 
 ray = pytest.importorskip("ray")
 
@@ -39,24 +39,28 @@ def inputs(tmp_path_factory):
     return folder
 
 
-def test_ray_scores_a_folder_like_local_predict_in_order_with_bad_rows_reported(
+def test_ray_scores_a_folder_like_local_scoring_in_order_with_bad_rows_marked(
         tmp_path, local_ray, inputs, classifier, tiny_run_dir):
     output = tmp_path / "scored.parquet"
-    found = predict(tiny_run_dir, input=inputs, output=output, engine="ray", actors=2,
-                    batch_size=32, progress=False)
-    assert found.actors == 2 and found.texts == 2002 and found.errors == 3
+    found = score_file(tiny_run_dir, inputs, output, engine="ray", actors=2, batch_size=32,
+                       progress=False)
+    assert found.actors == 2 and found.texts == 2005 and found.errors == 3
     assert not list(tmp_path.glob(".*partial"))
 
-    local = tmp_path / "local.jsonl"
-    predict(classifier, input=inputs / "a_reviews.csv", output=local, batch_size=32,
-            progress=False)
-    expected = read_jsonl(local) + predict(classifier, ["a lovely film",
-                                                        "the film was dull"])
+    local = score_file(classifier, inputs, tmp_path / "local.parquet", batch_size=32,
+                       progress=False)
+    assert (local.texts, local.errors, local.engine) == (2005, 3, "local")
+    expected = pd.read_parquet(local.output).to_dict("records")
     scored = pd.read_parquet(output).to_dict("records")
     assert [row["text"] for row in scored] == [row["text"] for row in expected]  # order
-    assert [row["id"] for row in scored] == [*range(2000), 5000, 5004]
+    assert [row["id"] for row in scored] == [*range(2000), *range(5000, 5005)]
+    assert [row["error"] for row in scored[2000:]] == [None, "empty text", "not valid UTF-8",
+                                                       "empty text", None]
     for row, want in zip(scored, expected, strict=True):
-        assert row["label"] == want["label"]
+        assert (row["label"], row["error"]) == (want["label"], want["error"])
+        if row["error"] is not None:
+            assert row["needs_review"] and row["score"] != row["score"]  # NaN: no score
+            continue
         # Probabilities are rounded to 6 decimals; the last one can move with how texts
         # are batched (padding), on Ray as between two local files.
         assert row["score"] == pytest.approx(want["score"], abs=SCORE_TOLERANCE)
@@ -64,9 +68,10 @@ def test_ray_scores_a_folder_like_local_predict_in_order_with_bad_rows_reported(
                                                      abs=SCORE_TOLERANCE)
         assert (row["needs_review"], row["truncated"]) == (want["needs_review"],
                                                            want["truncated"])
-    assert found.needs_review == sum(r["needs_review"] for r in expected)
+    assert found.needs_review == local.needs_review
 
     errors = read_jsonl(found.errors_file)
+    assert errors == read_jsonl(local.errors_file)
     assert [(e["file"], e["row"], e["id"], e["error"]) for e in errors] == [
         (str(inputs / "b_bad.csv"), 1, 5001, "empty text"),
         (str(inputs / "b_bad.csv"), 2, 5002, "not valid UTF-8"),
@@ -82,7 +87,7 @@ def test_cli_engine_ray_writes_the_jsonl_of_local(tmp_path, capsys, local_ray, i
                              "--output", str(tmp_path / "ray.jsonl"), "--engine", "ray",
                              "--quiet")
     assert code == 0, err
-    assert "300 predictions written" in out and "0 rows that could not be scored" in out
+    assert "300 rows written" in out and "0 could not be scored" in out
     assert (tmp_path / "ray.jsonl.errors.jsonl").read_text() == ""
     code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
                            "--output", str(tmp_path / "local.jsonl"), "--quiet")
@@ -128,8 +133,8 @@ def test_ray_actors_load_any_backend_onnx_here(tmp_path, local_ray, tiny_run_dir
     texts = list(make_sentiment_frame(400, seed=9)["text"])
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(texts) + "\n")
-    found = predict(run, input=source, output=tmp_path / "onnx.csv", engine="ray",
-                    backend="onnx", progress=False)
+    found = score_file(run, source, tmp_path / "onnx.csv", engine="ray", backend="onnx",
+                       progress=False)
     assert found.texts == 400 and found.errors == 0
     scored = pd.read_csv(tmp_path / "onnx.csv")
     local = predict(run, texts, backend="onnx")

@@ -230,6 +230,15 @@ class Run:
         return self.path / "adapter"
 
     @property
+    def model_type(self) -> str:
+        """The transformers architecture (config.json's model_type) of model/, else of
+        adapter/; "unknown" when neither says."""
+        folder = self.model_dir if self.model_dir.is_dir() else self.adapter_dir
+        if not (folder / "config.json").is_file():
+            return "unknown"
+        return json.loads((folder / "config.json").read_text()).get("model_type", "unknown")
+
+    @property
     def onnx_dir(self) -> Path:
         return self.path / ONNX_DIR
 
