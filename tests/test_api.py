@@ -140,6 +140,12 @@ def test_predictions_follow_the_schema_everywhere(tmp_path, tiny_run_dir):
     for answer in answers:
         schema.SingleLabelPrediction.model_validate(answer)
         assert answer["score"] == answer["probabilities"][answer["label"]]
+    # One record per text, a blank one included and marked: results line up with the input.
+    marked = sentitune.predict(tiny_run_dir, ["a superb film", "   ", "awful"])
+    assert [a["text"] for a in marked] == ["a superb film", "   ", "awful"]
+    assert marked[1] == schema.unscored("   ", ["negative", "positive"], "binary", "empty text")
+    assert marked[1]["needs_review"] and marked[1]["label"] is None
+    assert [marked[0], marked[2]] == answers[:1] + sentitune.predict(tiny_run_dir, ["awful"])
     source = tmp_path / "in.csv"
     pd.DataFrame({"id": [7, 8], "text": ["a superb film", "awful"]}).to_csv(source, index=False)
     found = sentitune.score_file(tiny_run_dir, source, tmp_path / "out.csv", progress=False)

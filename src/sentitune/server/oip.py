@@ -219,11 +219,10 @@ def model_names(classifier: Classifier) -> list[str]:
     The run directory's own name, taken from its absolute path with `.`, `..` and a trailing
     slash worked out: `serve runs/demo`, `serve runs/demo/`, `serve runs/demo/model/..` and
     `serve .` inside runs/demo all serve `demo`. A run reached through a symbolic link answers
-    under the link's name and under the name of the folder it points to. A classifier with
-    a name of its own (an ensemble of runs) is served under that name."""
-    own = getattr(classifier, "name", None)
-    if isinstance(own, str) and own:
-        return [own]
+    under the link's name and under the name of the folder it points to. An ensemble is
+    served under its own name (its members' names joined by '+')."""
+    if len(classifier.members) > 1:
+        return [classifier.name]
     path = Path(classifier.run.path)
     names = (Path(os.path.abspath(path)).name, path.resolve().name)
     return [name for name in dict.fromkeys(names) if name] or ["model"]
@@ -260,7 +259,6 @@ def mount(
     names = model_names(classifier)
     name = names[0]
     outputs = _outputs(classifier)
-    output_names = [output["name"] for output in outputs]
     model = f"/models/{name}"
     where = "GET /v2/models and POST /v2/repository/index list it"
 
@@ -268,6 +266,56 @@ def mount(
         return {"name": name, "version": VERSION,
                 "state": "READY" if is_ready() else "LOADING",
                 "reason": "" if is_ready() else "warming up"}
+
+    _mount_server_routes(route, protected, is_ready, index_entry)
+
+    @route(f"{model}/ready")
+    async def model_ready() -> JSONResponse:
+        """The served model's readiness (503 before its warm-up call)."""
+        return JSONResponse({"name": name, "ready": is_ready()},
+                            status_code=200 if is_ready() else 503)
+
+    @route(model, dependencies=protected)
+    async def model_metadata() -> dict[str, Any]:
+        """Input and output tensors, and the labels in the order of `probabilities`."""
+        return {
+            "name": name,
+            "versions": [VERSION],
+            "platform": f"sentitune_{classifier.backend.name}",
+            "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": outputs,
+            "parameters": {"task": classifier.task, "labels": classifier.labels},
+        }
+
+    @route(f"{model}/infer", ("POST",), dependencies=protected)
+    async def infer(request: Request) -> Response:
+        """Classify the texts of the BYTES input `text`."""
+        return await _infer(request, name, outputs, classifier.labels, settings, dispatch,
+                            metrics)
+
+    # The one version the metadata lists, addressed explicitly (as `model_version="1"`),
+    # and both spellings under every other name of the model.
+    for alias in names:
+        for base in ([f"/models/{alias}"] if alias != name else []) + [
+                f"/models/{alias}/versions/{VERSION}"]:
+            route(f"{base}/ready")(model_ready)
+            route(base, dependencies=protected)(model_metadata)
+            route(f"{base}/infer", ("POST",), dependencies=protected)(infer)
+
+    # Any other model, version or route under it: the protocol's 404, not FastAPI's.
+    @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
+    async def unknown_model(other: str, rest: str) -> None:
+        if other not in names:
+            raise OipError(404, f"unknown model '{other}'; this server serves '{name}' "
+                                f"({where})")
+        raise OipError(404, f"model '{name}' has no '{rest}'; it serves version {VERSION} "
+                            "and the ready, metadata and infer routes")
+
+
+def _mount_server_routes(route: Callable, protected: list[Depends],
+                         is_ready: Callable[[], bool],
+                         index_entry: Callable[[], dict[str, str]]) -> None:
+    """The server-wide /v2 routes: metadata, health and the model repository index."""
 
     @route("")
     async def server_metadata() -> dict[str, Any]:
@@ -304,75 +352,43 @@ def mount(
             raise OipError(400, 'a repository index request is empty or {"ready": true|false}')
         return [] if options.get("ready") and not is_ready() else [index_entry()]
 
-    @route(f"{model}/ready")
-    async def model_ready() -> JSONResponse:
-        """The served model's readiness (503 before its warm-up call)."""
-        return JSONResponse({"name": name, "ready": is_ready()},
-                            status_code=200 if is_ready() else 503)
 
-    @route(model, dependencies=protected)
-    async def model_metadata() -> dict[str, Any]:
-        """Input and output tensors, and the labels in the order of `probabilities`."""
-        return {
-            "name": name,
-            "versions": [VERSION],
-            "platform": f"sentitune_{classifier.backend.name}",
-            "inputs": [{"name": INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
-            "outputs": outputs,
-            "parameters": {"task": classifier.task, "labels": classifier.labels},
-        }
-
-    @route(f"{model}/infer", ("POST",), dependencies=protected)
-    async def infer(request: Request) -> Response:
-        """Classify the texts of the BYTES input `text`."""
-        parsed, binary = _parse(await request.body(), request.headers.get(HEADER_LENGTH))
-        # Each output as JSON data, or binary when asked for (per output, or for all).
-        all_binary = parsed.parameters.get("binary_data_output") is True
-        wanted = ({output.name: output.parameters.get("binary_data", all_binary) is True
-                   for output in parsed.outputs} if parsed.outputs
-                  else dict.fromkeys(output_names, all_binary))
-        unknown = [output for output in wanted if output not in output_names]
-        if unknown:
-            raise OipError(400, f"unknown output(s) {', '.join(unknown)}; this model has "
-                                f"{', '.join(output_names)}")
-        texts = _texts(parsed, binary, settings)
-        predictions = await dispatch(texts)
-        metrics.observe_predictions(predictions)
-        spec = {output["name"]: output for output in outputs}
-        tensors, chunks = [], []
-        for output, as_binary in wanted.items():
-            tensor = {"name": output, "datatype": spec[output]["datatype"],
-                      "shape": [len(texts), *spec[output]["shape"][1:]]}
-            data = _output_data(output, predictions, classifier.labels)
-            if as_binary:
-                chunks.append(_binary(data, tensor["datatype"]))
-                tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
-            else:
-                tensor["data"] = data
-            tensors.append(tensor)
-        answer: dict[str, Any] = {"model_name": name, "outputs": tensors}
-        if parsed.id is not None:
-            answer["id"] = parsed.id
-        if not chunks:
-            return JSONResponse(answer)
-        header = json.dumps(answer).encode()
-        return Response(header + b"".join(chunks), media_type="application/octet-stream",
-                        headers={HEADER_LENGTH: str(len(header))})
-
-    # The one version the metadata lists, addressed explicitly (as `model_version="1"`),
-    # and both spellings under every other name of the model.
-    for alias in names:
-        for base in ([f"/models/{alias}"] if alias != name else []) + [
-                f"/models/{alias}/versions/{VERSION}"]:
-            route(f"{base}/ready")(model_ready)
-            route(base, dependencies=protected)(model_metadata)
-            route(f"{base}/infer", ("POST",), dependencies=protected)(infer)
-
-    # Any other model, version or route under it: the protocol's 404, not FastAPI's.
-    @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
-    async def unknown_model(other: str, rest: str) -> None:
-        if other not in names:
-            raise OipError(404, f"unknown model '{other}'; this server serves '{name}' "
-                                f"({where})")
-        raise OipError(404, f"model '{name}' has no '{rest}'; it serves version {VERSION} "
-                            "and the ready, metadata and infer routes")
+async def _infer(request: Request, name: str, outputs: list[dict[str, Any]],
+                 labels: list[str], settings: ServeSettings,
+                 dispatch: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+                 metrics: ServeMetrics) -> Response:
+    """The answer to an infer request: each output as JSON data, or binary when asked for."""
+    output_names = [output["name"] for output in outputs]
+    parsed, binary = _parse(await request.body(), request.headers.get(HEADER_LENGTH))
+    # Each output as JSON data, or binary when asked for (per output, or for all).
+    all_binary = parsed.parameters.get("binary_data_output") is True
+    wanted = ({output.name: output.parameters.get("binary_data", all_binary) is True
+               for output in parsed.outputs} if parsed.outputs
+              else dict.fromkeys(output_names, all_binary))
+    unknown = [output for output in wanted if output not in output_names]
+    if unknown:
+        raise OipError(400, f"unknown output(s) {', '.join(unknown)}; this model has "
+                            f"{', '.join(output_names)}")
+    texts = _texts(parsed, binary, settings)
+    predictions = await dispatch(texts)
+    metrics.observe_predictions(predictions)
+    spec = {output["name"]: output for output in outputs}
+    tensors, chunks = [], []
+    for output, as_binary in wanted.items():
+        tensor = {"name": output, "datatype": spec[output]["datatype"],
+                  "shape": [len(texts), *spec[output]["shape"][1:]]}
+        data = _output_data(output, predictions, labels)
+        if as_binary:
+            chunks.append(_binary(data, tensor["datatype"]))
+            tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
+        else:
+            tensor["data"] = data
+        tensors.append(tensor)
+    answer: dict[str, Any] = {"model_name": name, "outputs": tensors}
+    if parsed.id is not None:
+        answer["id"] = parsed.id
+    if not chunks:
+        return JSONResponse(answer)
+    header = json.dumps(answer).encode()
+    return Response(header + b"".join(chunks), media_type="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(header))})
