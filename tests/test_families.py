@@ -88,7 +88,7 @@ def test_saved_model_is_a_plain_pipeline_model_that_predicts_alike(runs, method)
     run_dir = runs[method]
     classify = pipeline("text-classification", model=str(run_dir / "model"), device="cpu")
     expected = classify(TEXTS)
-    ours = predict(run_dir, TEXTS, progress=False)
+    ours = predict(run_dir, TEXTS)
     assert [p["label"] for p in ours] == [e["label"] for e in expected]
     assert [p["score"] for p in ours] == pytest.approx([e["score"] for e in expected], abs=1e-5)
 
@@ -115,15 +115,15 @@ def test_onnx_fp32_and_int8_export_and_predict(runs):
     assert report["max_abs_diff"] <= FP32_ATOL
     assert report["agreement"]["onnx"]["label_agreement"] == 1.0
     assert report["agreement"]["onnx-int8"]["label_agreement"] >= 0.9
-    reference = predict(run_dir, TEXTS, progress=False)
+    reference = predict(run_dir, TEXTS)
     for backend in ("onnx", "onnx-int8"):
-        scored = predict(run_dir, TEXTS, backend=backend, progress=False)
+        scored = predict(run_dir, TEXTS, backend=backend)
         assert [p["label"] for p in scored] == [p["label"] for p in reference], backend
 
 
 def test_serves_the_same_predictions(runs):
     run_dir = runs["lora"]
-    expected = predict(run_dir, TEXTS, progress=False)
+    expected = predict(run_dir, TEXTS)
     app = create_app(Classifier.from_pretrained(run_dir), ServeSettings(api_key=None))
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         single = client.post("/predict", json={"text": TEXTS[0]})

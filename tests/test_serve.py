@@ -245,7 +245,7 @@ def test_api_key_comes_from_the_environment(monkeypatch):
 )
 def test_impossible_settings_are_user_errors(bad):
     with pytest.raises(SentituneError):
-        ServeSettings(**bad)
+        ServeSettings.from_options(**bad)
 
 
 # --- micro-batching and metrics -----------------------------------------------------------

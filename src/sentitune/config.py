@@ -193,7 +193,8 @@ class InferenceConfig:
     """How a trained run answers in `predict`, `evaluate`, `check` and `serve`.
 
     None means the run's own setting (config.yaml for the long-text ones, decision.json
-    for the review ones); `Classifier` resolves it once, when it loads.
+    for the review ones); `Classifier` resolves it once, when it loads. A new answer setting
+    (explanations, say) is a new field here: the verbs' flags follow from it.
     """
 
     backend: str = _help(
