@@ -278,13 +278,17 @@ def test_a_killed_predict_leaves_a_recognised_partial_file_that_the_next_run_rem
     target = tmp_path / "scored.jsonl"
     kill_when(sentitune_process("predict", str(tiny_run_dir), "--input", str(source),
                                 "--output", str(target), "--quiet"),
-              lambda: any(tmp_path.glob(".scored.jsonl.*.partial")), "a partial output")
-    leftovers = list(tmp_path.glob(".scored.jsonl.*.partial"))
-    assert len(leftovers) == 1 and not target.exists()  # never a half file under its name
+              lambda: any(tmp_path.glob(".scored.jsonl.[0-9]*.partial")), "a partial output")
+    # The output and its errors file, each under a partial name until complete.
+    leftovers = sorted(tmp_path.glob(".scored.jsonl*.partial"))
+    assert sorted("errors" in p.name for p in leftovers) == [False, True]
+    assert not target.exists()  # never a half file under its name
     code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
                              "--output", str(target), "--quiet")
     assert code == 0, err
-    assert not leftovers[0].exists() and sorted(tmp_path.iterdir()) == [source, target]
+    errors = tmp_path / "scored.jsonl.errors.jsonl"
+    assert not any(p.exists() for p in leftovers)
+    assert sorted(tmp_path.iterdir()) == sorted([source, target, errors])
     assert len(target.read_text().splitlines()) == 8_000
 
 
