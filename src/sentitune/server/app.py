@@ -227,6 +227,9 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         title="sentitune",
         summary=f"Sentiment classifier: {', '.join(classifier.labels)} ({classifier.task})",
         lifespan=lifespan,
+        # A body without a content type is read as JSON, as Triton's client sends it; a
+        # type that is not JSON is refused (415) by `RequestGate`.
+        strict_content_type=False,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Overloaded, _overloaded)
