@@ -48,6 +48,7 @@ from sentitune.inference.ensemble import load_classifier
 from sentitune.schema import Prediction
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
+from sentitune.server.limits import uvicorn_options
 from sentitune.server.metrics import ServeMetrics
 from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
 from sentitune.server.settings import ServeSettings
@@ -231,6 +232,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         # type that is not JSON is refused (415) by `RequestGate`.
         strict_content_type=False,
     )
+    app.state.settings = settings  # for `serve_in_thread`'s connection limits
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Overloaded, _overloaded)
     PredictRequest, BatchRequest = request_models(settings)
@@ -356,7 +358,7 @@ def serve(
     if workers == 1:
         app = create_app(load_classifier(run_dir, backend=backend, long_text=long_text,
                                          stride=stride), settings)
-        uvicorn.run(app, host=settings.host, port=settings.port)
+        uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
         return
     # Fail here, once, rather than in every worker uvicorn would keep restarting.
     load_classifier(run_dir, backend=backend, device="cpu", long_text=long_text,
@@ -378,6 +380,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
+        **uvicorn_options(settings),
     )
 
 
@@ -398,7 +401,7 @@ def worker_app() -> FastAPI:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run `app` with uvicorn in a background thread; yields its base URL.
 
-    For tests and notebooks. Port 0 picks a free port; the socket is bound here first,
+    For tests and notebooks. The connection limits are those of the app's settings. Port 0 picks a free port; the socket is bound here first,
     so the URL is known before the server starts and no other process can take it.
     """
     import socket
@@ -409,7 +412,8 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           **uvicorn_options(app.state.settings)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -34,12 +34,25 @@ class ServeSettings:
     micro_batching: bool = True
     review_threshold: float | None = None  # None: the run's own threshold
     review_truncated: bool | None = None  # None: the run's own decision
+    # Connection limits (`server/limits.py`), with help: they generate `serve`'s flags.
+    max_header_bytes: int = field(default=64 * 1024, metadata={"help": (
+        "Most bytes of a request's line and headers; more is refused with 431 before it is "
+        "all read.")})
+    keep_alive_s: float = field(default=5.0, metadata={"help": (
+        "Seconds a connection may sit idle, before its first request or between requests, "
+        "before it is closed.")})
+    request_timeout_s: float = field(default=30.0, metadata={"help": (
+        "Seconds a client has to send a whole request (headers and body) from its first "
+        "byte; a slower one gets 408 and is disconnected.")})
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
-                     "max_batch_tokens"):
+                     "max_batch_tokens", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise SentituneError(f"serve setting {name} must be at least 1")
+        for name in ("keep_alive_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SentituneError(f"serve setting {name} must be positive")
         if self.max_wait_ms < 0:
             raise SentituneError("serve setting max_wait_ms must not be negative")
         if self.max_queue_ms <= 0:
