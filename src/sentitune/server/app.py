@@ -401,8 +401,9 @@ def worker_app() -> FastAPI:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run `app` with uvicorn in a background thread; yields its base URL.
 
-    For tests and notebooks. The connection limits are those of the app's settings. Port 0 picks a free port; the socket is bound here first,
-    so the URL is known before the server starts and no other process can take it.
+    For tests and notebooks; the connection limits are those of the app's settings. Port
+    0 picks a free port; the socket is bound here first, so the URL is known before the
+    server starts and no other process can take it.
     """
     import socket
     import threading
