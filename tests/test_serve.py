@@ -2,12 +2,17 @@
 
 import asyncio
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
+from conftest import assert_one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -238,6 +243,51 @@ def test_api_key_comes_from_the_environment(monkeypatch):
     assert ServeSettings().api_key == "from-env"
     assert ServeSettings(api_key=None).api_key is None
     assert "from-env" not in repr(ServeSettings())
+
+
+def test_the_cli_takes_the_key_from_a_file_and_keeps_it_out_of_ps(tiny_run_dir, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentitune", "serve", str(tiny_run_dir), "--port", "0",
+         "--api-key-file", str(key_file), "--max-header-bytes", "4096"],
+        stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stderr:  # uvicorn names the port it was given
+            if found := re.search(r"running on (http://\S+)", line):
+                break
+        assert found, "the server did not start"
+        url = found[1]
+        assert "from-a-file" not in " ".join(psutil.Process(process.pid).cmdline())
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert httpx.get(f"{url}/info", headers={"X-API-Key": "from-a-file"}).status_code == 200
+        # The connection limits reach the server `serve` runs.
+        assert httpx.get(f"{url}/health", headers={"X-Pad": "x" * 5000}).status_code == 431
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize(("content", "words"), [(None, "No such file"), ("\n", "no key"),
+                                                (b"\xff\xfe", "not UTF-8")])
+def test_an_unusable_key_file_is_a_one_line_error(capsys, tiny_run_dir, tmp_path, content,
+                                                  words):
+    key_file = tmp_path / "key"
+    if isinstance(content, str):
+        key_file.write_text(content)
+    elif content is not None:
+        key_file.write_bytes(content)
+    code, _, err = run_cli(capsys, "serve", str(tiny_run_dir), "--api-key-file", str(key_file))
+    assert_one_line_error(code, err, "API key file", words)
+
+
+def test_the_key_is_given_once(capsys, tiny_run_dir, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("a")
+    code, _, err = run_cli(capsys, "serve", str(tiny_run_dir), "--api-key", "b",
+                           "--api-key-file", str(key_file))
+    assert_one_line_error(code, err, "--api-key or --api-key-file")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,18 @@
     oip        the Open Inference Protocol (KServe v2) routes under /v2
 """
 
-from sentitune.server.app import create_app, serve, serve_in_thread
+from typing import Any
+
 from sentitune.server.settings import API_KEY_ENV, ServeSettings
 
 __all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "serve", "serve_in_thread"]
+
+
+def __getattr__(name: str) -> Any:
+    # The app (FastAPI, the model's libraries) loads when first asked for, so that the CLI
+    # can build `serve`'s flags from ServeSettings without it.
+    if name in ("create_app", "serve", "serve_in_thread"):
+        from sentitune.server import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

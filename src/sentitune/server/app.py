@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_match
 from sentitune.server.limits import uvicorn_options
 from sentitune.server.metrics import ServeMetrics
 from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
-from sentitune.server.settings import ServeSettings
+from sentitune.server.settings import ServeSettings, read_api_key_file
 
 # Carries the run directory and settings to `uvicorn --workers` processes, which import
 # the app by name and so cannot be handed Python objects.
@@ -343,16 +343,23 @@ def serve(
     settings: ServeSettings | None = None,
     long_text: str | None = None,
     stride: int | None = None,
+    api_key_file: str | Path | None = None,
     **options: Any,
 ) -> None:
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
     api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
-    give a whole `settings`. Several workers each load their own model copy. `long_text`
+    give a whole `settings`. `api_key_file` holds the key on its first line. Several workers each load their own model copy. `long_text`
     and `stride` replace the run's long-text settings. Several run directories are served
     as one ensemble (`sentitune.inference.ensemble`)."""
     import uvicorn
 
+    if api_key_file is not None:
+        if options.get("api_key") is not None:
+            raise SentituneError("give the API key once: --api-key or --api-key-file")
+        options["api_key"] = read_api_key_file(api_key_file)
     settings = settings or ServeSettings(**options)
+    if api_key_file is not None:
+        settings = replace(settings, api_key=options["api_key"])
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sentitune.errors import SentituneError
 
@@ -12,6 +13,22 @@ API_KEY_ENV = "SENTITUNE_API_KEY"
 
 def _api_key_from_env() -> str | None:
     return os.environ.get(API_KEY_ENV) or None
+
+
+def read_api_key_file(path: str | Path) -> str:
+    """The API key on the first line of a file (`serve --api-key-file`): unlike a key given
+    as `--api-key`, it does not show in `ps` or the shell's history."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+        raise SentituneError(f"cannot read the API key file {path}: {reason}; give a "
+                             "readable file with the key on its first line") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise SentituneError(f"the API key file {path} has no key on its first line; write "
+                             "the key there")
+    return key
 
 
 @dataclass(frozen=True)
