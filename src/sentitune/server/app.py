@@ -348,9 +348,10 @@ def serve(
 ) -> None:
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
     api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
-    give a whole `settings`. `api_key_file` holds the key on its first line. Several workers each load their own model copy. `long_text`
-    and `stride` replace the run's long-text settings. Several run directories are served
-    as one ensemble (`sentitune.inference.ensemble`)."""
+    give a whole `settings`; `api_key_file` holds the key on its first line. Several
+    workers each load their own model copy. `long_text` and `stride` replace the run's
+    long-text settings. Several run directories are served as one ensemble
+    (`sentitune.inference.ensemble`)."""
     import uvicorn
 
     if api_key_file is not None:
