@@ -232,6 +232,32 @@ def test_with_the_key_it_answers(strict, headers):
     assert KEY not in json.dumps(info)
 
 
+def test_docs_and_their_assets_are_served_from_here(client):
+    for path, asset in (("/docs", "/docs/assets/swagger-ui-bundle.js"),
+                        ("/redoc", "/docs/assets/redoc.standalone.js")):
+        page = client.get(path)
+        assert page.status_code == 200 and asset in page.text
+        assert "cdn." not in page.text and "fonts.googleapis" not in page.text
+        script = client.get(asset)
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert script.headers["content-type"].startswith("text/javascript")
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "sentitune"
+
+
+def test_schema_and_docs_need_the_key(strict, classifier):
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        refused = strict.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"].startswith("Basic")  # a browser asks
+        assert not any(label in refused.text for label in classifier.labels)
+        for credentials in ({"headers": AUTH}, {"auth": ("anyone", KEY)}):
+            assert strict.get(path, **credentials).status_code == 200, (path, credentials)
+        assert strict.get(path, auth=("anyone", "wrong")).status_code == 401
+    # The public Swagger UI bundle reveals nothing: it stays open.
+    assert strict.get("/docs/assets/swagger-ui.css").status_code == 200
+
+
 def test_health_ready_and_page_stay_open_with_a_key(strict):
     assert strict.get("/health").status_code == 200
     assert strict.get("/ready").status_code == 200

@@ -4,7 +4,7 @@
     POST /predict/batch  {"texts": ["...", ...]}  -> {"predictions": [...]}, input order
     GET  /health         liveness (always open)     GET /ready    model warmed up
     GET  /info           model + serving settings   GET /metrics  Prometheus text format
-    GET  /               the web page               GET /docs     OpenAPI UI
+    GET  /               the web page               GET /docs     OpenAPI UI (`docs`)
     /v2/...              the Open Inference Protocol (KServe v2): see `server/oip.py`
 
 The model is called from one worker thread only (`Classifier.predict` wants its calls
@@ -47,6 +47,7 @@ from sentitune.inference.classifier import Classifier
 from sentitune.inference.ensemble import load_classifier
 from sentitune.schema import Prediction
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
+from sentitune.server.docs import mount_docs
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
 from sentitune.server.limits import uvicorn_options
 from sentitune.server.metrics import ServeMetrics
@@ -231,6 +232,8 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         # A body without a content type is read as JSON, as Triton's client sends it; a
         # type that is not JSON is refused (415) by `RequestGate`.
         strict_content_type=False,
+        # Served by `mount_docs`: from local assets, and behind the API key.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings  # for `serve_in_thread`'s connection limits
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -304,6 +307,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
 
     oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])
+    mount_docs(app, settings.api_key)
 
     for name, media_type in _ASSETS.items():
         app.add_api_route(
