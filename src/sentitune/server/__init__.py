@@ -6,6 +6,9 @@
     models     request and response bodies (predictions: `sentitune.schema`)
     app        `create_app` (the app factory), middleware, `serve`, `serve_in_thread`
     oip        the Open Inference Protocol (KServe v2) routes under /v2
+    oip_schema what the /v2 routes publish in the OpenAPI schema
+    limits     header size, idle and slow clients: uvicorn's protocol, guarded
+    docs       /docs, /redoc and /openapi.json from local assets, behind the API key
 """
 
 from typing import Any
