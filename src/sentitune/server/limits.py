@@ -9,7 +9,9 @@ Here, as Node's http server and hyper do:
 - a request line and headers over `max_header_bytes`: 431, counted as the bytes arrive,
   before they are parsed, and the connection closed;
 - a connection idle for `keep_alive_s`, before its first request too: closed;
-- a request not received whole within `request_timeout_s` of its first byte: 408, closed.
+- a request whose headers are not all in within `header_timeout_s` of its first byte, or
+  that is not in whole within `request_timeout_s`: 408, and the connection closed (nginx's
+  client_header_timeout and client_body_timeout, Apache's mod_reqtimeout).
 
 Errors have the app's shape (`{"detail": ...}`, `{"error": ...}` under /v2).
 """
@@ -35,6 +37,7 @@ def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
         # A partial of a module-level class: it pickles, so `--workers` processes get it.
         "http": functools.partial(GuardedHttpToolsProtocol,
                                   max_header_bytes=settings.max_header_bytes,
+                                  header_timeout_s=settings.header_timeout_s,
                                   request_timeout_s=settings.request_timeout_s),
         "timeout_keep_alive": settings.keep_alive_s,
     }
@@ -55,11 +58,13 @@ def _header_end(data: bytes) -> int:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header size limit and a request timeout."""
 
-    def __init__(self, *args: Any, max_header_bytes: int, request_timeout_s: float,
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_header_bytes: int, header_timeout_s: float,
+                 request_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_header_bytes = max_header_bytes
+        self.header_timeout_s = min(header_timeout_s, request_timeout_s)
         self.request_timeout_s = request_timeout_s
+        self.request_started = 0.0  # the loop's time at the request's first byte
         self.header_bytes: int | None = 0  # of the request being read; None once in its body
         self.header_tail = b""  # the last bytes seen, to find a blank line split in two
         self.request_timer: asyncio.TimerHandle | None = None
@@ -90,10 +95,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._stop_request_timer()
-        self.request_timer = self.loop.call_later(self.request_timeout_s, self._too_slow)
+        self.request_started = self.loop.time()
+        self.request_timer = self.loop.call_later(
+            self.header_timeout_s, self._too_slow,
+            f"request headers not received within {self.header_timeout_s:g} s")
 
     def on_headers_complete(self) -> None:
         self.header_bytes = None
+        self._stop_request_timer()
+        self.request_timer = self.loop.call_at(
+            self.request_started + self.request_timeout_s, self._too_slow,
+            f"request not received within {self.request_timeout_s:g} s")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -106,14 +118,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.request_timer.cancel()
             self.request_timer = None
 
-    def _too_slow(self) -> None:
+    def _too_slow(self, message: str) -> None:
         self.request_timer = None
         answering = self.cycle is not None and self.cycle.response_started and (
             not self.cycle.response_complete)
         if answering:  # the app has begun its answer: only the connection can go
             self.transport.close()
         else:
-            self._refuse(408, f"request not received within {self.request_timeout_s:g} s")
+            self._refuse(408, message)
 
     def _refuse(self, status: int, message: str, target: bytes | None = None) -> None:
         """Answer `status` with the app's error shape, then close the connection."""

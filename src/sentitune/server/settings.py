@@ -58,8 +58,11 @@ class ServeSettings:
     keep_alive_s: float = field(default=5.0, metadata={"help": (
         "Seconds a connection may sit idle, before its first request or between requests, "
         "before it is closed.")})
-    request_timeout_s: float = field(default=30.0, metadata={"help": (
-        "Seconds a client has to send a whole request (headers and body) from its first "
+    header_timeout_s: float = field(default=10.0, metadata={"help": (
+        "Seconds a client has to send a request's line and headers from its first byte; a "
+        "slower one gets 408 and is disconnected.")})
+    request_timeout_s: float = field(default=60.0, metadata={"help": (
+        "Seconds a client has to send a whole request, headers and body, from its first "
         "byte; a slower one gets 408 and is disconnected.")})
 
     def __post_init__(self) -> None:
@@ -67,7 +70,7 @@ class ServeSettings:
                      "max_batch_tokens", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise SentituneError(f"serve setting {name} must be at least 1")
-        for name in ("keep_alive_s", "request_timeout_s"):
+        for name in ("keep_alive_s", "header_timeout_s", "request_timeout_s"):
             if not getattr(self, name) > 0:
                 raise SentituneError(f"serve setting {name} must be positive")
         if self.max_wait_ms < 0:
