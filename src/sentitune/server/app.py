@@ -14,11 +14,14 @@ requests are grouped into one `predict` call; see `MicroBatcher` for when a batc
 Bad input is always a 4xx with `{"detail": ...}`, never a 5xx:
     400  body is not JSON (or not UTF-8)
     401  API key missing or wrong (when one is set), checked before the body is read
+    405  a known path asked with another method (with an Allow header)
+    408  a request not received within `header_timeout_s` / `request_timeout_s`
     413  body over `max_body_bytes`, checked before parsing
-    415  a content type other than JSON
+    415  a content type other than JSON (none at all is read as JSON)
     422  wrong shape or types; a text empty, only whitespace, not valid Unicode, or over
          `max_text_chars`; no texts, or more than `max_texts_per_request`. Per-field limits
          are 422 rather than 413 so the answer can point at the offending field (`loc`).
+    431  request line and headers over `max_header_bytes` (`limits`), before parsing
 Texts longer than the model's `max_length` tokens are truncated (as the run's `truncation`
 says), not refused, and the prediction says `"truncated": true`; with `long_text="chunk"`
 every window is scored instead and the prediction says how many (`windows`). A request the
@@ -358,13 +361,11 @@ def serve(
     (`sentitune.inference.ensemble`)."""
     import uvicorn
 
+    settings = settings or ServeSettings(**options)
     if api_key_file is not None:
         if options.get("api_key") is not None:
             raise SentituneError("give the API key once: --api-key or --api-key-file")
-        options["api_key"] = read_api_key_file(api_key_file)
-    settings = settings or ServeSettings(**options)
-    if api_key_file is not None:
-        settings = replace(settings, api_key=options["api_key"])
+        settings = replace(settings, api_key=read_api_key_file(api_key_file))
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:
