@@ -65,7 +65,7 @@ def test_schemathesis_finds_no_failure_of_any_check(server, tmp_path):
 
 
 def test_the_schema_publishes_the_limits_and_the_non_blank_rule(server):
-    schema = httpx.get(f"{server}/openapi.json").json()
+    schema = httpx.get(f"{server}/openapi.json", headers={"X-API-Key": KEY}).json()
     components = schema["components"]["schemas"]
     text = components["PredictRequest"]["properties"]["text"]
     texts = components["BatchRequest"]["properties"]["texts"]
