@@ -249,8 +249,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from sentitune.server.app import serve
 
     # Only the flags given: ServeSettings and InferenceConfig hold the defaults.
-    serve(args.run_dir, workers=args.workers, **_given(args, ServeSettings),
-          **_given(args, InferenceConfig))
+    serve(args.run_dir, workers=args.workers, api_key_file=args.api_key_file,
+          **_given(args, ServeSettings), **_given(args, InferenceConfig))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -448,6 +448,8 @@ def _serve_parser(commands) -> None:
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
     _run_dirs_argument(p, "served")
     _flag(p, "--workers", type=int, default=1, help="processes, each with its own model")
+    _flag(p, "--api-key-file", metavar="PATH",
+          help="require the key written on this file's first line (kept out of `ps`)")
     _add_config_flags(p, ("serve",))
     _add_config_flags(p, ("inference",), skip=("batch_size",))  # --max-batch-size serves
     p.set_defaults(func=cmd_serve)
