@@ -154,15 +154,22 @@ class Teaching:
         self.facts.update(kept_layers=kept, same_tokenizer=same)
         return model
 
-    def train_set(self, train_set, splits: Splits, tokenize_texts):
-        """The labelled rows plus the new unlabeled ones, each with its soft targets packed
-        into `labels` (see `distillation_loss`); `tokenize_texts` tokenizes like training."""
+    def train_set(self, train_set, splits: Splits, tokenize_texts,
+                  augmented: Sequence[str] = ()):
+        """The labelled rows plus the new unlabeled ones and the augmented copies of the
+        training texts (`--augment`), each with its soft targets packed into `labels` (see
+        `distillation_loss`); `tokenize_texts` tokenizes like training."""
         import datasets
 
         seen = set(splits.train["text"]) | set(splits.validation["text"])
-        extra = list(dict.fromkeys(t for t in (clean_text(u, self.clean_html)
-                                                for u in self.unlabeled)
-                                   if t and t not in seen))
+        unlabeled = list(dict.fromkeys(t for t in (clean_text(u, self.clean_html)
+                                                    for u in self.unlabeled)
+                                       if t and t not in seen))
+        # Copies come after the unlabeled texts: neither has a hard label, the teachers
+        # label both (the transfer set of Tang et al. 2019).
+        taken = seen | set(unlabeled)
+        copies = [t for t in dict.fromkeys(augmented) if t not in taken]
+        extra = unlabeled + copies
         texts = list(splits.train["text"]) + extra
         soft = self.soft_targets(texts)
         hard = np.asarray(train_set["labels"])
@@ -178,8 +185,9 @@ class Teaching:
         if extra:
             added = tokenize_texts(extra)
             rows = datasets.concatenate_datasets([rows, added.select_columns(rows.column_names)])
-        self.facts.update(labelled_rows=len(train_set), unlabeled_rows=len(extra),
-                          unlabeled_dropped=len(self.unlabeled) - len(extra))
+        self.facts.update(labelled_rows=len(train_set), unlabeled_rows=len(unlabeled),
+                          augmented_rows=len(copies),
+                          unlabeled_dropped=len(self.unlabeled) - len(unlabeled))
         return rows.add_column("labels", packed.astype(np.float32).tolist())
 
     def loss(self, task: str, weights: np.ndarray | None):
