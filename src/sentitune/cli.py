@@ -298,7 +298,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
     taught = {f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
               if hasattr(args, f.name)}
-    result = distill(args.teachers, args.output, resume=args.resume,
+    result = distill(args.teachers, args.output, config=args.config, resume=args.resume,
                      overwrite=args.overwrite, progress=not args.quiet, **taught,
                      **_settings(args))
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
@@ -521,6 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("teachers", nargs="+", metavar="TEACHER_RUN",
                    help="run directories with the same labels; several teach as an ensemble")
     _flag(p, "--output", help="student run directory (default: TEACHER_RUN-student)")
+    _flag(p, "--config", help="distill preset (sst2-minilm-student3, ...) or YAML file with "
+                              "distill: and training: sections; flags override it")
     _run_writing_flags(p)
     _common(p, quiet=True)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))

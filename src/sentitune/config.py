@@ -258,6 +258,31 @@ def load_preset(name_or_path: str) -> RunConfig:
     return from_dict(read_yaml(path), str(path))
 
 
+def distill_preset(name_or_path: str) -> dict[str, Any] | None:
+    """A distill preset's settings (its `distill:` and `training:` sections, flat, only the
+    keys it writes), or None when the preset has no `distill:` section. Its `data:` and
+    `model:` sections say which teacher it is for; a student always reads its teacher's data
+    and starts from its teacher's model."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    raw = read_yaml(path) if path.is_file() else {}
+    if "distill" not in raw:
+        return None
+    taught, training = raw.get("distill") or {}, raw.get("training") or {}
+    if not isinstance(taught, dict) or not isinstance(training, dict):
+        raise SentituneError(f"{path}: sections 'distill' and 'training' must be mappings")
+    names = {f.name for f in fields(DistillConfig)}
+    for key in taught:
+        if key not in names:
+            raise SentituneError(f"{path}: '{key}' is not a distill setting; those are "
+                                 f"{', '.join(sorted(names))}")
+    for key in training:
+        if section_of(key) != "training":
+            raise SentituneError(f"{path}: '{key}' belongs in section '{section_of(key)}'")
+    return taught | training
+
+
 def read_yaml(path: Path) -> dict:
     """A YAML mapping from `path`; anything else is a SentituneError naming the file."""
     try:
@@ -401,6 +426,10 @@ def make_config(config: RunConfig | str | Path | None = None, **settings: Any) -
     elif isinstance(config, RunConfig):
         base = config
     else:
+        if distill_preset(str(config)) is not None:
+            raise SentituneError(f"{config} is a distill preset: its student learns from a "
+                                 f"teacher run; use sentitune distill TEACHER_RUN --config "
+                                 f"{config}")
         base = load_preset(str(config))
     return validate(base.replace(**settings))
 

@@ -261,14 +261,23 @@ def _validate(settings: DistillConfig) -> None:
 
 
 def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
-            resume: bool = False, overwrite: bool = False, progress: bool = True,
-            **settings: Any):
+            config: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+            progress: bool = True, **settings: Any):
     """Train a student run at `output` on the soft targets of `teachers` (one run or an
     ensemble). `settings` are DistillConfig fields (student, unlabeled, temperature, ...)
     and any `sentitune train` setting, which overrides the first teacher's config (the
-    student starts from it: same data, splits and max length; method full)."""
+    student starts from it: same data, splits and max length; method full). `config` is a
+    distill preset (sst2-minilm-student3) or YAML file whose settings `settings` override."""
+    from sentitune.config import distill_preset
     from sentitune.training import train
 
+    if config is not None:
+        preset = distill_preset(str(config))
+        if preset is None:
+            raise SentituneError(f"{config} is not a distill preset (it has no 'distill:' "
+                                 "section); give one such as sst2-minilm-student3, or settings "
+                                 "as flags")
+        settings = preset | settings
     names = {f.name for f in fields(DistillConfig)}
     distill_settings = DistillConfig(**{k: v for k, v in settings.items() if k in names})
     overrides = {k: v for k, v in settings.items() if k not in names}
