@@ -121,3 +121,36 @@ def test_sentiment_frame_is_untouched_by_augmentation():
     texts = list(frame["text"])
     augment_texts(texts, 2, ("mask",), seed=0, mask_token="[MASK]")
     assert texts == list(frame["text"])
+
+
+def test_a_distill_preset_with_augmentation(capsys, tiny_run_dir, tmp_path):
+    preset = tmp_path / "student.yaml"
+    preset.write_text("# a student\ndistill: {student: 'teacher:1', alpha: 0.7}\n"
+                      "training: {epochs: 1, augment: 1, augment_methods: [negation, identity],"
+                      " learning_rate: 0.001}\n")
+    out = tmp_path / "s"
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--config", str(preset),
+                           "--seed", "5", "--output", str(out), "--quiet")
+    assert code == 0, err
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["distillation"]["alpha"] == 0.7 and saved["distillation"]["kept_layers"] == [1]
+    assert saved["training"]["augment_methods"] == ["negation", "identity"]
+    assert saved["training"]["seed"] == 5 and saved["training"]["learning_rate"] == 0.001
+    # A distill preset is not a recipe for train, and a train preset is not one for distill.
+    code, _, err = run_cli(capsys, "train", "--config", str(preset), "--output",
+                           str(tmp_path / "t"))
+    assert_one_line_error(code, err, "distill preset", "sentitune distill")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--config", "sst2-minilm",
+                           "--output", str(tmp_path / "t"))
+    assert_one_line_error(code, err, "not a distill preset")
+    assert not (tmp_path / "t").exists()
+
+
+def test_shipped_student_presets_are_distill_presets():
+    from sentitune.config import distill_preset
+
+    for layers in (3, 2):
+        for suffix, copies in (("", 0), ("-aug", 1)):
+            found = distill_preset(f"sst2-minilm-student{layers}{suffix}")
+            assert found["student"] == f"teacher:{layers}"
+            assert found.get("augment", 0) == copies
