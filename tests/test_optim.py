@@ -87,3 +87,17 @@ def test_bad_input_is_one_line(capsys, tiny_bert, sentiment_csv, tmp_path, flags
                            str(tiny_bert), "--output", str(out), *flags)
     assert_one_line_error(code, err, *words)
     assert not out.exists()
+
+
+def test_without_layer_decay_the_groups_are_the_trainers(bert, tmp_path):
+    """Same groups, same order: a checkpoint written with either optimizer set-up resumes."""
+    from transformers import Trainer, TrainingArguments
+
+    ours = parameter_groups(bert, 1e-3, 0.01, 1.0, layers=2)
+    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.01, use_cpu=True,
+                             report_to=[])
+    theirs = Trainer(model=bert, args=args).create_optimizer().param_groups
+    assert [len(g["params"]) for g in ours] == [len(g["params"]) for g in theirs]
+    for mine, trainer in zip(ours, theirs, strict=True):
+        assert all(a is b for a, b in zip(mine["params"], trainer["params"], strict=True))
+        assert mine["weight_decay"] == trainer["weight_decay"]

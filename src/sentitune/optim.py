@@ -1,7 +1,8 @@
 """The optimizer a run trains with: `--optimizer` and layer-wise learning-rate decay.
 
 Every optimizer comes from torch or transformers; what sentitune adds is the parameter
-groups. Weight decay skips biases and LayerNorm weights (as the Trainer's own groups do),
+groups. Weight decay skips biases and LayerNorm weights (the Trainer's own rule, and without
+layer decay the Trainer's own two groups),
 and `--layer-decay D` gives each parameter the rate lr * D^(depth from the top): the
 classifier head (and pooler) train at the full rate, encoder layer i of L at D^(L - i),
 the embeddings lowest at D^(L + 1) (ELECTRA; Sun et al. 2019, "How to Fine-Tune BERT for
@@ -33,28 +34,28 @@ def parameter_depth(name: str, layers: int) -> int:
     return layers + 1
 
 
-def _no_decay(model) -> set[str]:
-    """Names of the parameters weight decay skips: biases and LayerNorm weights."""
-    from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
-    from transformers.trainer_pt_utils import get_parameter_names
+def _decayed(model) -> set[str]:
+    """Names of the parameters weight decay applies to: the Trainer's own rule (not biases,
+    not LayerNorm / RMSNorm weights)."""
+    from transformers import Trainer
 
-    decayed = set(get_parameter_names(model, ALL_LAYERNORM_LAYERS))
-    return {name for name, _ in model.named_parameters()
-            if name not in decayed or name.endswith("bias")}
+    return set(Trainer.get_decay_parameter_names(None, model))  # uses no Trainer state
 
 
 def parameter_groups(model, learning_rate: float, weight_decay: float, layer_decay: float,
                      layers: int) -> list[dict[str, Any]]:
-    """The trainable parameters in groups of one (depth, decayed or not): each with its own
-    `lr` (learning_rate * layer_decay^(layers + 1 - depth)) and `weight_decay`."""
-    skip = _no_decay(model)
+    """The trainable parameters in groups with their own `lr` (learning_rate *
+    layer_decay^(layers + 1 - depth)) and `weight_decay`: one group per (depth, decayed or
+    not); without layer decay the Trainer's two groups (decayed first), in its order, so a
+    checkpoint of either resumes with the other."""
+    decayed = _decayed(model)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        depth = parameter_depth(name, layers)
-        decays = name not in skip
-        group = groups.setdefault((depth, decays), {
+        depth = parameter_depth(name, layers) if layer_decay != 1 else layers + 1
+        decays = name in decayed
+        group = groups.setdefault((depth, not decays), {
             "params": [], "names": [],
             "lr": learning_rate * layer_decay ** (layers + 1 - depth),
             "weight_decay": weight_decay if decays else 0.0,
