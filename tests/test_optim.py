@@ -101,3 +101,22 @@ def test_without_layer_decay_the_groups_are_the_trainers(bert, tmp_path):
     for mine, trainer in zip(ours, theirs, strict=True):
         assert all(a is b for a, b in zip(mine["params"], trainer["params"], strict=True))
         assert mine["weight_decay"] == trainer["weight_decay"]
+
+
+def test_a_run_with_layer_decay_resumes_its_optimizer(tiny_bert, sentiment_csv, tmp_path,
+                                                      monkeypatch):
+    from sentitune.run import Run
+    from sentitune.training import train
+
+    def interrupted(self):
+        raise KeyboardInterrupt  # after the last checkpoint, before publishing
+
+    settings = {"optimizer": "adafactor", "layer_decay": 0.8}
+    monkeypatch.setattr(Run, "publish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0, **settings), tmp_path / "r",
+              progress=False)
+    monkeypatch.undo()
+    resumed = train(tiny_config(tiny_bert, sentiment_csv, **settings), tmp_path / "r",
+                    resume=True, progress=False)
+    assert resumed.metrics["epochs_run"] == 2
