@@ -48,6 +48,7 @@ def test_negation_is_removed_or_added():
     assert negated("it isn't fun") == "it is fun"
     assert negated("the plot was thin") == "the plot was not thin"
     assert negated("charming and funny") == "charming and funny"
+    assert negated("the film 's score") == "the film 's score"  # a possessive
 
 
 def test_masking_rate_and_ngram_length():
@@ -62,11 +63,14 @@ def test_masking_rate_and_ngram_length():
 
 
 def test_embedding_neighbours_are_nearest_whole_words():
-    vocabulary = {"[PAD]": 0, "good": 1, "great": 2, "bad": 3, "##ly": 4, "film": 5, "x": 6}
-    matrix = np.array([[0, 0], [1, 0.1], [1, 0.2], [-1, 0], [1, 0.15], [0, 1], [1, 0.1]],
-                      dtype=np.float32)
-    found = embedding_neighbours(["good", "film", "unknown", "ly"], vocabulary, matrix, k=2)
-    assert found["good"] == ["great", "film"]  # not itself, not '##ly', not one-letter 'x'
+    vocabulary = {"[PAD]": 0, "good": 1, "great": 2, "bad": 3, "##ly": 4, "film": 5, "x": 6,
+                  "the": 7}
+    matrix = np.array([[0, 0], [1, 0.1], [1, 0.2], [-1, 0], [1, 0.15], [0, 1], [1, 0.1],
+                       [1, 0.1]], dtype=np.float32)
+    found = embedding_neighbours(["good", "film", "unknown", "ly", "the"], vocabulary, matrix,
+                                 k=2)
+    # Not itself, not '##ly', not one-letter 'x', not the stop word 'the' (nor is it swapped).
+    assert found["good"] == ["great", "film"]
     assert set(found) == {"good", "film"}
     rng = np.random.default_rng(0)
     swapped = augment_text("good " * 300, ("neighbours",), rng, "[MASK]", found).split()

@@ -5,8 +5,8 @@ Knowledge from BERT into Simple Neural Networks") and TinyBERT, plus two aimed a
 behavioural tests:
 
 - mask: each word, with probability P_MASK, becomes the tokenizer's mask token;
-- neighbours: each word, with probability P_SWAP, becomes one of its K_NEIGHBOURS nearest
-  neighbours (cosine) among the whole-word tokens of the model's own input embeddings
+- neighbours: each content word, with probability P_SWAP, becomes one of its K_NEIGHBOURS
+  nearest neighbours (cosine) among the whole-word tokens of the model's own input embeddings
   (TinyBERT used GloVe; the model's embeddings need no download). Neighbours of a sentiment
   word are often its antonyms ("good" ~ "bad"), so this does not keep a label;
 - ngram: with probability P_NGRAM the copy is cut to a random n-gram, n in 1..5;
@@ -59,9 +59,9 @@ IDENTITY: dict[str, tuple[str, ...]] = {
 }
 # Negations a copy drops ("is not good" -> "is good"), and auxiliaries a copy negates.
 NEGATIONS = frozenset({"not", "n't", "never", "no"})
+# Not "'s": in "the film 's score" it is a possessive.
 AUXILIARIES = frozenset({"is", "are", "was", "were", "am", "be", "do", "does", "did", "can",
-                         "could", "will", "would", "should", "has", "have", "had", "'s",
-                         "'re"})
+                         "could", "will", "would", "should", "has", "have", "had", "'re"})
 _CONTRACTED = re.compile(r"^(\w+?)n't$", re.IGNORECASE)  # isn't, doesn't (not can't, won't)
 _WORD = re.compile(r"^(\W*)(.+?)(\W*)$")
 
@@ -174,11 +174,15 @@ def _vocabulary_word(token: str) -> str | None:
 def embedding_neighbours(words: Iterable[str], vocabulary: dict[str, int], matrix: np.ndarray,
                          k: int = K_NEIGHBOURS, chunk: int = 1024) -> dict[str, list[str]]:
     """Each of `words` that is a whole-word token -> its k nearest other whole words by
-    cosine similarity of the rows of `matrix` (an input embedding matrix)."""
+    cosine similarity of the rows of `matrix` (an input embedding matrix). Function words
+    (scikit-learn's English stop words, negations among them) neither change nor replace:
+    their neighbours are other function words ("and" ~ "is"), which only garble a text."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
     by_word: dict[str, int] = {}
     for token, index in sorted(vocabulary.items(), key=lambda item: item[1]):
         word = _vocabulary_word(token)
-        if word is not None:
+        if word is not None and word.lower() not in ENGLISH_STOP_WORDS:
             by_word.setdefault(word.lower(), index)
     names = list(by_word)
     if len(names) < 2:
