@@ -216,6 +216,10 @@ def main() -> None:
         "results": rows,
         "matmul_peak": peaks,
         "inference_utilisation": utilisation,
+        "utilisation_note": "of_peak: model FLOP/s over the matmul peak of its precision "
+                            "(torch-bf16: bf16; torch-fp32 and onnx-int8: fp32, no int8 "
+                            "matmul peak is measured); FLOPs counted by FlopCounterMode "
+                            "(matmuls and attention; element-wise work not counted)",
         f"training_utilisation ({teacher.name})": training,
         "machine": machine(load_start),
     }
