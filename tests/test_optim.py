@@ -120,3 +120,17 @@ def test_a_run_with_layer_decay_resumes_its_optimizer(tiny_bert, sentiment_csv, 
     resumed = train(tiny_config(tiny_bert, sentiment_csv, **settings), tmp_path / "r",
                     resume=True, progress=False)
     assert resumed.metrics["epochs_run"] == 2
+
+
+def test_tune_searches_layer_decay_and_optimizer_only_when_named():
+    from sentitune.errors import SentituneError
+    from sentitune.tuning import search_space
+
+    assert not {"layer_decay", "optimizer"} & {p.name for p in search_space(None, "full")}
+    named = {p.name: p for p in search_space("layer_decay,optimizer=adamw|adafactor", "full")}
+    assert (named["layer_decay"].low, named["layer_decay"].high) == (0.7, 1.0)
+    assert named["optimizer"].choices == ("adamw", "adafactor")
+    with pytest.raises(SentituneError, match=r"\(0, 1\]"):
+        search_space("layer_decay=0.5:1.2", "full")
+    with pytest.raises(SentituneError, match="'lamb' is not one of"):
+        search_space("optimizer=lamb", "full")

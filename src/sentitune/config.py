@@ -179,7 +179,8 @@ class TuneConfig:
     search: str | None = _help(
         "Parameters to search, comma-separated: NAME (its default range), NAME=LOW:HIGH or "
         "NAME=A|B|C; none: every default one of the method (learning_rate, epochs, "
-        "batch_size, warmup_ratio, weight_decay, scheduler; lora_r, lora_alpha for LoRA).")
+        "batch_size, warmup_ratio, weight_decay, scheduler; lora_r, lora_alpha for LoRA); "
+        "layer_decay (0.7:1) and optimizer only when named.")
     pruning: bool = _help("Stop a trial whose validation score at an epoch is below the "
                           "median of earlier trials at that epoch.", True)
 
