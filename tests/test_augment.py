@@ -91,6 +91,7 @@ def test_train_adds_labelled_copies_and_records_them(tiny_bert, sentiment_csv, t
     assert facts["methods"] == ["mask", "identity"] and facts["labels"] == "source text's"
     rows = Run.open(result.run_dir).facts["rows"]["train"]
     assert 0 < facts["copies_added"] <= 2 * rows  # copies equal to their source are dropped
+    assert "Augmented: 2 copies per training text" in (result.run_dir / "README.md").read_text()
 
 
 def test_distill_teachers_label_the_copies(tiny_run_dir, tmp_path):

@@ -67,6 +67,7 @@ def test_train_saves_the_optimizer_and_decay(tiny_bert, sentiment_csv, tmp_path)
                                layer_decay=0.9), tmp_path / "run", progress=False)
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())["training"]
     assert saved["optimizer"] == "adafactor" and saved["layer_decay"] == 0.9
+    assert "optimizer adafactor, layer decay 0.9" in (result.run_dir / "README.md").read_text()
 
 
 def test_sgd_defaults_to_its_own_rate(tiny_bert, sentiment_csv):
