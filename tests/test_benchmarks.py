@@ -57,3 +57,38 @@ def test_architectures_runs_every_family_in_its_tiny_mode(tmp_path):
         assert entry["best_train_samples_per_s"] > 0 and entry["best_inference_texts_per_s"] > 0
     assert result["models"]["bert-base"]["vs_bert_base"]["params"] == 1.0
     assert result["machine"]["load_average_start"] and result["machine"]["load_average_end"]
+
+
+def test_frontier_measures_every_engine_and_the_utilisation(tmp_path, tiny_run_dir):
+    import shutil
+
+    copy, other = tmp_path / "tiny-copy", tmp_path / "other"  # export writes into a run
+    shutil.copytree(tiny_run_dir, copy)
+    shutil.copytree(tiny_run_dir, other)
+    result = run_benchmark("frontier.py", tmp_path / "frontier.json", str(copy), "--ensemble",
+                           str(copy), str(other), "--texts", "32", "--plot",
+                           str(tmp_path / "frontier.png"))
+    engines = result["results"]["tiny-copy"]
+    assert {"torch-fp32", "onnx-int8"} <= set(engines)
+    assert all(0 <= e["accuracy"] <= 1 and e["texts_per_s"] > 0 for e in engines.values())
+    assert "torch-fp32" in result["results"]["ensemble of 2"]
+    assert result["matmul_peak"]["fp32"]["gflops"] > 0
+    used = result["inference_utilisation"]["tiny-copy"]
+    assert used["inference_gflops_per_text"] > 0 and 0 < used["torch-fp32"]["of_peak"] < 1
+    training = result["training_utilisation (tiny-copy)"]["fp32"]
+    assert training["gflops"] > 0 and training["samples_per_s"] > 0
+    assert (tmp_path / "frontier.png").stat().st_size > 0 and result["machine"]["cpu"]
+
+
+def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_dir):
+    # The tiny teacher has 2 layers: the 2-layer arms are the ones it can teach.
+    result = run_benchmark("students.py", tmp_path / "students.json", "--teacher",
+                           str(tiny_run_dir), "--arms", "student2", "student2-aug", "--epochs",
+                           "1", "--runs-dir", str(tmp_path / "runs"), "--resume")
+    arms = result["arms"]
+    assert set(arms) == {"student2", "student2-aug"} and result["shrunk_to"] == {"epochs": 1.0}
+    assert arms["student2"]["augmented_rows"] == 0 < arms["student2-aug"]["augmented_rows"]
+    assert arms["student2-aug"]["preset"] == "sst2-minilm-student2-aug"
+    rates = result["summary"]["behavioural_mean_failure_rate"]
+    assert set(rates) == {"teacher", "student2", "student2-aug"}
+    assert all(0 <= r <= 1 for r in rates.values())

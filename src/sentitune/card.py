@@ -93,7 +93,10 @@ def model_card(config: RunConfig, splits: Splits, metrics: dict, name: str = "se
         f"- Training: lr {t.learning_rate}, batch {t.batch_size}, {t.epochs:g} epochs, "
         f"weight decay {t.weight_decay}, warmup {t.warmup_ratio:.0%}, {t.scheduler} "
         f"schedule, best epoch "
-        f"{metrics['best_epoch']}",
+        f"{metrics['best_epoch']}; optimizer {t.optimizer}"
+        + (f", layer decay {t.layer_decay:g}" if t.layer_decay != 1 else ""),
+        *([f"- Augmented: {t.augment} copies per training text (`augmentation` in config.yaml "
+           "says how)"] if t.augment else []),
         *([f"- Distilled from: {', '.join(Path(t).name for t in metrics['distilled_from'])} "
            "(soft targets; `distillation` in config.yaml says how)"]
           if metrics.get("distilled_from") else []),

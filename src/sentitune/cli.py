@@ -293,7 +293,7 @@ def cmd_tune(args: argparse.Namespace) -> None:
 def cmd_distill(args: argparse.Namespace) -> None:
     from sentitune.distillation import distill
 
-    result = distill(args.teachers, args.output, resume=args.resume,
+    result = distill(args.teachers, args.output, config=args.config, resume=args.resume,
                      overwrite=args.overwrite, progress=not args.quiet,
                      **_given(args, DistillConfig), **_settings(args))
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
@@ -509,6 +509,8 @@ def _distill_parser(commands) -> None:
     p.add_argument("teachers", nargs="+", metavar="TEACHER_RUN",
                    help="run directories with the same labels; several teach as an ensemble")
     _flag(p, "--output", help="student run directory (default: TEACHER_RUN-student)")
+    _flag(p, "--config", help="distill preset (sst2-minilm-student3, ...) or YAML file with "
+                              "distill: and training: sections; flags override it")
     _run_writing_flags(p)
     _quiet_flag(p)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))

@@ -41,6 +41,13 @@ LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_
 BACKENDS = ("torch", "torch-bf16", "adapter", "onnx", "onnx-int8")
 # Experiment trackers `--report-to` hands to the Trainer (sentitune.tracking adds the rest).
 TRACKERS = ("tensorboard", "mlflow", "wandb")
+# Optimizers `--optimizer` builds (sentitune.optim); SGD needs a rate ~100x AdamW's.
+OPTIMIZERS = ("adamw", "adafactor", "sgd")
+SGD_LEARNING_RATE = 1e-2
+# Text augmentation methods (sentitune.dataset.augment); `train` may only use those that keep
+# a text's label, since no teacher relabels its copies there.
+AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation")
+LABEL_KEEPING_AUGMENTATIONS = ("identity", "mask")
 
 
 def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None, *,
@@ -98,11 +105,29 @@ class TrainingConfig:
     method: str = _help("full (all weights) or lora (low-rank adapters via peft).", "full",
                         METHODS)
     learning_rate: float | None = _help(
-        "Peak AdamW learning rate; none: the method's default (full 5e-5, lora 2e-3).")
+        "Peak learning rate; none: the method's default (full 5e-5, lora 2e-3; with "
+        "--optimizer sgd 1e-2).")
     batch_size: int = _help("Training batch size per step.", 32)
     eval_batch_size: int = _help("Batch size for validation.", 64)
     epochs: float = _help("Training epochs.", 3.0)
-    weight_decay: float = _help("AdamW weight decay (not applied to biases and LayerNorm).", 0.01)
+    weight_decay: float = _help("Weight decay (not applied to biases and LayerNorm).", 0.01)
+    optimizer: str = _help(
+        "adamw (torch's fused AdamW), adafactor (transformers' Adafactor, factored second "
+        "moments: less optimizer memory) or sgd (torch SGD, Nesterov momentum 0.9).", "adamw")
+    layer_decay: float = _help(
+        "Layer-wise learning-rate decay in (0, 1]: the head trains at the full rate, each "
+        "layer below at this factor times the one above, the embeddings lowest (ELECTRA; "
+        "Sun et al. 2019 found 0.95 best for BERT); 1: off.", 1.0)
+    augment: int = _help(
+        "Augmented copies per training text, added to the training set (0: off); see "
+        "--augment-methods.", 0)
+    augment_methods: tuple[str, ...] | None = _help(
+        "How the copies are made, several allowed: neighbours (words swapped for their "
+        "nearest neighbours in the model's input embeddings), mask (words masked), ngram "
+        "(an n-gram of the text, Tang et al. 2019), identity (identity terms swapped: "
+        "she/he, Muslim/Christian...), negation (a negation added or removed). train keeps "
+        "the label, so it takes only identity and mask; distill takes all (its teachers "
+        "label the copies). none: train identity,mask; distill all.", None, AUGMENT_METHODS)
     warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
     scheduler: str = _help("Learning rate after warmup: linear decay to 0, cosine decay, or "
                            "constant.", "linear", tuple(SCHEDULERS))
@@ -161,7 +186,8 @@ class TuneConfig:
     search: str | None = _help(
         "Parameters to search, comma-separated: NAME (its default range), NAME=LOW:HIGH or "
         "NAME=A|B|C; none: every default one of the method (learning_rate, epochs, "
-        "batch_size, warmup_ratio, weight_decay, scheduler; lora_r, lora_alpha for LoRA).")
+        "batch_size, warmup_ratio, weight_decay, scheduler; lora_r, lora_alpha for LoRA); "
+        "layer_decay (0.7:1) and optimizer only when named.")
     pruning: bool = _help("Stop a trial whose validation score at an epoch is below the "
                           "median of earlier trials at that epoch.", True)
 
@@ -308,6 +334,31 @@ def load_preset(name_or_path: str) -> RunConfig:
     return from_dict(read_yaml(path), str(path))
 
 
+def distill_preset(name_or_path: str) -> dict[str, Any] | None:
+    """A distill preset's settings (its `distill:` and `training:` sections, flat, only the
+    keys it writes), or None when the preset has no `distill:` section. Its `data:` and
+    `model:` sections say which teacher it is for; a student always reads its teacher's data
+    and starts from its teacher's model."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    raw = read_yaml(path) if path.is_file() else {}
+    if "distill" not in raw:
+        return None
+    taught, training = raw.get("distill") or {}, raw.get("training") or {}
+    if not isinstance(taught, dict) or not isinstance(training, dict):
+        raise SentituneError(f"{path}: sections 'distill' and 'training' must be mappings")
+    names = {f.name for f in fields(DistillConfig)}
+    for key in taught:
+        if key not in names:
+            raise SentituneError(f"{path}: '{key}' is not a distill setting; those are "
+                                 f"{', '.join(sorted(names))}")
+    for key in training:
+        if section_of(key) != "training":
+            raise SentituneError(f"{path}: '{key}' belongs in section '{section_of(key)}'")
+    return taught | training
+
+
 def read_yaml(path: Path) -> dict:
     """A YAML mapping from `path`; anything else is a SentituneError naming the file."""
     try:
@@ -366,7 +417,16 @@ def validate(config: RunConfig) -> RunConfig:
         raise SentituneError(f"--val-fraction must be between 0 and 1, got {d.val_fraction}")
     if not 0 <= t.warmup_ratio < 1:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
-    config = config.replace(report_to=trackers(t.report_to))
+    # Checked here, not by argparse: an unknown name is one error line, not a usage dump.
+    if t.optimizer not in OPTIMIZERS:
+        raise SentituneError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"not '{t.optimizer}'")
+    if not 0 < t.layer_decay <= 1:
+        raise SentituneError(f"--layer-decay must be in (0, 1] (1: off), got {t.layer_decay}")
+    if t.augment < 0:
+        raise SentituneError(f"--augment must be >= 0 (0: off), got {t.augment}")
+    config = config.replace(report_to=trackers(t.report_to),
+                            augment_methods=augment_methods(t.augment_methods))
     checkpoint_interval(t.checkpoint_every)
     _check_choices(d)
     _check_choices(config.training)
@@ -382,6 +442,16 @@ def trackers(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]
         raise SentituneError(f"--report-to none cannot be combined with {', '.join(found)}; "
                              "give none alone or only trackers")
     return tuple(dict.fromkeys(name for name in found if name and name != "none"))
+
+
+def augment_methods(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """`--augment-methods` as a tuple of names (a YAML list or comma-separated names), or
+    None (each verb's default)."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    found = [part.strip() for name in names for part in str(name).split(",") if part.strip()]
+    return None if found in ([], ["none"]) else tuple(dict.fromkeys(found))
 
 
 def checkpoint_interval(setting: str | None) -> tuple[int | None, float | None]:
@@ -400,6 +470,8 @@ def resolved(config: RunConfig) -> RunConfig:
     """`config` with its method-dependent defaults filled in, as a run saves it."""
     if config.training.learning_rate is not None:
         return config
+    if config.training.optimizer == "sgd":
+        return config.replace(learning_rate=SGD_LEARNING_RATE)
     return config.replace(learning_rate=DEFAULT_LEARNING_RATES[config.training.method])
 
 
@@ -424,6 +496,10 @@ def make_config(config: RunConfig | str | Path | None = None, **settings: Any) -
     elif isinstance(config, RunConfig):
         base = config
     else:
+        if distill_preset(str(config)) is not None:
+            raise SentituneError(f"{config} is a distill preset: its student learns from a "
+                                 f"teacher run; use sentitune distill TEACHER_RUN --config "
+                                 f"{config}")
         base = load_preset(str(config))
     return validate(base.replace(**settings))
 

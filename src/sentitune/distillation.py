@@ -153,15 +153,22 @@ class Teaching:
         self.facts.update(kept_layers=kept, same_tokenizer=same)
         return model
 
-    def train_set(self, train_set, splits: Splits, tokenize_texts):
-        """The labelled rows plus the new unlabeled ones, each with its soft targets packed
-        into `labels` (see `distillation_loss`); `tokenize_texts` tokenizes like training."""
+    def train_set(self, train_set, splits: Splits, tokenize_texts,
+                  augmented: Sequence[str] = ()):
+        """The labelled rows plus the new unlabeled ones and the augmented copies of the
+        training texts (`--augment`), each with its soft targets packed into `labels` (see
+        `distillation_loss`); `tokenize_texts` tokenizes like training."""
         import datasets
 
         seen = set(splits.train["text"]) | set(splits.validation["text"])
-        extra = list(dict.fromkeys(t for t in (clean_text(u, self.clean_html)
-                                                for u in self.unlabeled)
-                                   if t and t not in seen))
+        unlabeled = list(dict.fromkeys(t for t in (clean_text(u, self.clean_html)
+                                                    for u in self.unlabeled)
+                                       if t and t not in seen))
+        # Copies come after the unlabeled texts: neither has a hard label, the teachers
+        # label both (the transfer set of Tang et al. 2019).
+        taken = seen | set(unlabeled)
+        copies = [t for t in dict.fromkeys(augmented) if t not in taken]
+        extra = unlabeled + copies
         texts = list(splits.train["text"]) + extra
         soft = self.soft_targets(texts)
         hard = np.asarray(train_set["labels"])
@@ -177,8 +184,9 @@ class Teaching:
         if extra:
             added = tokenize_texts(extra)
             rows = datasets.concatenate_datasets([rows, added.select_columns(rows.column_names)])
-        self.facts.update(labelled_rows=len(train_set), unlabeled_rows=len(extra),
-                          unlabeled_dropped=len(self.unlabeled) - len(extra))
+        self.facts.update(labelled_rows=len(train_set), unlabeled_rows=len(unlabeled),
+                          augmented_rows=len(copies),
+                          unlabeled_dropped=len(self.unlabeled) - len(unlabeled))
         return rows.add_column("labels", packed.astype(np.float32).tolist())
 
     def loss(self, task: str, weights: np.ndarray | None):
@@ -252,14 +260,23 @@ def _validate(settings: DistillConfig) -> None:
 
 
 def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
-            resume: bool = False, overwrite: bool = False, progress: bool = True,
-            **settings: Any):
+            config: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+            progress: bool = True, **settings: Any):
     """Train a student run at `output` on the soft targets of `teachers` (one run or an
     ensemble). `settings` are DistillConfig fields (student, unlabeled, temperature, ...)
     and any `sentitune train` setting, which overrides the first teacher's config (the
-    student starts from it: same data, splits and max length; method full)."""
+    student starts from it: same data, splits and max length; method full). `config` is a
+    distill preset (sst2-minilm-student3) or YAML file whose settings `settings` override."""
+    from sentitune.config import distill_preset
     from sentitune.training import train
 
+    if config is not None:
+        preset = distill_preset(str(config))
+        if preset is None:
+            raise SentituneError(f"{config} is not a distill preset (it has no 'distill:' "
+                                 "section); give one such as sst2-minilm-student3, or settings "
+                                 "as flags")
+        settings = preset | settings
     names = {f.name for f in fields(DistillConfig)}
     distill_settings = DistillConfig(**{k: v for k, v in settings.items() if k in names})
     overrides = {k: v for k, v in settings.items() if k not in names}

@@ -31,6 +31,7 @@ from typing import Any
 
 from sentitune import files
 from sentitune.config import (
+    OPTIMIZERS,
     SCHEDULERS,
     RunConfig,
     TuneConfig,
@@ -81,15 +82,20 @@ DEFAULT_SPACE: dict[str, Param] = {
     "scheduler": Param("scheduler", choices=tuple(SCHEDULERS)),
     "lora_r": Param("lora_r", choices=(4, 8, 16)),
     "lora_alpha": Param("lora_alpha", choices=(8, 16, 32)),
+    "layer_decay": Param("layer_decay", 0.7, 1.0),
+    "optimizer": Param("optimizer", choices=OPTIMIZERS),
 }
 LORA_ONLY = ("lora_r", "lora_alpha")
+# Searched only when --search names them: the default search stays the classic recipe.
+OPT_IN = ("layer_decay", "optimizer")
 INTEGER_SETTINGS = ("epochs", "batch_size", "lora_r", "lora_alpha")
 
 
 def search_space(search: str | None, method: str) -> list[Param]:
     """The parameters of `--search` (None: every default one of `method`)."""
     if search is None:
-        names = [n for n in DEFAULT_SPACE if method == "lora" or n not in LORA_ONLY]
+        names = [n for n in DEFAULT_SPACE
+                 if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN]
         return [_with_default_range(DEFAULT_SPACE[n], method) for n in names]
     items = [item.strip() for item in search.split(",") if item.strip()]
     if not items:
@@ -121,7 +127,7 @@ def _parse_param(name: str, spec: str, method: str) -> Param:
     default = _with_default_range(DEFAULT_SPACE[name], method)
     if not spec:
         return default
-    if "|" in spec or name == "scheduler":
+    if "|" in spec or name in ("scheduler", "optimizer"):
         choices = tuple(_value(name, part.strip()) for part in spec.split("|") if part.strip())
         if len(set(choices)) < 1:
             raise SentituneError(f"--search {name}={spec}: no choices; give e.g. "
@@ -138,16 +144,19 @@ def _parse_param(name: str, spec: str, method: str) -> Param:
         raise SentituneError(f"--search {name}={spec}: learning rates must be > 0")
     if name == "warmup_ratio" and not (low >= 0 and high < 1):
         raise SentituneError(f"--search {name}={spec}: the range must lie in [0, 1)")
+    if name == "layer_decay" and not (low > 0 and high <= 1):
+        raise SentituneError(f"--search {name}={spec}: the range must lie in (0, 1]")
     if low < 0 or (name in INTEGER_SETTINGS and low < 1):
         raise SentituneError(f"--search {name}={spec}: the range must be positive")
     return Param(name, low, high, log=default.log, integer=name in INTEGER_SETTINGS)
 
 
 def _value(name: str, text: str) -> Any:
-    if name == "scheduler":
-        if text not in SCHEDULERS:
-            raise SentituneError(f"--search scheduler: '{text}' is not one of "
-                                 f"{', '.join(SCHEDULERS)}")
+    named = {"scheduler": tuple(SCHEDULERS), "optimizer": OPTIMIZERS}.get(name)
+    if named is not None:
+        if text not in named:
+            raise SentituneError(f"--search {name}: '{text}' is not one of "
+                                 f"{', '.join(named)}")
         return text
     try:
         return int(text) if name in INTEGER_SETTINGS else float(text)

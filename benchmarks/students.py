@@ -1,0 +1,133 @@
+"""Students of the full-data SST-2 teacher: 3 and 2 layers, with and without augmentation.
+
+    nohup flock /work/jobs/cpu.lock python benchmarks/students.py \
+        --teacher runs/sst2-minilm-full --runs-dir runs/students --resume \
+        --output benchmarks/results/students-minilm-cpu.json > students.log 2>&1 &
+
+Each arm is `sentitune distill TEACHER --config PRESET` (sst2-minilm-student3, -student2 and
+their -aug variants: one augmented copy per training text, labelled by the teacher), seed 42
+first, then seeds 43 and 44 of the 3-layer student with and without augmentation, so the
+augmentation gain comes with its spread. Every arm is scored on SST-2 dev (872 sentences;
+also the validation set that picked each run's best epoch and temperature, teacher
+included, so every row is equally optimistic) and on the bundled behavioural suite (mean
+failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU budget
+(recorded in the JSON); --budget-min stops starting arms after that many minutes. The JSON
+is rewritten after every arm; --resume reuses finished arms and continues interrupted ones
+from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+from common import add_run_flags, emit, machine
+
+# (arm, preset, seed), in the order they run: the four seed-42 arms first.
+ARMS = [
+    ("student3", "sst2-minilm-student3", 42),
+    ("student3-aug", "sst2-minilm-student3-aug", 42),
+    ("student2", "sst2-minilm-student2", 42),
+    ("student2-aug", "sst2-minilm-student2-aug", 42),
+    *[(f"student3{aug}-seed{seed}", f"sst2-minilm-student3{aug}", seed)
+      for seed in (43, 44) for aug in ("", "-aug")],
+]
+
+
+def log(*parts) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, flush=True)
+
+
+def behaviour(run_dir: Path) -> dict:
+    """The behavioural suite's failure rates for a run (mean over tests, and pooled)."""
+    from sentitune.evaluation.behavioral import run_behavioral_tests
+    from sentitune.inference.classifier import Classifier
+
+    clf = Classifier.from_pretrained(run_dir, device="cpu")
+    found = run_behavioral_tests(clf.predict_proba, clf.labels, max_examples=0)
+    rates = {t["name"]: round(t["failure_rate"], 4) for t in found["tests"]}
+    return {"mean_failure_rate": round(statistics.mean(rates.values()), 4),
+            "pooled_failure_rate": round(found["overall_failure_rate"], 4), "tests": rates}
+
+
+def scored(run_dir: Path) -> dict:
+    from sentitune.run import Run
+
+    run = Run.open(run_dir)
+    v = run.metrics["validation"]
+    taught = run.facts.get("distillation", {})
+    return {"run": str(run_dir), "dev_accuracy": round(v["accuracy"], 4),
+            "dev_f1_macro": round(v["f1_macro"], 4),
+            "train_runtime_s": round(run.metrics.get("train_runtime_s", 0.0), 1),
+            "best_epoch": run.metrics["best_epoch"],
+            "labelled_rows": taught.get("labelled_rows", run.facts["rows"]["train"]),
+            "augmented_rows": taught.get("augmented_rows", 0),
+            "behavioural": behaviour(run_dir)}
+
+
+def summary(rows: dict, teacher: dict) -> dict:
+    out = {}
+    for layers in (3, 2):
+        if f"student{layers}" in rows:
+            out[f"student{layers}_minus_teacher"] = round(
+                rows[f"student{layers}"]["dev_accuracy"] - teacher["dev_accuracy"], 4)
+    gains = [rows[f"student3-aug{s}"]["dev_accuracy"] - rows[f"student3{s}"]["dev_accuracy"]
+             for s in ("", "-seed43", "-seed44")
+             if f"student3-aug{s}" in rows and f"student3{s}" in rows]
+    if gains:
+        out["augmentation_gain_student3"] = {
+            "per_seed": [round(g, 4) for g in gains], "mean": round(statistics.mean(gains), 4),
+            "stdev": round(statistics.stdev(gains), 4) if len(gains) > 1 else None}
+    base = teacher["behavioural"]["mean_failure_rate"]
+    out["behavioural_mean_failure_rate"] = {"teacher": base, **{
+        arm: row["behavioural"]["mean_failure_rate"] for arm, row in rows.items()}}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", default="runs/sst2-minilm-full")
+    parser.add_argument("--arms", nargs="+", choices=[a for a, _, _ in ARMS],
+                        default=[a for a, _, _ in ARMS],
+                        help="arms to train (finished arms in --runs-dir are reported too)")
+    parser.add_argument("--train-samples", type=int, help="transfer-set subset (default: all)")
+    parser.add_argument("--epochs", type=float, help="override the presets' epochs")
+    parser.add_argument("--budget-min", type=float, default=None,
+                        help="start no arm after this many minutes")
+    add_run_flags(parser, "runs/students")
+    args = parser.parse_args()
+    load_start = os.getloadavg()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentitune.distillation import distill
+
+    started = time.perf_counter()
+    runs = Path(args.runs_dir)
+    shrink = {k: v for k, v in (("train_samples", args.train_samples),
+                                ("epochs", args.epochs)) if v is not None}
+    result = {"benchmark": "students", "teacher": args.teacher, "shrunk_to": shrink or "none",
+              "teacher_scores": scored(Path(args.teacher)), "arms": {}}
+    for arm, preset, seed in ARMS:
+        out = runs / arm
+        if arm not in args.arms and not (out / "metrics.json").is_file():
+            continue
+        if not (out / "metrics.json").is_file():
+            if args.budget_min is not None and time.perf_counter() - started > args.budget_min * 60:
+                log("budget spent; not starting", arm)
+                continue
+            log("distilling", arm)
+            t0 = time.perf_counter()
+            distill(args.teacher, out, config=preset, seed=seed, resume=args.resume,
+                    overwrite=not args.resume, progress=False,
+                    checkpoint_every="5m", **shrink)
+            log("done", arm, f"{time.perf_counter() - t0:.0f} s")
+        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed}
+        result["summary"] = summary(result["arms"], result["teacher_scores"])
+        result["machine"] = machine(load_start)
+        emit(result, args.output)
+
+
+if __name__ == "__main__":
+    main()
