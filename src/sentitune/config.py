@@ -77,6 +77,10 @@ class DataConfig:
     stride: int | None = _help(
         "--long-text chunk: tokens shared by neighbouring windows; none: a quarter of "
         "max_length.")
+    extra_data: tuple[str, ...] = _help(
+        "Extra labelled rows for the training split only, several allowed: label stores "
+        "(labels.db, postgresql://...) or files such as `sentitune labels export` writes; a "
+        "training row with the same text gives way to them; none: no extra rows.", ())
 
 
 @dataclass(frozen=True)
@@ -292,6 +296,9 @@ def validate(config: RunConfig) -> RunConfig:
     if not 0 <= t.warmup_ratio < 1:
         raise SentituneError(f"--warmup-ratio must be in [0, 1), got {t.warmup_ratio}")
     config = config.replace(report_to=trackers(t.report_to))
+    config = config.replace(extra_data=tuple(
+        source for source in ([d.extra_data] if isinstance(d.extra_data, str)
+                              else d.extra_data or ()) if source != "none"))
     checkpoint_interval(t.checkpoint_every)
     for section in (d, config.training):
         for f in fields(section):

@@ -51,6 +51,9 @@ def records_from_file(path: str | Path, *, text_column: str | None = None,
     A file with a `needs_review` column gives only its flagged rows unless `everything`."""
     path = Path(path)
     frame = read_table(path)
+    if frame.empty and not len(frame.columns):  # an empty queue: nothing to add
+        return iter(()), {"text_column": text_column or "text", "rows": 0, "taken": 0,
+                          "kind": "an empty file"}
     column = pick_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
     facts: dict[str, Any] = {"text_column": column, "rows": len(frame)}
     if "needs_review" in frame.columns and not everything:

@@ -85,6 +85,10 @@ def _engine(url: str):
                              "SQLite file such as labels.db or postgresql://...") from None
 
 
+class UnknownItem(SentituneError):
+    """An item id the store does not hold."""
+
+
 @dataclass(frozen=True)
 class Added:
     """What `LabelStore.add` did."""
@@ -287,7 +291,7 @@ class LabelStore:
                 with self.engine.begin() as connection:
                     if connection.scalar(select(schema.items.c.id).where(
                             schema.items.c.id == item_id)) is None:
-                        raise SentituneError(f"no text {item_id} in this label store")
+                        raise UnknownItem(f"no text {item_id} in this label store")
                     current = connection.execute(select(table.c.id, table.c.labels,
                                                         table.c.skipped).where(
                         table.c.item_id == item_id, table.c.annotator == annotator)).first()

@@ -34,6 +34,9 @@ class ServeSettings:
     micro_batching: bool = True
     review_threshold: float | None = None  # None: the run's own threshold
     review_truncated: bool | None = None  # None: the run's own decision
+    # A label store (file or URL) that receives every text flagged for review and backs the
+    # labelling page at /label; None: neither. Its URL may hold a password: not shown.
+    review_store: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
