@@ -313,7 +313,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
 
     if args.labels_command == "add":
         found = api.add_texts(args.store, args.source, run=args.run, labels=args.labels,
-                              task=args.task, everything=args.all,
+                              task=args.task, everything=args.everything,
                               text_column=args.text_column)
         print(f"{found['added']} texts added to {found['store']} from column "
               f"'{found['text_column']}' ({found['kind']}; {found['already_in_store']} "
@@ -321,7 +321,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
     elif args.labels_command == "stats":
         _print_json(api.label_stats(args.store))
     else:
-        done = api.export(args.store, args.output, annotator=args.annotator)
+        done = api.export_labels(args.store, args.output, annotator=args.annotator)
         print(f"{done.rows} labelled texts written to {done.output}"
               + (f"; {done.ties} tied texts left out" if done.ties else ""))
 
@@ -396,7 +396,7 @@ def _labels_parser(commands) -> None:
     _flag(q, "--task", choices=("binary", "multiclass", "multilabel"),
           help="a new store's task with --labels (default: binary for two labels, else "
                "multiclass)")
-    _flag(q, "--all", action=argparse.BooleanOptionalAction, default=False,
+    _flag(q, "--all", dest="everything", action=argparse.BooleanOptionalAction, default=False,
           help="predict output: every row, not only those flagged needs_review")
     _flag(q, "--text-column", help="text column of the file (default: guessed)")
     q = verbs.add_parser("stats", help="texts, labels per annotator, agreement (Cohen's "

@@ -1,4 +1,5 @@
-"""The `sentitune labels` verbs as functions: add texts, report, export."""
+"""The `sentitune labels` actions as functions: `add_texts` (add), `label_stats` (stats),
+`export_labels` (export), each with the options of its action."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from sentitune.errors import SentituneError
 from sentitune.labelstore.agreement import agreement
-from sentitune.labelstore.export import Exported, export_labels, labelled_rows
+from sentitune.labelstore.export import Exported, labelled_rows, write_labels
 from sentitune.labelstore.intake import records_from_file
 from sentitune.labelstore.store import TASKS, LabelStore, shown_url, store_url
 
@@ -66,9 +67,10 @@ def label_stats(store: str) -> dict:
     return report
 
 
-def export(store: str, output: str | Path, annotator: str | None = None) -> Exported:
+def export_labels(store: str, output: str | Path, annotator: str | None = None) -> Exported:
+    """One consensus label per text to .csv or .jsonl (see `export.labelled_rows`)."""
     opened = LabelStore.open(store)
     try:
-        return export_labels(opened, output, annotator)
+        return write_labels(opened, output, annotator)
     finally:
         opened.close()

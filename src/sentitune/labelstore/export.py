@@ -19,7 +19,7 @@ SUFFIXES = (".csv", ".jsonl")
 
 @dataclass(frozen=True)
 class Exported:
-    """What `export_labels` wrote."""
+    """What `write_labels` wrote."""
 
     output: Path
     rows: int
@@ -49,8 +49,8 @@ def labelled_rows(store: LabelStore, annotator: str | None = None) -> tuple[list
     return rows, ties
 
 
-def export_labels(store: LabelStore, output: str | Path, annotator: str | None = None
-                  ) -> Exported:
+def write_labels(store: LabelStore, output: str | Path, annotator: str | None = None
+                 ) -> Exported:
     """Write the consensus labels to .csv or .jsonl, atomically."""
     output = Path(output)
     if output.suffix.lower() not in SUFFIXES:
