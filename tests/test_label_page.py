@@ -247,3 +247,58 @@ def test_a_review_store_of_another_task_stops_the_server_with_one_message(classi
     LabelStore.open(other, labels=["joy", "anger", "fear"], task="multiclass")
     with pytest.raises(SentituneError, match="another task"):
         create_app(classifier, ServeSettings(review_store=str(other)))
+
+
+@pytest.fixture(scope="module")
+def multilabel_served(tmp_path_factory, tiny_bert) -> Iterator[tuple[str, str]]:
+    """A tiny multi-label run (joy, anger, fear) serving the labelling page."""
+    import pandas as pd
+    from conftest import tiny_config
+
+    from sentitune.inference.classifier import Classifier
+    from sentitune.training import train
+
+    root = tmp_path_factory.mktemp("multilabel-page")
+    cells = ["joy", "anger", "fear", "joy|fear", "anger|fear"]
+    words = {"joy": "delighted", "anger": "furious", "fear": "scared"}
+    frame = pd.DataFrame({"text": [f"so {' '.join(words[x] for x in cell.split('|'))} {i}"
+                                   for i, cell in enumerate(cells * 8)],
+                          "label": cells * 8})
+    frame.to_csv(root / "emotions.csv", index=False)
+    train(tiny_config(tiny_bert, root / "emotions.csv", epochs=1.0, task="multilabel"),
+          root / "run", progress=False)
+    store = str(root / "labels.db")
+    app = create_app(Classifier.from_pretrained(root / "run"),
+                     ServeSettings(api_key=None, review_store=store))
+    LabelStore.open(store).add([{"text": "first text"}, {"text": "second text"}],
+                               source="test")
+    with serve_in_thread(app) as url:
+        yield url, store
+
+
+@needs_browser
+def test_multilabel_runs_label_with_check_boxes(browser, multilabel_served):
+    url, store = multilabel_served
+    start(browser, url, "ann")
+    boxes = [element(browser, f"choice-{i}") for i in range(3)]
+    assert all(box.get_attribute("type") == "checkbox" for box in boxes)
+    assert element(browser, "save").is_displayed()
+
+    def choose(wanted: set[int]) -> None:
+        # The model's answer comes pre-checked: toggle each box to the wanted state.
+        for i, box in enumerate(boxes):
+            if box.is_selected() != (i in wanted):
+                press(browser, str(i + 1))
+        assert {i for i, box in enumerate(boxes) if box.is_selected()} == wanted
+
+    first = shown_text(browser)
+    choose({0, 2})
+    press(browser, "\n")  # Enter saves
+    wait_for(browser, lambda: shown_text(browser) != first)
+    second = shown_text(browser)
+    choose(set())
+    element(browser, "save").click()  # none of the labels: an answer too
+    wait_for(browser, lambda: element(browser, "done").is_displayed())
+    names = httpx.get(f"{url}/label/api/task").json()["labels"]
+    assert sorted(annotations(store)) == sorted([(first, "ann", [names[0], names[2]], False),
+                                                 (second, "ann", [], False)])
