@@ -46,11 +46,11 @@ def is_store(source: str) -> bool:
 
 def shown_url(url: str) -> str:
     """A store URL fit for messages and logs: without its password."""
-    from sqlalchemy.engine import make_url
-
     try:
+        from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy understands: shown as given
+    except Exception:  # no SQLAlchemy, or not a URL it understands: shown as given
         return url
 
 
@@ -118,16 +118,16 @@ class LabelStore:
              task: str | None = None) -> LabelStore:
         """Open a store, creating it when new (then `labels` and `task` are needed). Given
         `labels` must match an existing store's: a store of another task is refused."""
+        url = store_url(store)
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).parent.is_dir():
+            raise SentituneError(f"no folder for the label store {url[len('sqlite:///'):]}; "
+                                 "create it first")
+        engine = _engine(url)  # first: without SQLAlchemy, one line saying what to install
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import inspect
 
         from sentitune.labelstore import schema
 
-        url = store_url(store)
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).parent.is_dir():
-            raise SentituneError(f"no folder for the label store {url[len('sqlite:///'):]}; "
-                                 "create it first")
-        engine = _engine(url)
         where = shown_url(url)
         try:
             tables = set(inspect(engine).get_table_names())
