@@ -6,7 +6,9 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `presets`);
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `select`,
+`presets`; `sentitune labels add|stats|export` are `add_texts`, `label_stats` and
+`export_labels`, over a `LabelStore`);
 `Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
 several as an `Ensemble`) and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
@@ -44,6 +46,11 @@ _EXPORTS = {
     "distill": "sentitune.distillation",
     "Ensemble": "sentitune.inference.ensemble",
     "load_classifier": "sentitune.inference.ensemble",
+    "select": "sentitune.selection",
+    "LabelStore": "sentitune.labelstore.store",
+    "add_texts": "sentitune.labelstore.api",
+    "label_stats": "sentitune.labelstore.api",
+    "export_labels": "sentitune.labelstore.api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

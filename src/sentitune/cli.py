@@ -99,8 +99,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
                                    help=text + shown, **common)
                 continue
             if kind.startswith("tuple"):  # several values: `--report-to mlflow tensorboard`
-                group.add_argument(flag, nargs="+", metavar="{" + ",".join(("none", *choices))
-                                   + "}", help=text + " (default: none)", **common)
+                shown_choices = ("{" + ",".join(("none", *choices)) + "}" if choices
+                                 else f.name.split("_")[-1].upper())
+                group.add_argument(flag, nargs="+", metavar=shown_choices,
+                                   help=text + " (default: none)", **common)
                 continue
             if choices:
                 values = [*choices, *(("none",) if optional else ())]
@@ -249,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     given = {name: value for name in ("host", "port", "max_batch_size", "max_wait_ms",
                                       "max_batch_tokens", "max_queue_ms",
                                       "review_threshold", "review_truncated", "api_key",
-                                      "micro_batching")
+                                      "micro_batching", "review_store")
              if (value := getattr(args, name)) not in (None, "")}
     given |= {name: getattr(args, name) for name in _serve_flag_settings() if name in args}
     serve(args.run_dir, backend=args.backend, workers=args.workers,
@@ -314,6 +316,35 @@ def cmd_distill(args: argparse.Namespace) -> None:
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
 
 
+def cmd_labels(args: argparse.Namespace) -> None:
+    from sentitune.labelstore import api
+
+    if args.labels_command == "add":
+        found = api.add_texts(args.store, args.source, run=args.run, labels=args.labels,
+                              task=args.task, everything=args.everything,
+                              text_column=args.text_column)
+        print(f"{found['added']} texts added to {found['store']} from column "
+              f"'{found['text_column']}' ({found['kind']}; {found['already_in_store']} "
+              f"already there, {found['empty']} empty)")
+    elif args.labels_command == "stats":
+        _print_json(api.label_stats(args.store))
+    else:
+        done = api.export_labels(args.store, args.output, annotator=args.annotator)
+        print(f"{done.rows} labelled texts written to {done.output}"
+              + (f"; {done.ties} tied texts left out" if done.ties else ""))
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from sentitune.selection import select
+
+    done = select(args.run_dir, args.unlabeled, budget=args.budget, strategy=args.strategy,
+                  output=args.output, store=args.store, text_column=args.text_column,
+                  seed=args.seed, batch_size=args.batch_size, backend=args.backend)
+    print(f"{done.selected} of {done.candidates} unlabeled texts chosen by {args.strategy}, "
+          f"written to {done.output}" + (f"; {done.pushed} added to the label store"
+                                         if args.store else ""))
+
+
 def cmd_presets(_: argparse.Namespace) -> None:
     from sentitune.config import presets  # one line naming the folder when none shipped
 
@@ -358,11 +389,40 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
         _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
 
 
+def _labels_parser(commands) -> None:
+    """`sentitune labels add|stats|export`: the label store."""
+    p = commands.add_parser("labels", help="the label store: add texts, agreement, export")
+    verbs = p.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    store_help = "a SQLite file (created when new) or a database URL (postgresql://...)"
+    q = verbs.add_parser("add", help="add texts to label: a review queue, predict output "
+                                     "(its needs_review rows) or any file of texts")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    _flag(q, "--from", dest="source", required=True, metavar="FILE",
+          help="CSV/TSV/JSON/JSONL/parquet/TXT file of texts")
+    _flag(q, "--run", help="the run whose answers the file holds; a new store takes its labels")
+    _flag(q, "--labels", help="a new store's labels without a run, comma-separated")
+    _flag(q, "--task", choices=("binary", "multiclass", "multilabel"),
+          help="a new store's task with --labels (default: binary for two labels, else "
+               "multiclass)")
+    _flag(q, "--all", dest="everything", action=argparse.BooleanOptionalAction, default=False,
+          help="predict output: every row, not only those flagged needs_review")
+    _flag(q, "--text-column", help="text column of the file (default: guessed)")
+    q = verbs.add_parser("stats", help="texts, labels per annotator, agreement (Cohen's "
+                                       "kappa / Krippendorff's alpha)")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    q = verbs.add_parser("export", help="one consensus label per text, for training")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    _flag(q, "--output", required=True, help="file to write (.csv or .jsonl)")
+    _flag(q, "--annotator", help="only this annotator's labels (default: the majority of all)")
+    p.set_defaults(func=cmd_labels)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
     from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
+    from sentitune.selection import STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog="sentitune",
@@ -485,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--review-threshold", type=float, help="default: the run's own")
     _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
           help="send every text cut to max length to review (default: the run's decision)")
+    _flag(p, "--review-store", metavar="STORE",
+          help="add every text flagged for review to this label store (file or URL) and "
+               "serve the labelling page at /label")
     _long_text_flags(p)
     _add_config_flags(p, ("serve",), skip=tuple(
         f.name for f in dataclasses.fields(ServeSettings) if f.name not in _serve_flag_settings()))
@@ -541,6 +604,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)
 
+    _labels_parser(commands)
+
+    p = commands.add_parser("select", help="choose the unlabeled texts most worth labelling "
+                                           "next (active learning)")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--unlabeled", required=True,
+          help="file of texts to choose from: CSV/TSV/JSON/JSONL/parquet/TXT")
+    _flag(p, "--budget", type=int, required=True, help="how many texts to choose")
+    _flag(p, "--strategy", default="margin", choices=STRATEGIES,
+          help="margin or entropy (the model's least sure), random, or diverse (uncertain "
+               "and spread over the model's embedding space by k-means)")
+    _flag(p, "--output", required=True, help="JSONL file: text, the model's answer, rank")
+    _flag(p, "--store", help="also add the chosen texts to this label store (file or URL), "
+                             "leaving out texts it already holds")
+    _flag(p, "--text-column", help="text column of --unlabeled (default: guessed)")
+    _flag(p, "--seed", type=int, default=0, help="seed of random and diverse")
+    _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine (diverse "
+                                                                  "needs torch)")
+    _common(p, batch_size=True)
+    p.set_defaults(func=cmd_select)
+
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)
     return parser
@@ -567,7 +651,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         return parser.parse_args(argv)  # --help, --version, or an error listing the verbs
     sub = commands.choices[argv[0]]
     rest = [_alias(arg) for arg in _boolean_words(argv[1:], _boolean_flags(sub))]
-    args = sub.parse_intermixed_args(rest)
+    # A verb with actions (`labels add`) lets each action parse; its flags still go anywhere.
+    nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+    args = sub.parse_args(rest) if nested else sub.parse_intermixed_args(rest)
     args.command = argv[0]
     return args
 

@@ -64,6 +64,9 @@ class ServeSettings:
     request_timeout_s: float = field(default=60.0, metadata={"help": (
         "Seconds a client has to send a whole request, headers and body, from its first "
         "byte; a slower one gets 408 and is disconnected.")})
+    # A label store (file or URL) that receives every text flagged for review and backs the
+    # labelling page at /label; None: neither. Its URL may hold a password: not shown.
+    review_store: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
