@@ -168,7 +168,6 @@ def main() -> None:
     from sentitune.exporting.run_export import export
     from sentitune.hardware import cpu_bf16_flags
     from sentitune.inference.classifier import Classifier
-    from sentitune.inference.ensemble import load_classifier
 
     frame, _ = load_eval_split("sst2", "validation", BINARY_NAMES, "binary")
     texts, labels = list(frame["text"])[:args.texts], np.asarray(frame["label"])[:args.texts]
@@ -198,7 +197,7 @@ def main() -> None:
                                                else "fp32"]["gflops"] * 1e9), 4)}
             for engine, row in rows[name].items()}}
     if args.ensemble:
-        ensemble = load_classifier(args.ensemble, device="cpu")
+        ensemble = Classifier.from_pretrained(args.ensemble, device="cpu")
         rows[f"ensemble of {len(args.ensemble)}"] = {
             "torch-fp32": engine_row(ensemble, texts, labels)}
     teacher = Path(args.runs[0])

@@ -20,7 +20,9 @@ from sentitune.run import Run
 from sentitune.server import ServeSettings
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
-         "tune", "distill", "presets")
+         "tune", "distill", "select", "presets")
+# `sentitune labels ACTION`: each action is a function of its own name.
+LABEL_ACTIONS = {"add": "add_texts", "stats": "label_stats", "export": "export_labels"}
 
 
 def _fields(*classes) -> set[str]:
@@ -45,7 +47,7 @@ FILE_OPTIONS = {"input", "output", "text_column", "keep_columns", "engine", "add
 def test_every_verb_is_a_function_with_the_cli_options():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(commands) == set(VERBS)
+    assert set(commands) == set(VERBS) | {"labels"}
     for verb in VERBS:
         function = getattr(sentitune, verb)
         assert callable(function) and not inspect.ismodule(function), verb
@@ -63,6 +65,12 @@ def test_every_verb_is_a_function_with_the_cli_options():
                 continue
             assert name in params or (takes_settings and name in VERB_SETTINGS[verb]), \
                 (verb, dest)
+    actions = next(a for a in commands["labels"]._actions if a.dest == "labels_command").choices
+    assert set(actions) == set(LABEL_ACTIONS)
+    for action, function_name in LABEL_ACTIONS.items():
+        params = inspect.signature(getattr(sentitune, function_name)).parameters
+        for option in actions[action]._actions:
+            assert option.dest == "help" or option.dest in params, (action, option.dest)
 
 
 def test_public_functions_survive_repeated_calls(tmp_path, tiny_bert, sentiment_csv):

@@ -6,10 +6,12 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `presets`);
-`score_file` is predict's file scoring. `Classifier` keeps a loaded model for repeated
-scoring (`Classifier.from_pretrained` loads one run, or several as an ensemble),
-`InferenceConfig` says how it answers, and `Run` reads a run directory. No module is
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `select`,
+`presets`; `sentitune labels add|stats|export` are `add_texts`, `label_stats` and
+`export_labels`, over a `LabelStore`); `score_file` is predict's file scoring.
+`Classifier` keeps a loaded model for repeated scoring (`Classifier.from_pretrained` loads
+one run, or several as an ensemble), `InferenceConfig` says how it answers, and `Run` reads
+a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
 """
@@ -46,6 +48,11 @@ _EXPORTS = {
     "tune": "sentitune.tuning",
     "distill": "sentitune.distillation",
     "load_classifier": "sentitune.inference.classifier",
+    "select": "sentitune.selection",
+    "LabelStore": "sentitune.labelstore.store",
+    "add_texts": "sentitune.labelstore.api",
+    "label_stats": "sentitune.labelstore.api",
+    "export_labels": "sentitune.labelstore.api",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

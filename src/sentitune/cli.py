@@ -106,7 +106,9 @@ def _add_setting_flag(group, f: dataclasses.Field) -> None:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, help=text + shown,
                            **common)
     elif kind.startswith("tuple"):  # several values: `--report-to mlflow tensorboard`
-        group.add_argument(flag, nargs="+", metavar="{" + ",".join(("none", *choices)) + "}",
+        shown_choices = ("{" + ",".join(("none", *choices)) + "}" if choices
+                         else f.name.split("_")[-1].upper())
+        group.add_argument(flag, nargs="+", metavar=shown_choices,
                            help=text + " (default: none)", **common)
     elif choices:
         values = [*choices, *(("none",) if optional else ())]
@@ -301,6 +303,35 @@ def cmd_distill(args: argparse.Namespace) -> None:
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
 
 
+def cmd_labels(args: argparse.Namespace) -> None:
+    from sentitune.labelstore import api
+
+    if args.labels_command == "add":
+        found = api.add_texts(args.store, args.source, run=args.run, labels=args.labels,
+                              task=args.task, everything=args.everything,
+                              text_column=args.text_column)
+        print(f"{found['added']} texts added to {found['store']} from column "
+              f"'{found['text_column']}' ({found['kind']}; {found['already_in_store']} "
+              f"already there, {found['empty']} empty)")
+    elif args.labels_command == "stats":
+        _print_json(api.label_stats(args.store))
+    else:
+        done = api.export_labels(args.store, args.output, annotator=args.annotator)
+        print(f"{done.rows} labelled texts written to {done.output}"
+              + (f"; {done.ties} tied texts left out" if done.ties else ""))
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from sentitune.selection import select
+
+    done = select(args.run_dir, args.unlabeled, budget=args.budget, strategy=args.strategy,
+                  output=args.output, store=args.store, text_column=args.text_column,
+                  seed=args.seed, batch_size=args.batch_size, backend=args.backend)
+    print(f"{done.selected} of {done.candidates} unlabeled texts chosen by {args.strategy}, "
+          f"written to {done.output}" + (f"; {done.pushed} added to the label store"
+                                         if args.store else ""))
+
+
 def cmd_presets(_: argparse.Namespace) -> None:
     from sentitune.config import presets  # one line naming the folder when none shipped
 
@@ -340,6 +371,34 @@ def _run_dirs_argument(parser, what: str) -> None:
 # Which inference settings each verb that uses a trained run takes.
 EVALUATE_INFERENCE = ("backend", "batch_size", "long_text", "stride", "review_truncated")
 CHECK_INFERENCE = ("backend", "batch_size")
+
+
+def _labels_parser(commands) -> None:
+    """`sentitune labels add|stats|export`: the label store."""
+    p = commands.add_parser("labels", help="the label store: add texts, agreement, export")
+    verbs = p.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    store_help = "a SQLite file (created when new) or a database URL (postgresql://...)"
+    q = verbs.add_parser("add", help="add texts to label: a review queue, predict output "
+                                     "(its needs_review rows) or any file of texts")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    _flag(q, "--from", dest="source", required=True, metavar="FILE",
+          help="CSV/TSV/JSON/JSONL/parquet/TXT file of texts")
+    _flag(q, "--run", help="the run whose answers the file holds; a new store takes its labels")
+    _flag(q, "--labels", help="a new store's labels without a run, comma-separated")
+    _flag(q, "--task", choices=("binary", "multiclass", "multilabel"),
+          help="a new store's task with --labels (default: binary for two labels, else "
+               "multiclass)")
+    _flag(q, "--all", dest="everything", action=argparse.BooleanOptionalAction, default=False,
+          help="predict output: every row, not only those flagged needs_review")
+    _flag(q, "--text-column", help="text column of the file (default: guessed)")
+    q = verbs.add_parser("stats", help="texts, labels per annotator, agreement (Cohen's "
+                                       "kappa / Krippendorff's alpha)")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    q = verbs.add_parser("export", help="one consensus label per text, for training")
+    q.add_argument("store", metavar="STORE", help=store_help)
+    _flag(q, "--output", required=True, help="file to write (.csv or .jsonl)")
+    _flag(q, "--annotator", help="only this annotator's labels (default: the majority of all)")
+    p.set_defaults(func=cmd_labels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -538,7 +597,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         return parser.parse_args(argv)  # --help, --version, or an error listing the verbs
     sub = commands.choices[argv[0]]
     rest = [_alias(arg) for arg in _boolean_words(argv[1:], _boolean_flags(sub))]
-    args = sub.parse_intermixed_args(rest)
+    # A verb with actions (`labels add`) lets each action parse; its flags still go anywhere.
+    nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+    args = sub.parse_args(rest) if nested else sub.parse_intermixed_args(rest)
     args.command = argv[0]
     return args
 

@@ -91,6 +91,10 @@ class DataConfig:
     stride: int | None = _help(
         "--long-text chunk: tokens shared by neighbouring windows; none: a quarter of "
         "max_length.")
+    extra_data: tuple[str, ...] = _help(
+        "Extra labelled rows for the training split only, several allowed: label stores "
+        "(labels.db, postgresql://...) or files such as `sentitune labels export` writes; a "
+        "training row with the same text gives way to them; none: no extra rows.", ())
 
 
 @dataclass(frozen=True)
@@ -427,6 +431,9 @@ def validate(config: RunConfig) -> RunConfig:
         raise SentituneError(f"--augment must be >= 0 (0: off), got {t.augment}")
     config = config.replace(report_to=trackers(t.report_to),
                             augment_methods=augment_methods(t.augment_methods))
+    config = config.replace(extra_data=tuple(
+        source for source in ([d.extra_data] if isinstance(d.extra_data, str)
+                              else d.extra_data or ()) if source != "none"))
     checkpoint_interval(t.checkpoint_every)
     _check_choices(d)
     _check_choices(config.training)

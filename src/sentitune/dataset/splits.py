@@ -160,6 +160,10 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     train = subset(train, config.train_samples, seed, task, "train")
     validation = subset(validation, config.val_samples, seed, task, "val")
     test = encoded.get("test")
+    if config.extra_data:
+        from sentitune.dataset.extra import with_extra_rows
+
+        train, notes["extra_data"] = with_extra_rows(train, config, names, task)
     notes["train_validation_overlap"] = overlap_count(train, validation)
     notes["train_test_overlap"] = overlap_count(train, test)
     return Splits(train, validation, test, names, task, notes)

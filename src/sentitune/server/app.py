@@ -6,6 +6,7 @@
     GET  /info           model + serving settings   GET /metrics  Prometheus text format
     GET  /               the web page               GET /docs     OpenAPI UI (`docs`)
     /v2/...              the Open Inference Protocol (KServe v2): see `server/oip.py`
+    /label               with a review store: the labelling page (`server/labelling.py`)
 
 The model is called from one worker thread only (`Classifier.predict` wants its calls
 serialised), so the event loop never blocks on it. With micro-batching on, concurrent
@@ -44,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+import sentitune.server.labelling as labelling
 import sentitune.server.oip as oip
 from sentitune.config import InferenceConfig
 from sentitune.errors import SentituneError
@@ -243,6 +245,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
     app.add_exception_handler(Overloaded, _overloaded)
     key_check = _api_key_check(settings.api_key) if settings.api_key else None
     protected = [Depends(key_check)] if key_check else []
+    dispatch = labelling.mount(app, classifier, settings, dispatch, protected)
     _add_routes(app, classifier, settings, dispatch, metrics, protected,
                 lambda: state["ready"])
     oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])

@@ -71,6 +71,12 @@ class ServeSettings:
     request_timeout_s: float = _help(
         "Seconds a client has to send a whole request, headers and body, from its first "
         "byte; a slower one gets 408 and is disconnected.", 60.0)
+    # A label store that receives every text flagged for review and backs the labelling
+    # page at /label. Its URL may hold a password: not shown.
+    review_store: str | None = field(default=None, repr=False, metadata={
+        "help": "Add every text flagged for review to this label store (file or URL) and "
+                "serve the labelling page at /label; none: neither.",
+        "choices": None, "flag": None})
     inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     @classmethod
