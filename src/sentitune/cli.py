@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_verb in (_train_parser, _data_parser, _evaluate_parser, _check_parser,
                      _predict_parser, _serve_parser, _export_parser, _compare_parser,
-                     _tune_parser, _distill_parser):
+                     _tune_parser, _distill_parser, _labels_parser, _select_parser):
         add_verb(commands)
     commands.add_parser("presets", help="list the YAML presets").set_defaults(
         func=cmd_presets)
@@ -574,6 +574,27 @@ def _distill_parser(commands) -> None:
     _quiet_flag(p)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)
+
+
+def _select_parser(commands) -> None:
+    from sentitune.selection import STRATEGIES
+
+    p = commands.add_parser("select", help="choose the unlabeled texts most worth labelling "
+                                           "next (active learning)")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    _flag(p, "--unlabeled", required=True,
+          help="file of texts to choose from: CSV/TSV/JSON/JSONL/parquet/TXT")
+    _flag(p, "--budget", type=int, required=True, help="how many texts to choose")
+    _flag(p, "--strategy", default="margin", choices=STRATEGIES,
+          help="margin or entropy (the model's least sure), random, or diverse (uncertain "
+               "and spread over the model's embedding space by k-means)")
+    _flag(p, "--output", required=True, help="JSONL file: text, the model's answer, rank")
+    _flag(p, "--store", help="also add the chosen texts to this label store (file or URL), "
+                             "leaving out texts it already holds")
+    _flag(p, "--text-column", help="text column of --unlabeled (default: guessed)")
+    _flag(p, "--seed", type=int, default=0, help="seed of random and diverse")
+    _add_config_flags(p, ("inference",), only=("backend", "batch_size"))
+    p.set_defaults(func=cmd_select)
 
 
 def _boolean_flags(parser: argparse.ArgumentParser) -> set[str]:
