@@ -56,8 +56,8 @@ def served(classifier, tmp_path) -> Iterator[tuple[str, str]]:
 def keyed(classifier, tmp_path) -> Iterator[tuple[str, str]]:
     store = filled_store(tmp_path / "keyed.db")
     # Review threshold 1: every answer is flagged for review.
-    app = create_app(classifier, ServeSettings(api_key=KEY, review_store=store,
-                                               review_threshold=1.0))
+    app = create_app(classifier, ServeSettings.from_options(api_key=KEY, review_store=store,
+                                                            review_threshold=1.0))
     with serve_in_thread(app) as url:
         yield url, store
 

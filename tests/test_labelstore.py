@@ -260,7 +260,8 @@ def test_labels_add_takes_predict_output_review_queue_and_plain_files(tmp_path, 
     first = opened.next_item("ann")
     by_text = {p["text"]: p for p in predictions}
     assert first["model_answer"] == by_text[first["text"]]["label"]
-    assert first["model_score"] == pytest.approx(min(p["score"] for p in predictions))
+    assert first["model_score"] == pytest.approx(min(p["score"] for p in predictions
+                                                     if p["error"] is None))
     assert first["model_run"] == tiny_run_dir.name
     # CSV predict output and an unlabeled file: nothing new, nothing duplicated.
     run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(tmp_path / "texts.csv"),

@@ -326,7 +326,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
     done = select(args.run_dir, args.unlabeled, budget=args.budget, strategy=args.strategy,
                   output=args.output, store=args.store, text_column=args.text_column,
-                  seed=args.seed, batch_size=args.batch_size, backend=args.backend)
+                  seed=args.seed, **_given(args, InferenceConfig))
     print(f"{done.selected} of {done.candidates} unlabeled texts chosen by {args.strategy}, "
           f"written to {done.output}" + (f"; {done.pushed} added to the label store"
                                          if args.store else ""))
