@@ -29,6 +29,7 @@ from sentitune.config import (
     LORA_SETTINGS,
     OPTIONAL,
     SECTIONS,
+    AuditConfig,
     DistillConfig,
     TuneConfig,
     available_presets,
@@ -113,7 +114,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
 
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
-FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig}
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "audit": AuditConfig}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -304,6 +305,26 @@ def cmd_distill(args: argparse.Namespace) -> None:
     v, metric = result.metrics["validation"], result.metrics["selection_metric"]
     print(f"student saved to {result.run_dir}: validation {metric} {v[metric]:.4f}, accuracy "
           f"{v['accuracy']:.4f} (best epoch {result.metrics['best_epoch']})")
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from sentitune.audit import audit
+
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(AuditConfig)
+                if hasattr(args, f.name)}
+    result = audit(output=args.output, progress=not args.quiet, **settings)
+    counts = result.report["counts"]
+    print(f"{counts['rows']:,} rows audited ({result.report['mode']}, out-of-fold accuracy "
+          f"{result.report['out_of_fold_accuracy']:.3f}): {counts['label_issues']:,} suspected "
+          f"label issues, {counts['exact_duplicates']:,} exact and "
+          f"{counts['near_duplicates']:,} near duplicates with disagreeing labels")
+    for issue in result.issues[:5]:
+        print(f"  row {issue['row']}: {issue['given_label']} -> {issue['suggested_label']} "
+              f"({issue['confidence']:.2f}) {issue['text'][:80]!r}")
+    if "cleaned" in result.files:
+        print(f"cleaned data ({args.fix}) written to {result.files['cleaned']} "
+              f"(train it: sentitune train --data {result.files['cleaned']})")
+    print(f"audit saved to {result.output} (label_issues.jsonl, summary.html)")
 
 
 def cmd_presets(_: argparse.Namespace) -> None:
@@ -525,6 +546,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, quiet=True)
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)
+
+    p = commands.add_parser("audit", help="find training labels that look wrong (cleanlab on "
+                                          "out-of-fold probabilities) and conflicting "
+                                          "duplicates")
+    _flag(p, "--output", help="folder for label_issues.jsonl, summary.html, cleaned.csv "
+                              "(default: runs/audit-DATA)")
+    _common(p, quiet=True)
+    _add_config_flags(p, ("audit",))
+    p.set_defaults(func=cmd_audit)
 
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)

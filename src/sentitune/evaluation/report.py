@@ -390,9 +390,14 @@ def write_report(
     sections. `summary` (run, model, data, date) opens the report; `errors` are records
     in the prediction schema with their truth. Returns both paths.
     """
+    return write_document(out_dir, _report_blocks(metrics, figures, title, summary, errors))
+
+
+def write_document(out_dir: str | os.PathLike, blocks: list[Block],
+                   stem: str = "report") -> tuple[Path, Path]:
+    """Render `blocks` (the first an h1 title) to STEM.md and a self-contained STEM.html."""
     out_dir = Path(out_dir)
-    blocks = _report_blocks(metrics, figures, title, summary, errors)
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path, html_path = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
     for path, text in ((md_path, _render_markdown(blocks, out_dir)),
                        (html_path, _render_html(blocks))):
         with files.atomic_path(path) as tmp:
