@@ -228,8 +228,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
                     address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
                     long_text=args.long_text, stride=args.stride)
     if isinstance(found, list):
-        for result in found:
-            print(json.dumps(result, ensure_ascii=False))
+        explained = _explanations(runs, texts, args.explain, args.backend, args.batch_size)
+        for result, explanation in zip(found, explained, strict=True):
+            print(json.dumps(result | explanation, ensure_ascii=False))
         return
     if args.engine == "ray":
         print(f"{found.texts} predictions written to {found.output} from column "
@@ -240,6 +241,37 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{found.texts} predictions written to {found.output} from column "
           f"'{found.text_column}' ({found.needs_review} need review, {found.truncated} "
           f"truncated, {found.empty} empty rows skipped)")
+
+
+def _explanations(runs: list[str], texts: list[str], method: str | None, backend: str,
+                  batch_size: int) -> list[dict]:
+    """`predict --explain`: {"explanation": ...} per text (empty dicts without it)."""
+    if method is None:
+        return [{} for _ in texts]
+    if len(runs) > 1:
+        raise SentituneError("--explain explains one run, not an ensemble; give one RUN_DIR")
+    from sentitune.inference.classifier import Classifier
+    from sentitune.inference.explain import explain
+
+    found = explain(Classifier.from_pretrained(runs[0], backend=backend), texts, method,
+                    batch_size=batch_size)
+    return [{"explanation": {k: e[k] for k in ("label", "method", "words")}} for e in found]
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from sentitune import files
+    from sentitune.inference.classifier import Classifier
+    from sentitune.inference.explain import explain
+
+    classifier = Classifier.from_pretrained(args.run_dir, backend=args.backend)
+    found = explain(classifier, args.texts, args.method, target=args.target,
+                    batch_size=args.batch_size, steps=args.steps)
+    for result in found:
+        words = " ".join(f"{w['word']}({w['attribution']:+.3f})" for w in result["words"])
+        print(f"{result['label']} {result['score']:.3f} ({result['method']}): {words}")
+    if args.output:
+        files.write_jsonl(args.output, found)
+        print(f"explanations written to {args.output}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -374,6 +406,7 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
+    from sentitune.inference.explain import METHODS as EXPLAIN_METHODS
     from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
 
@@ -468,8 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
           help="--engine ray: CPUs of the local Ray (default: all of this machine's)")
     _flag(p, "--actors", type=int,
           help="--engine ray: model replicas, one CPU each (default: one per Ray CPU)")
+    _flag(p, "--explain", choices=EXPLAIN_METHODS, metavar="METHOD",
+          help="texts given on the command line: add word attributions for the predicted "
+               f"label ({', '.join(EXPLAIN_METHODS)}; gradient methods need a torch backend)")
     _long_text_flags(p)
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("explain", help="which words made a run choose its label")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    p.add_argument("texts", nargs="+", help="texts to explain")
+    _flag(p, "--method", default="integrated-gradients", choices=EXPLAIN_METHODS,
+          help="integrated-gradients (captum; faithful), gradient-x-input (one backward "
+               "pass) or occlusion (leave one word out; any backend)")
+    _flag(p, "--target", help="label to explain (default: the predicted one)")
+    _flag(p, "--steps", type=int, default=32, help="integrated-gradients: path steps")
+    _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine")
+    _flag(p, "--output", help="also write the explanations to this .jsonl file")
+    _common(p, batch_size=True)
+    p.set_defaults(func=cmd_explain)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
     p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
