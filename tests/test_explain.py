@@ -95,3 +95,23 @@ def test_gradient_method_on_onnx_is_one_error_line(tiny_run_dir, tmp_path, capsy
     code, out, err = run_cli(capsys, "explain", str(run.path), "a lovely film", "--backend",
                              "onnx", "--method", "occlusion")
     assert code == 0, err
+
+
+def test_server_explains_a_text(classifier):
+    import httpx
+
+    from sentitune.server import ServeSettings, create_app, serve_in_thread
+
+    with serve_in_thread(create_app(classifier, ServeSettings(api_key=None))) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        found = client.post("/explain", json={"text": "a lovely film", "method": "occlusion"})
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert [w["word"] for w in body["words"]] == ["a", "lovely", "film"]
+        assert body["label"] in classifier.labels
+        default = client.post("/explain", json={"text": "a dull story"}).json()
+        assert default["method"] == "integrated-gradients"
+        bad = client.post("/explain", json={"text": "a film", "method": "shap"})
+        assert bad.status_code == 422
+        page = client.get("/assets/app.js").text
+        assert "/explain" in page

@@ -53,6 +53,9 @@ def merge_pieces(spans: Sequence[tuple[int, int] | None], token_scores: np.ndarr
 def _check(classifier, method: str) -> None:
     if method not in METHODS:
         raise SentituneError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
+    if method in GRADIENT_METHODS and hasattr(classifier, "members"):
+        raise SentituneError(f"{method} follows one model's gradients; an ensemble is "
+                             "explained with --method occlusion")
     if method in GRADIENT_METHODS and classifier.model is None:
         raise SentituneError(
             f"{method} needs the model's gradients, which the {classifier.backend.name} backend "
