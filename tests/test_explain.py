@@ -115,3 +115,22 @@ def test_server_explains_a_text(classifier):
         assert bad.status_code == 422
         page = client.get("/assets/app.js").text
         assert "/explain" in page
+
+
+def test_report_highlights_words_of_errors_and_review_queue(tiny_run_dir, sentiment_csv,
+                                                            tmp_path):
+    from sentitune.evaluation.evaluator import evaluate
+
+    result = evaluate(tiny_run_dir, str(sentiment_csv), split="train", output=tmp_path,
+                      behavioral=False)
+    html = (tmp_path / "report.html").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    queued = result.metrics["review"]["queued"]
+    assert ("Review queue, most uncertain first" in html) == (queued > 0)
+    assert '<span style="background:rgba(' in html
+    assert "**" in markdown
+    import json
+
+    first = json.loads((tmp_path / "errors.jsonl").read_text().splitlines()[0])
+    if first["kind"] == "confident_mistake":
+        assert first["explanation"]["method"] == "occlusion"

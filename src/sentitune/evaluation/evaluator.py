@@ -54,6 +54,7 @@ from sentitune.decision import (
 from sentitune.errors import SentituneError
 from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
 from sentitune.evaluation.report import (
+    MAX_ERRORS,
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
@@ -210,6 +211,9 @@ def evaluate(
     uncertain = [{"kind": "uncertain_correct", **record(i)}
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
 
+    queue_head = [record(i) for i in _by_confidence(scores, ~accepted)[:MAX_ERRORS]]
+    _attach_explanations(classifier, mistakes[:MAX_ERRORS] + queue_head, batch_size)
+
     # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
     if output:
@@ -231,13 +235,26 @@ def evaluate(
     files.write_json(out_dir / "metrics.json", summary | found)
     shown = run.path.name if len(members) == 1 else f"ensemble {classifier.name}"
     write_report(out_dir, found, figures, f"{shown} on {data} ({split})",
-                 _report_summary(run, summary), mistakes)
+                 _report_summary(run, summary), mistakes, queue_head)
     changes = {"review_threshold": threshold} if target_accuracy is not None else {}
     if review_truncated != run.decision.review_truncated:
         changes["review_truncated"] = review_truncated
     if changes and len(members) == 1:  # an ensemble's decision is its members' own
         run.update_decision(**changes)
     return EvalResult(out_dir, summary | found, queue_path)
+
+
+def _attach_explanations(classifier: Classifier, records: list[dict], batch_size: int) -> None:
+    """Word attributions (leave-one-word-out occlusion: any backend, an ensemble too) for
+    the label each record predicted, under its `explanation`, for the report to highlight."""
+    from sentitune.inference.explain import BULK_METHOD, explain
+
+    if not records:
+        return
+    found = explain(classifier, [r["text"] for r in records], BULK_METHOD,
+                    batch_size=batch_size)
+    for record, explanation in zip(records, found, strict=True):
+        record["explanation"] = {k: explanation[k] for k in ("label", "method", "words")}
 
 
 def _members(run_dir, classifier: Classifier | None) -> list[Run]:

@@ -15,6 +15,7 @@ import base64
 import html
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,51 @@ MAX_TEXT_CHARS = 300
 
 # ("h1" | "h2" | "p", text) | ("table", headers, rows) | ("figure", caption, path)
 Block = tuple
+HIGHLIGHTED_IN_MARKDOWN = 3  # words set in bold per text in report.md
+
+
+@dataclass(frozen=True)
+class Highlighted:
+    """A table cell holding a text and its word attributions (`sentitune.inference.explain`):
+    report.html shades each word (green for, red against the label), report.md sets the
+    strongest supporting words in bold."""
+
+    text: str
+    words: tuple[dict, ...]
+
+    def html(self) -> str:
+        largest = max((abs(w["attribution"]) for w in self.words), default=0) or 1.0
+        parts, at = [], 0
+        for w in self.words:
+            if w["end"] > MAX_TEXT_CHARS:
+                break
+            strength = 0.6 * abs(w["attribution"]) / largest
+            rgb = "31,157,85" if w["attribution"] >= 0 else "180,35,24"
+            parts += [html.escape(self.text[at:w["start"]]),
+                      f'<span style="background:rgba({rgb},{strength:.3f})" '
+                      f'title="{w["attribution"]:+.3f}">{html.escape(w["word"])}</span>']
+            at = w["end"]
+        return "".join(parts) + html.escape(_fmt(self.text[at:MAX_TEXT_CHARS]))
+
+    def markdown(self) -> str:
+        strongest = sorted(self.words, key=lambda w: -w["attribution"])
+        bold = {id(w) for w in strongest[:HIGHLIGHTED_IN_MARKDOWN] if w["attribution"] > 0}
+        parts, at = [], 0
+        for w in self.words:
+            if w["end"] > MAX_TEXT_CHARS:
+                break
+            word = _md_text(w["word"])
+            parts += [_md_text(self.text[at:w["start"]]),
+                      f"**{word}**" if id(w) in bold else word]
+            at = w["end"]
+        return " ".join("".join(parts).split())
+
+
+def _highlighted(record: dict, column: str) -> Highlighted | None:
+    explanation = record.get("explanation")
+    if column != "text" or not explanation:
+        return None
+    return Highlighted(record["text"], tuple(explanation["words"]))
 
 
 def plot_reliability(bins: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -255,9 +301,28 @@ def _error_blocks(errors: list[dict] | None) -> list[Block]:
     def cell(value: Any, column: str) -> str:
         return _fmt(", ".join(value) if isinstance(value, list) else value, column)
 
-    rows = [[cell(e.get(c), c) for c in columns] for e in errors[:MAX_ERRORS]]
+    rows = [[_highlighted(e, c) or cell(e.get(c), c) for c in columns]
+            for e in errors[:MAX_ERRORS]]
     shown = f"the first {MAX_ERRORS} of {len(errors)}" if len(errors) > MAX_ERRORS else "all"
-    return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})."),
+    return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})." + _WHY),
+            ("table", columns, rows)]
+
+
+_WHY = (" Shaded words: how much each moved the predicted label's probability (green: for "
+        "it, red: against it; leave-one-word-out occlusion).")
+QUEUE_COLUMNS = ("text", "label", "labels", "score", "true_label", "true_labels")
+
+
+def _queue_blocks(queue: list[dict] | None) -> list[Block]:
+    """The head of the review queue: the most uncertain answers, words highlighted."""
+    if not queue:
+        return []
+    columns = [c for c in QUEUE_COLUMNS if any(c in e for e in queue)]
+    rows = [[_highlighted(e, c) or _fmt(", ".join(e[c]) if isinstance(e.get(c), list)
+                                        else e.get(c), c) for c in columns]
+            for e in queue[:MAX_ERRORS]]
+    return [("h2", "Review queue, most uncertain first"),
+            ("p", f"The first {len(rows)} answers below the review threshold." + _WHY),
             ("table", columns, rows)]
 
 
@@ -282,7 +347,7 @@ def _summary_blocks(summary: dict | None) -> list[Block]:
 
 def _report_blocks(
     metrics: dict, figures: dict[str, Path], title: str, summary: dict | None,
-    errors: list[dict] | None
+    errors: list[dict] | None, queue: list[dict] | None = None
 ) -> list[Block]:
     """The whole report as blocks, with each figure placed after its section."""
     sections = [
@@ -290,7 +355,7 @@ def _report_blocks(
         _headline_blocks(metrics),
         _slice_blocks(metrics),
         _calibration_blocks(metrics),
-        _review_blocks(metrics),
+        _review_blocks(metrics) + _queue_blocks(queue),
         _behavioral_blocks(metrics),
         _error_blocks(errors),
     ]
@@ -325,7 +390,8 @@ def _render_markdown(blocks: list[Block], out_dir: Path) -> str:
             headers, rows = rest
             lines.append("| " + " | ".join(map(_md_text, headers)) + " |")
             lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(map(_md_text, row)) + " |" for row in rows]
+            lines += ["| " + " | ".join(c.markdown() if isinstance(c, Highlighted)
+                                        else _md_text(c) for c in row) + " |" for row in rows]
             lines.append("")
         else:
             name, path = rest
@@ -358,7 +424,8 @@ def _render_html(blocks: list[Block]) -> str:
             headers, rows = rest
             head = "".join(f"<th>{esc(str(h))}</th>" for h in headers)
             body = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
+                "<tr>" + "".join(f"<td>{c.html() if isinstance(c, Highlighted) else esc(str(c))}"
+                                 "</td>" for c in row) + "</tr>" for row in rows
             )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         else:
@@ -382,15 +449,18 @@ def write_report(
     title: str,
     summary: dict | None = None,
     errors: list[dict] | None = None,
+    queue: list[dict] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into `out_dir`.
 
     `figures` maps a name to a PNG; the known names (learning_curves, confusion_matrix,
     reliability, coverage_accuracy, slice_accuracy, error_lengths) are placed in their
     sections. `summary` (run, model, data, date) opens the report; `errors` are records
-    in the prediction schema with their truth. Returns both paths.
+    in the prediction schema with their truth, `queue` the head of the review queue (both
+    with their words highlighted where a record has an `explanation`). Returns both paths.
     """
-    return write_document(out_dir, _report_blocks(metrics, figures, title, summary, errors))
+    return write_document(out_dir, _report_blocks(metrics, figures, title, summary, errors,
+                                                  queue))
 
 
 def write_document(out_dir: str | os.PathLike, blocks: list[Block],
