@@ -339,7 +339,7 @@ def check_summary(results: dict) -> list[str]:
     lines = []
     for test in results["tests"]:
         lines.append(f"{test['failure_rate']:6.1%}  {test['failures']:>3}/{test['n']:<3} "
-                     f"{test['kind']:<3}  {test['name']}")
+                     f"{test['kind']:<3}  {test['name']} [{test.get('capability', '')}]")
         for e in test["examples"]:
             if "variant" in e:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
@@ -348,6 +348,9 @@ def check_summary(results: dict) -> list[str]:
             else:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
                              f"({e['p_positive']:.2f}), expected {e['expected']}")
+    if results.get("capabilities"):
+        lines.append("by capability: " + ", ".join(
+            f"{name} {rate:.1%}" for name, rate in results["capabilities"].items()))
     lines.append(f"overall failure rate {results['overall_failure_rate']:.1%}")
     return lines
 

@@ -263,7 +263,7 @@ def _behavioral_blocks(metrics: dict) -> list[Block]:
         return []
     tests = behavioral["tests"]
     rows = [
-        [t["name"], t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
+        [t["name"], t.get("capability", ""), t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
          _fmt(t["failure_rate"], "failure_rate"), t.get("description", "")]
         for t in tests
     ]
@@ -272,8 +272,13 @@ def _behavioral_blocks(metrics: dict) -> list[Block]:
         ("p", "Generated CheckList-style cases: MFT = expected label, INV = prediction must "
               "not change, DIR = p(positive) must move the expected way. Overall failure "
               f"rate {_fmt(behavioral.get('overall_failure_rate'), 'failure_rate')}."),
-        ("table", ["Test", "Kind", "Cases", "Failures", "Failure rate", "Description"], rows),
+        ("table", ["Test", "Capability", "Kind", "Cases", "Failures", "Failure rate",
+                   "Description"], rows),
     ]
+    if behavioral.get("capabilities"):
+        blocks.append(("table", ["Capability", "Failure rate"],
+                       [[name, _fmt(rate, "failure_rate")]
+                        for name, rate in behavioral["capabilities"].items()]))
     examples = [
         [t["name"], e["text"], e.get("variant", e.get("expected", "")),
          _fmt(e.get("predicted")) + (f" → {e['variant_predicted']}" if "variant" in e else "")]
