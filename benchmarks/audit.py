@@ -42,7 +42,7 @@ def _sst2(data_dir: Path, split: str) -> pd.DataFrame:
 
 
 def _rows(frame: pd.DataFrame, labels: np.ndarray):
-    from sentitune.audit.rows import AuditRows
+    from sentitune.auditing.rows import AuditRows
 
     return AuditRows(frame.assign(label=labels).reset_index(drop=True),
                      ["negative", "positive"], "binary", "sst2 subset", "minilm", 64)
@@ -88,7 +88,7 @@ def _finetuned_dev(frame: pd.DataFrame, labels: np.ndarray, name: str, args) -> 
 
 def _found(rows, probs, flipped: np.ndarray, clean: np.ndarray) -> tuple[dict, np.ndarray]:
     """How well one mode's out-of-fold probabilities find the flipped rows; its flags."""
-    from sentitune.audit.issues import label_issues, quality_scores
+    from sentitune.auditing.issues import label_issues, quality_scores
 
     issues = label_issues(rows, probs)
     flagged = np.zeros(len(clean), bool)
@@ -107,7 +107,7 @@ def _found(rows, probs, flipped: np.ndarray, clean: np.ndarray) -> tuple[dict, n
 
 
 def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
-    from sentitune.audit.scores import finetuned_oof, linear_oof
+    from sentitune.auditing.scores import finetuned_oof, linear_oof
     from sentitune.config import AuditConfig
 
     rng = np.random.default_rng(seed)
@@ -139,7 +139,7 @@ def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
 
 
 def real_sst2(args) -> dict:
-    from sentitune.audit import audit
+    from sentitune.auditing import audit
 
     rows = None if args.real_rows == "all" else int(args.real_rows)
     data = "sst2"
@@ -180,7 +180,7 @@ def main() -> None:
     result = json.loads(out.read_text()) if out.is_file() else {}
     result.setdefault("seeds", {})
 
-    from sentitune.audit.scores import embed
+    from sentitune.auditing.scores import embed
     from sentitune.dataset.splits import subset
 
     train = _sst2(Path(args.data_dir), "train")

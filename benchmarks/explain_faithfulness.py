@@ -38,7 +38,7 @@ def _without(text: str, words: list[dict], drop: list[int]) -> str:
 def comprehensiveness(classifier, explanations: list[dict], share: float, seed: int
                       ) -> tuple[float, float]:
     """(mean probability drop removing the top `share` words, the same for random words)."""
-    from sentitune.inference.explain import top_words
+    from sentitune.inference.explanations import top_words
 
     rng = np.random.default_rng(seed)
     top, random, owners = [], [], []
@@ -82,7 +82,7 @@ def main() -> None:
 
     from sentitune.dataset.sources import data_dir
     from sentitune.inference.classifier import Classifier
-    from sentitune.inference.explain import METHODS, explain
+    from sentitune.inference.explanations import METHODS, explain
 
     run = Path(args.run) if args.run else _small_run(args)
     classifier = Classifier.from_pretrained(run)

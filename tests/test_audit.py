@@ -6,7 +6,7 @@ import random
 import pandas as pd
 import pytest
 
-from sentitune.audit import audit
+from sentitune.auditing import audit
 from sentitune.config import DataConfig
 from sentitune.dataset.splits import load_encoded
 from tests.conftest import assert_one_line_error, make_sentiment_frame, run_cli

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sentitune.inference.explain import METHODS, explain, merge_pieces, top_words, words_of
+from sentitune.inference.explanations import METHODS, explain, merge_pieces, top_words, words_of
 from tests.conftest import assert_one_line_error, run_cli
 
 

@@ -6,7 +6,8 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `presets`);
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `audit`,
+`explain`, `presets`);
 `Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
 several as an `Ensemble`) and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
@@ -24,6 +25,7 @@ _EXPORTS = {
     "TrainingConfig": "sentitune.config",
     "TuneConfig": "sentitune.config",
     "DistillConfig": "sentitune.config",
+    "AuditConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -44,6 +46,8 @@ _EXPORTS = {
     "distill": "sentitune.distillation",
     "Ensemble": "sentitune.inference.ensemble",
     "load_classifier": "sentitune.inference.ensemble",
+    "audit": "sentitune.auditing",
+    "explain": "sentitune.inference.explanations",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

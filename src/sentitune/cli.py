@@ -226,11 +226,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
                     threshold=args.threshold, review_truncated=args.review_truncated,
                     backend=args.backend, progress=not args.quiet, engine=args.engine,
                     address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
-                    long_text=args.long_text, stride=args.stride)
+                    long_text=args.long_text, stride=args.stride, explain=args.explain)
     if isinstance(found, list):
-        explained = _explanations(runs, texts, args.explain, args.backend, args.batch_size)
-        for result, explanation in zip(found, explained, strict=True):
-            print(json.dumps(result | explanation, ensure_ascii=False))
+        for result in found:
+            print(json.dumps(result, ensure_ascii=False))
         return
     if args.engine == "ray":
         print(f"{found.texts} predictions written to {found.output} from column "
@@ -243,34 +242,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
           f"truncated, {found.empty} empty rows skipped)")
 
 
-def _explanations(runs: list[str], texts: list[str], method: str | None, backend: str,
-                  batch_size: int) -> list[dict]:
-    """`predict --explain`: {"explanation": ...} per text (empty dicts without it)."""
-    if method is None:
-        return [{} for _ in texts]
-    if len(runs) > 1:
-        raise SentituneError("--explain explains one run, not an ensemble; give one RUN_DIR")
-    from sentitune.inference.classifier import Classifier
-    from sentitune.inference.explain import explain
-
-    found = explain(Classifier.from_pretrained(runs[0], backend=backend), texts, method,
-                    batch_size=batch_size)
-    return [{"explanation": {k: e[k] for k in ("label", "method", "words")}} for e in found]
-
-
 def cmd_explain(args: argparse.Namespace) -> None:
-    from sentitune import files
-    from sentitune.inference.classifier import Classifier
-    from sentitune.inference.explain import explain
+    from sentitune.inference.explanations import explain
 
-    classifier = Classifier.from_pretrained(args.run_dir, backend=args.backend)
-    found = explain(classifier, args.texts, args.method, target=args.target,
-                    batch_size=args.batch_size, steps=args.steps)
+    found = explain(args.run_dir, args.texts, args.method, target=args.target,
+                    batch_size=args.batch_size, steps=args.steps, backend=args.backend,
+                    output=args.output)
     for result in found:
         words = " ".join(f"{w['word']}({w['attribution']:+.3f})" for w in result["words"])
         print(f"{result['label']} {result['score']:.3f} ({result['method']}): {words}")
     if args.output:
-        files.write_jsonl(args.output, found)
         print(f"explanations written to {args.output}")
 
 
@@ -340,7 +321,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from sentitune.audit import audit
+    from sentitune.auditing import audit
 
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(AuditConfig)
                 if hasattr(args, f.name)}
@@ -406,7 +387,7 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
-    from sentitune.inference.explain import METHODS as EXPLAIN_METHODS
+    from sentitune.inference.explanations import METHODS as EXPLAIN_METHODS
     from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
 

@@ -247,7 +247,7 @@ def evaluate(
 def _attach_explanations(classifier: Classifier, records: list[dict], batch_size: int) -> None:
     """Word attributions (leave-one-word-out occlusion: any backend, an ensemble too) for
     the label each record predicted, under its `explanation`, for the report to highlight."""
-    from sentitune.inference.explain import BULK_METHOD, explain
+    from sentitune.inference.explanations import BULK_METHOD, explain
 
     if not records:
         return

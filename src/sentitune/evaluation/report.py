@@ -39,7 +39,7 @@ HIGHLIGHTED_IN_MARKDOWN = 3  # words set in bold per text in report.md
 
 @dataclass(frozen=True)
 class Highlighted:
-    """A table cell holding a text and its word attributions (`sentitune.inference.explain`):
+    """A table cell holding a text and its word attributions (`sentitune.inference.explanations`):
     report.html shades each word (green for, red against the label), report.md sets the
     strongest supporting words in bold."""
 

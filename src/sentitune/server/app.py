@@ -340,7 +340,7 @@ class _ExplainRoute:
     """POST /explain: one text at a time, in a thread, so the event loop stays free."""
 
     def __init__(self, classifier: Classifier) -> None:
-        from sentitune.inference.explain import BULK_METHOD, GRADIENT_METHODS, METHODS
+        from sentitune.inference.explanations import BULK_METHOD, GRADIENT_METHODS, METHODS
 
         self.classifier = classifier
         gradients = classifier.model is not None and not hasattr(classifier, "members")
@@ -350,7 +350,7 @@ class _ExplainRoute:
     async def __call__(self, text: str, method: str | None) -> dict[str, Any]:
         import asyncio
 
-        from sentitune.inference.explain import explain
+        from sentitune.inference.explanations import explain
 
         return (await asyncio.to_thread(explain, self.classifier, text,
                                         method or self.default))[0]

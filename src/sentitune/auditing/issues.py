@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from sentitune.audit.rows import AuditRows
+from sentitune.auditing.rows import AuditRows
 from sentitune.errors import SentituneError
 
 MULTILABEL_CUT = 0.5  # a label is suggested for a multi-label row from this probability

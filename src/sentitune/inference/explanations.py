@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -51,8 +52,11 @@ def merge_pieces(spans: Sequence[tuple[int, int] | None], token_scores: np.ndarr
 
 
 def _check(classifier, method: str) -> None:
+    """A method this classifier can run (None: only the method's name is checked)."""
     if method not in METHODS:
         raise SentituneError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
+    if classifier is None:
+        return
     if method in GRADIENT_METHODS and hasattr(classifier, "members"):
         raise SentituneError(f"{method} follows one model's gradients; an ensemble is "
                              "explained with --method occlusion")
@@ -140,14 +144,21 @@ def _gradients(classifier, texts: list[str], chosen: np.ndarray, method: str,
 
 
 def explain(classifier, texts: Sequence[str] | str, method: str = "integrated-gradients", *,
-            target: str | None = None, batch_size: int = 64, steps: int = IG_STEPS
-            ) -> list[dict]:
+            target: str | None = None, batch_size: int = 64, steps: int = IG_STEPS,
+            backend: str = "torch", output: str | Path | None = None) -> list[dict]:
     """Word attributions for each text's top label (or `target`), in input order.
 
-    Each result: text (as the model saw it, after the run's preprocessing), label, score
-    (its probability), method and words, each {word, start, end, attribution}: the share
-    of the label's probability the word accounts for (positive: it supports the label).
+    `classifier` is a loaded Classifier, or a run directory loaded with `backend`. Each
+    result: text (as the model saw it, after the run's preprocessing), label, score (its
+    probability), method and words, each {word, start, end, attribution}: the share of the
+    label's probability the word accounts for (positive: it supports the label). `output`
+    also writes the results as JSONL.
     """
+    if isinstance(classifier, str | Path):
+        from sentitune.inference.classifier import Classifier
+
+        _check(None, method)  # before the model loads
+        classifier = Classifier.from_pretrained(classifier, backend=backend)
     _check(classifier, method)
     texts = [texts] if isinstance(texts, str) else list(texts)
     seen = classifier.run.preprocess(texts)
@@ -161,12 +172,17 @@ def explain(classifier, texts: Sequence[str] | str, method: str = "integrated-gr
         with classifier._lock:
             scores = _gradients(classifier, seen, chosen, method, words, steps)
         classifier.model.train(was_training)
-    return [{"text": text, "label": classifier.labels[int(label)], "score": float(p),
-             "method": method,
-             "words": [{"word": text[s:e], "start": s, "end": e, "attribution": float(a)}
-                       for (s, e), a in zip(spans, attributions, strict=True)]}
-            for text, label, p, spans, attributions in zip(seen, chosen, base, words, scores,
-                                                           strict=True)]
+    found = [{"text": text, "label": classifier.labels[int(label)], "score": float(p),
+              "method": method,
+              "words": [{"word": text[s:e], "start": s, "end": e, "attribution": float(a)}
+                        for (s, e), a in zip(spans, attributions, strict=True)]}
+             for text, label, p, spans, attributions in zip(seen, chosen, base, words, scores,
+                                                            strict=True)]
+    if output is not None:
+        from sentitune import files
+
+        files.write_jsonl(output, found)
+    return found
 
 
 def top_words(explanation: dict, share: float) -> list[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from sentitune import files
-from sentitune.audit.rows import AuditRows
+from sentitune.auditing.rows import AuditRows
 from sentitune.evaluation.report import Block, write_document
 
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from sentitune.audit.issues import conflicting_duplicates, label_issues
-from sentitune.audit.rows import AuditRows, load_rows
-from sentitune.audit.scores import embed, finetuned_oof, linear_oof
-from sentitune.audit.writing import write_audit
+from sentitune.auditing.issues import conflicting_duplicates, label_issues
+from sentitune.auditing.rows import AuditRows, load_rows
+from sentitune.auditing.scores import embed, finetuned_oof, linear_oof
+from sentitune.auditing.writing import write_audit
 from sentitune.config import TASKS, AuditConfig
 from sentitune.errors import SentituneError
 

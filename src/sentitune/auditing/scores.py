@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentitune.audit.rows import AuditRows
+from sentitune.auditing.rows import AuditRows
 from sentitune.config import AuditConfig
 
 
@@ -79,7 +79,7 @@ def linear_oof(rows: AuditRows, features: np.ndarray, folds: int, seed: int) -> 
 
 def finetuned_oof(rows: AuditRows, settings: AuditConfig, progress: bool = False) -> np.ndarray:
     """Out-of-fold probabilities of the encoder fine-tuned (sentitune.training) per fold."""
-    from sentitune.audit.writing import label_cell
+    from sentitune.auditing.writing import label_cell
     from sentitune.config import RunConfig
     from sentitune.inference.classifier import Classifier
     from sentitune.training import train
