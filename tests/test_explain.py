@@ -134,3 +134,12 @@ def test_report_highlights_words_of_errors_and_review_queue(tiny_run_dir, sentim
     first = json.loads((tmp_path / "errors.jsonl").read_text().splitlines()[0])
     if first["kind"] == "confident_mistake":
         assert first["explanation"]["method"] == "occlusion"
+
+
+def test_within_chars_scores_only_the_start(classifier):
+    text = "a lovely film , " * 30
+    short = explain(classifier, text, method="occlusion", within_chars=20)[0]
+    assert all(w["end"] <= 20 for w in short["words"]) and len(short["words"]) == 5
+    full = explain(classifier, text, method="occlusion")[0]
+    assert [w["attribution"] for w in full["words"][:5]] == pytest.approx(
+        [w["attribution"] for w in short["words"]])

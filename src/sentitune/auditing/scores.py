@@ -20,17 +20,13 @@ def embed(texts: list[str], model: str, max_length: int, batch_size: int = 64,
           progress: bool = False) -> np.ndarray:
     """Mean-pooled last hidden states of the frozen `model` (n, hidden), float32."""
     import torch
-    from transformers import AutoModel
 
     from sentitune.inference.classifier import length_batches
-    from sentitune.model import _offline_error, load_tokenizer, quiet_transformers, resolve_model
+    from sentitune.model import load_encoder, load_tokenizer, quiet_transformers
 
     quiet_transformers()
     tokenizer = load_tokenizer(model)
-    try:
-        encoder = AutoModel.from_pretrained(resolve_model(model)).eval()
-    except (OSError, ValueError) as exc:
-        raise _offline_error(model, exc) from None
+    encoder = load_encoder(model)
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
     batches = list(length_batches([len(row) for row in ids], batch_size))

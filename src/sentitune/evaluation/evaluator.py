@@ -55,6 +55,7 @@ from sentitune.errors import SentituneError
 from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
 from sentitune.evaluation.report import (
     MAX_ERRORS,
+    MAX_TEXT_CHARS,
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
@@ -246,13 +247,14 @@ def evaluate(
 
 def _attach_explanations(classifier: Classifier, records: list[dict], batch_size: int) -> None:
     """Word attributions (leave-one-word-out occlusion: any backend, an ensemble too) for
-    the label each record predicted, under its `explanation`, for the report to highlight."""
+    the label each record predicted, under its `explanation`, for the report to highlight;
+    only the words of the part of each text the report shows."""
     from sentitune.inference.explanations import BULK_METHOD, explain
 
     if not records:
         return
     found = explain(classifier, [r["text"] for r in records], BULK_METHOD,
-                    batch_size=batch_size)
+                    batch_size=batch_size, within_chars=MAX_TEXT_CHARS)
     for record, explanation in zip(records, found, strict=True):
         record["explanation"] = {k: explanation[k] for k in ("label", "method", "words")}
 

@@ -145,14 +145,16 @@ def _gradients(classifier, texts: list[str], chosen: np.ndarray, method: str,
 
 def explain(classifier, texts: Sequence[str] | str, method: str = "integrated-gradients", *,
             target: str | None = None, batch_size: int = 64, steps: int = IG_STEPS,
-            backend: str = "torch", output: str | Path | None = None) -> list[dict]:
+            backend: str = "torch", output: str | Path | None = None,
+            within_chars: int | None = None) -> list[dict]:
     """Word attributions for each text's top label (or `target`), in input order.
 
     `classifier` is a loaded Classifier, or a run directory loaded with `backend`. Each
     result: text (as the model saw it, after the run's preprocessing), label, score (its
     probability), method and words, each {word, start, end, attribution}: the share of the
     label's probability the word accounts for (positive: it supports the label). `output`
-    also writes the results as JSONL.
+    also writes the results as JSONL. `within_chars` lists only the words ending within
+    that many characters (a report showing a text's start need not pay for the rest).
     """
     if isinstance(classifier, str | Path):
         from sentitune.inference.classifier import Classifier
@@ -163,15 +165,13 @@ def explain(classifier, texts: Sequence[str] | str, method: str = "integrated-gr
     texts = [texts] if isinstance(texts, str) else list(texts)
     seen = classifier.run.preprocess(texts)
     chosen, base = _targets(classifier, seen, target, batch_size)
-    words = [words_of(text) for text in seen]
+    limit = within_chars if within_chars is not None else float("inf")
+    words = [[span for span in words_of(text) if span[1] <= limit] for text in seen]
     if method == BULK_METHOD:
         scores = _occlusion(classifier, seen, chosen, base, words, batch_size)
     else:
-        was_training = classifier.model.training
-        classifier.model.eval()
-        with classifier._lock:
+        with classifier._lock:  # one pass through the model at a time, as in scoring
             scores = _gradients(classifier, seen, chosen, method, words, steps)
-        classifier.model.train(was_training)
     found = [{"text": text, "label": classifier.labels[int(label)], "score": float(p),
               "method": method,
               "words": [{"word": text[s:e], "start": s, "end": e, "attribution": float(a)}
