@@ -243,14 +243,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from sentitune.inference.explanations import explain
+    from sentitune.inference.explanations import explain, shown
 
     found = explain(args.run_dir, args.texts, args.method, target=args.target,
                     batch_size=args.batch_size, steps=args.steps, backend=args.backend,
                     output=args.output)
-    for result in found:
-        words = " ".join(f"{w['word']}({w['attribution']:+.3f})" for w in result["words"])
-        print(f"{result['label']} {result['score']:.3f} ({result['method']}): {words}")
+    print("\n".join(map(shown, found)))
     if args.output:
         print(f"explanations written to {args.output}")
 
@@ -321,23 +319,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    from sentitune.auditing import audit
+    from sentitune.auditing import audit, summary_lines
 
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(AuditConfig)
                 if hasattr(args, f.name)}
-    result = audit(output=args.output, progress=not args.quiet, **settings)
-    counts = result.report["counts"]
-    print(f"{counts['rows']:,} rows audited ({result.report['mode']}, out-of-fold accuracy "
-          f"{result.report['out_of_fold_accuracy']:.3f}): {counts['label_issues']:,} suspected "
-          f"label issues, {counts['exact_duplicates']:,} exact and "
-          f"{counts['near_duplicates']:,} near duplicates with disagreeing labels")
-    for issue in result.issues[:5]:
-        print(f"  row {issue['row']}: {issue['given_label']} -> {issue['suggested_label']} "
-              f"({issue['confidence']:.2f}) {issue['text'][:80]!r}")
-    if "cleaned" in result.files:
-        print(f"cleaned data ({args.fix}) written to {result.files['cleaned']} "
-              f"(train it: sentitune train --data {result.files['cleaned']})")
-    print(f"audit saved to {result.output} (label_issues.jsonl, summary.html)")
+    print("\n".join(summary_lines(audit(output=args.output, progress=not args.quiet,
+                                        **settings))))
 
 
 def cmd_presets(_: argparse.Namespace) -> None:

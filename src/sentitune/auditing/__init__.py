@@ -26,7 +26,7 @@ from sentitune.auditing.writing import write_audit
 from sentitune.config import TASKS, AuditConfig
 from sentitune.errors import SentituneError
 
-__all__ = ["AuditResult", "audit", "out_of_fold"]
+__all__ = ["AuditResult", "audit", "out_of_fold", "summary_lines"]
 
 
 @dataclass
@@ -92,3 +92,20 @@ def audit(config: AuditConfig | None = None, output: str | Path | None = None, *
     out = Path(output) if output else Path("runs") / f"audit-{name}"
     written = write_audit(out, rows, report, issues, duplicates, settings.fix, settings.top)
     return AuditResult(out, report, issues, duplicates, probs, written)
+
+
+def summary_lines(result: AuditResult, shown: int = 5) -> list[str]:
+    """What an audit found, as lines for a terminal."""
+    report, counts = result.report, result.report["counts"]
+    lines = [f"{counts['rows']:,} rows audited ({report['mode']}, out-of-fold accuracy "
+             f"{report['out_of_fold_accuracy']:.3f}): {counts['label_issues']:,} suspected "
+             f"label issues, {counts['exact_duplicates']:,} exact and "
+             f"{counts['near_duplicates']:,} near duplicates with disagreeing labels"]
+    lines += [f"  row {i['row']}: {i['given_label']} -> {i['suggested_label']} "
+              f"({i['confidence']:.2f}) {i['text'][:80]!r}" for i in result.issues[:shown]]
+    if "cleaned" in result.files:
+        lines.append(f"cleaned data ({report['settings']['fix']}) written to "
+                     f"{result.files['cleaned']} (train it: sentitune train --data "
+                     f"{result.files['cleaned']})")
+    lines.append(f"audit saved to {result.output} (label_issues.jsonl, summary.html)")
+    return lines

@@ -190,3 +190,10 @@ def top_words(explanation: dict, share: float) -> list[int]:
     attributions = [w["attribution"] for w in explanation["words"]]
     k = max(1, round(share * len(attributions))) if attributions else 0
     return sorted(np.argsort(attributions)[::-1][:k].tolist())
+
+
+def shown(explanation: dict) -> str:
+    """One explanation as a line: label, probability, method, each word(attribution)."""
+    words = " ".join(f"{w['word']}({w['attribution']:+.3f})" for w in explanation["words"])
+    return (f"{explanation['label']} {explanation['score']:.3f} ({explanation['method']}): "
+            f"{words}")
