@@ -60,8 +60,10 @@ def test_report_shape(broken_result):
     kinds = {t["kind"] for t in broken_result["tests"]}
     assert kinds == {"MFT", "INV", "DIR"}
     for test in broken_result["tests"]:
-        assert set(test) == {"name", "kind", "capability", "description", "n", "failures",
-                             "failure_rate", "examples"}
+        assert set(test) - {"mean_abs_change"} == {"name", "kind", "capability",
+                                                   "description", "n", "failures",
+                                                   "failure_rate", "examples"}
+        assert ("mean_abs_change" in test) == (test["kind"] != "MFT")
         assert test["n"] >= 100
         assert len(test["examples"]) == min(5, test["failures"])
         assert test["failure_rate"] == test["failures"] / test["n"]
@@ -192,6 +194,9 @@ def test_fairness_tests_catch_a_biased_model_and_only_its_group():
     biased = rates(run_behavioral_tests(_biased("Muslim"), ["positive", "negative"]))
     assert all(fair[f"fairness: {g.replace('_', ' ')}"] == 0.0 for g in IDENTITY_GROUPS)
     assert biased["fairness: religion"] > 0.1
+    shifts = {t["name"]: t["mean_abs_change"] for t in run_behavioral_tests(
+        _biased("Muslim"), ["positive", "negative"])["tests"] if t["kind"] != "MFT"}
+    assert shifts["fairness: religion"] > 0.05 and shifts["fairness: gender"] == 0.0
     for group in ("nationality", "race", "sexual orientation", "gender"):
         assert biased[f"fairness: {group}"] == 0.0
 

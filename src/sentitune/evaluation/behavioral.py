@@ -122,6 +122,10 @@ def run_behavioral_tests(
                 "failure_rate": len(failures) / len(cases),
                 "examples": failures[:max_examples],
             }
+            # How far p(positive) moves between text and variant, flips or not (a model
+            # can treat two identity terms differently without crossing 0.5).
+            | ({"mean_abs_change": float(np.abs(p_variants - p_texts).mean())}
+               if variants else {})
         )
     total = sum(r["n"] for r in results)
     capabilities: dict[str, list[dict]] = {}

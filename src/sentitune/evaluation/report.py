@@ -264,16 +264,18 @@ def _behavioral_blocks(metrics: dict) -> list[Block]:
     tests = behavioral["tests"]
     rows = [
         [t["name"], t.get("capability", ""), t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
-         _fmt(t["failure_rate"], "failure_rate"), t.get("description", "")]
+         _fmt(t["failure_rate"], "failure_rate"), _fmt(t.get("mean_abs_change")),
+         t.get("description", "")]
         for t in tests
     ]
     blocks: list[Block] = [
         ("h2", "Behavioural tests"),
         ("p", "Generated CheckList-style cases: MFT = expected label, INV = prediction must "
-              "not change, DIR = p(positive) must move the expected way. Overall failure "
+              "not change, DIR = p(positive) must move the expected way; mean |Δp|: how far "
+              "p(positive) moves between a case and its variant. Overall failure "
               f"rate {_fmt(behavioral.get('overall_failure_rate'), 'failure_rate')}."),
         ("table", ["Test", "Capability", "Kind", "Cases", "Failures", "Failure rate",
-                   "Description"], rows),
+                   "Mean |Δp|", "Description"], rows),
     ]
     if behavioral.get("capabilities"):
         blocks.append(("table", ["Capability", "Failure rate"],
