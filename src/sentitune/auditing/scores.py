@@ -61,6 +61,8 @@ def linear_oof(rows: AuditRows, features: np.ndarray, folds: int, seed: int) -> 
     targets = rows.targets()
     probs = np.zeros((len(targets), len(rows.labels)))
     for fit, held in _splitter(rows, targets, folds, seed):
+        # Strong L2 (C=0.05): hundreds of features, often few rows per class; cleanlab
+        # wants calibrated probabilities more than the tightest fit.
         linear = LogisticRegression(C=0.05, max_iter=2000, random_state=seed)
         if rows.task == "multilabel":
             model = make_pipeline(StandardScaler(), OneVsRestClassifier(linear))
