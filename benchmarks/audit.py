@@ -41,11 +41,11 @@ def _sst2(data_dir: Path, split: str) -> pd.DataFrame:
     return frame.rename(columns={"sentence": "text"})[["text", "label"]]
 
 
-def _rows(frame: pd.DataFrame, labels: np.ndarray):
+def _rows(frame: pd.DataFrame, labels: np.ndarray, model: str):
     from sentitune.auditing.rows import AuditRows
 
     return AuditRows(frame.assign(label=labels).reset_index(drop=True),
-                     ["negative", "positive"], "binary", "sst2 subset", "minilm", 64)
+                     ["negative", "positive"], "binary", "sst2 subset", model, 64)
 
 
 def precision_at_recall(quality: np.ndarray, flipped: np.ndarray, recall: float) -> dict:
@@ -80,7 +80,7 @@ def _finetuned_dev(frame: pd.DataFrame, labels: np.ndarray, name: str, args) -> 
     frame.assign(label=labels).to_csv(data, index=False)  # 0/1, as SST-2's dev file
     config = RunConfig().replace(
         dataset=str(data), validation_data=str(Path(args.data_dir) / "sst2" / "dev.tsv"),
-        model="minilm", max_length=64, epochs=args.epochs, batch_size=32, learning_rate=5e-5,
+        model=args.model, max_length=64, epochs=args.epochs, batch_size=32, learning_rate=5e-5,
         warmup_ratio=0.06, seed=42, checkpoint_every=None)
     result = train(config, out, overwrite=True, progress=False)
     return round(float(result.metrics["validation"]["accuracy"]), 4)
@@ -114,7 +114,7 @@ def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
     flipped = np.zeros(len(clean), bool)
     flipped[rng.choice(len(clean), round(FLIP_SHARE * len(clean)), replace=False)] = True
     noisy = np.where(flipped, 1 - clean, clean)
-    rows = _rows(frame, noisy)
+    rows = _rows(frame, noisy, args.model)
     result: dict = {"seed": seed, "flipped": int(flipped.sum()), "modes": {}}
     for mode in args.modes:
         started = time.perf_counter()
@@ -149,7 +149,7 @@ def real_sst2(args) -> dict:
         subset.to_csv(data, index=False)
     started = time.perf_counter()
     result = audit(output=Path(args.runs_dir) / "audit-sst2-real", progress=False,
-                   dataset=data, model="minilm", max_length=64, batch_size=128)
+                   dataset=data, model=args.model, max_length=64, batch_size=128)
     return {"rows": result.report["counts"]["rows"], "seconds": round(time.perf_counter()
                                                                       - started, 1),
             "out_of_fold_accuracy": round(result.report["out_of_fold_accuracy"], 4),
@@ -163,6 +163,7 @@ def real_sst2(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--model", default="minilm", help="encoder (a tiny one in the tests)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=1.0,
                         help="fine-tuning epochs of the dev-accuracy arms; 0: linear only")
@@ -187,8 +188,8 @@ def main() -> None:
     frame = subset(train, args.rows, 0, "binary", "train")
     dev = _sst2(Path(args.data_dir), "dev")
     started = time.perf_counter()
-    embeddings = embed(list(frame["text"]), "minilm", 64, 128)
-    dev_x = embed(list(dev["text"]), "minilm", 64, 128)
+    embeddings = embed(list(frame["text"]), args.model, 64, 128)
+    dev_x = embed(list(dev["text"]), args.model, 64, 128)
     result["embedding_seconds_per_1000_texts"] = round(
         1000 * (time.perf_counter() - started) / (len(frame) + len(dev)), 2)
     clean, dev_y = frame["label"].to_numpy(), dev["label"].to_numpy()
@@ -204,7 +205,7 @@ def main() -> None:
         result["real_sst2"] = real_sst2(args)
     result["summary"] = summarize(result)
     result["setup"] = {"rows": args.rows, "flip_share": FLIP_SHARE, "folds": 5,
-                       "embedder": "bundled MiniLM (all-MiniLM-L6-v2), frozen, mean-pooled",
+                       "embedder": f"{args.model}, frozen, mean-pooled",
                        "modes": args.modes,
                        "finetune_recipe": {"epochs": args.epochs, "max_length": 64,
                                            "batch_size": 32, "learning_rate": 5e-5}}

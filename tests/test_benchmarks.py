@@ -57,3 +57,30 @@ def test_architectures_runs_every_family_in_its_tiny_mode(tmp_path):
         assert entry["best_train_samples_per_s"] > 0 and entry["best_inference_texts_per_s"] > 0
     assert result["models"]["bert-base"]["vs_bert_base"]["params"] == 1.0
     assert result["machine"]["load_average_start"] and result["machine"]["load_average_end"]
+
+
+def test_audit_benchmark_measures_flipped_rows_found(tmp_path, tiny_bert):
+    result = run_benchmark(
+        "audit.py", tmp_path / "audit.json", "--model", str(tiny_bert), "--rows", "120",
+        "--seeds", "0", "--epochs", "0", "--modes", "fast", "--real-rows", "skip",
+        "--runs-dir", str(tmp_path / "runs"))
+    seed = result["seeds"]["0"]
+    assert seed["flipped"] == 12
+    found = seed["modes"]["fast"]
+    assert 0 <= found["precision"] <= 1 and 0 <= found["recall"] <= 1
+    assert found["precision_at_recall_0.6"]["recall"] >= 0.6
+    assert set(result["summary"]["dev_accuracy_linear"]) == {
+        "original", "noisy", "cleaned", "share_of_noise_cost_recovered"}
+    assert result["machine"]["cpu"]
+
+
+def test_explain_faithfulness_benchmark_compares_methods_with_random_words(tmp_path,
+                                                                          tiny_run_dir):
+    result = run_benchmark("explain_faithfulness.py", tmp_path / "explain.json",
+                           "--run", str(tiny_run_dir), "--texts", "6")
+    assert set(result["methods"]) == {"integrated-gradients", "gradient-x-input", "occlusion"}
+    for method in result["methods"].values():
+        assert method["seconds_per_text"] > 0
+        assert set(method) == {"seconds_per_text", "top_10%", "top_20%"}
+        assert {"comprehensiveness", "random_words", "ratio"} <= set(method["top_20%"])
+    assert result["setup"]["texts"] == 6 and result["machine"]["cpu"]
