@@ -128,7 +128,7 @@ def test_wrong_output_shape_rejected():
         run_behavioral_tests(lambda texts: np.ones(len(texts)), ["negative", "positive"])
 
 
-CHECKLIST_CAPABILITIES = {"vocabulary", "robustness", "names, locations, numbers", "temporal",
+CHECKLIST_CAPABILITIES = {"vocabulary", "robustness", "named entities", "temporal",
                           "negation", "semantic roles", "questions", "fairness"}
 
 

@@ -184,8 +184,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"review threshold {review['threshold']:.4f} ({review['source']}): accepts "
           f"{review['coverage']:.1%}, {review['queued']} to review")
     if "overall_failure_rate" in m["behavioral"]:
+        by_capability = ", ".join(f"{name} {rate:.0%}" for name, rate in
+                                  m["behavioral"].get("capabilities", {}).items())
         print(f"behavioural tests: {m['behavioral']['overall_failure_rate']:.1%} of cases fail "
-              "(details: `sentitune check`)")
+              f"({by_capability}; details: `sentitune check`)")
     if result.review_queue:
         print(f"review queue written to {result.review_queue}")
     print(f"evaluation saved to {result.output} (report.html, metrics.json, errors.jsonl)")
