@@ -58,7 +58,8 @@ class Highlighted:
                       f'<span style="background:rgba({rgb},{strength:.3f})" '
                       f'title="{w["attribution"]:+.3f}">{html.escape(w["word"])}</span>']
             at = w["end"]
-        return "".join(parts) + html.escape(_fmt(self.text[at:MAX_TEXT_CHARS]))
+        rest = self.text[at:MAX_TEXT_CHARS] + ("…" if len(self.text) > MAX_TEXT_CHARS else "")
+        return "".join(parts) + html.escape(rest)
 
     def markdown(self) -> str:
         strongest = sorted(self.words, key=lambda w: -w["attribution"])
@@ -71,6 +72,8 @@ class Highlighted:
             parts += [_md_text(self.text[at:w["start"]]),
                       f"**{word}**" if id(w) in bold else word]
             at = w["end"]
+        parts.append(_md_text(self.text[at:MAX_TEXT_CHARS])
+                     + ("…" if len(self.text) > MAX_TEXT_CHARS else ""))
         return " ".join("".join(parts).split())
 
 
