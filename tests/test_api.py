@@ -19,7 +19,7 @@ from sentitune.errors import SentituneError
 from sentitune.run import Run
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
-         "tune", "distill", "select", "presets")
+         "tune", "distill", "audit", "explain", "select", "presets")
 # `sentitune labels ACTION`: each action is a function of its own name.
 LABEL_ACTIONS = {"add": "add_texts", "stats": "label_stats", "export": "export_labels"}
 
@@ -29,6 +29,7 @@ def test_every_verb_is_a_function_with_the_cli_options():
     commands = next(a for a in parser._actions if a.dest == "command").choices
     settings = {f for cls in sentitune.RunConfig().to_dict().values() for f in cls}
     settings |= set(sentitune.DistillConfig.__dataclass_fields__)  # distill's own settings
+    settings |= set(sentitune.AuditConfig.__dataclass_fields__)  # audit's own settings
     assert set(commands) == set(VERBS) | {"labels"}
     for verb in VERBS:
         function = getattr(sentitune, verb)

@@ -6,9 +6,9 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `select`,
-`presets`; `sentitune labels add|stats|export` are `add_texts`, `label_stats` and
-`export_labels`, over a `LabelStore`);
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `audit`,
+`explain`, `select`, `presets`; `sentitune labels add|stats|export` are `add_texts`,
+`label_stats` and `export_labels`, over a `LabelStore`);
 `Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
 several as an `Ensemble`) and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
@@ -26,6 +26,7 @@ _EXPORTS = {
     "TrainingConfig": "sentitune.config",
     "TuneConfig": "sentitune.config",
     "DistillConfig": "sentitune.config",
+    "AuditConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -51,6 +52,8 @@ _EXPORTS = {
     "add_texts": "sentitune.labelstore.api",
     "label_stats": "sentitune.labelstore.api",
     "export_labels": "sentitune.labelstore.api",
+    "audit": "sentitune.auditing",
+    "explain": "sentitune.inference.explanations",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

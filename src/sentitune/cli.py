@@ -29,6 +29,7 @@ from sentitune.config import (
     LORA_SETTINGS,
     OPTIONAL,
     SECTIONS,
+    AuditConfig,
     DistillConfig,
     TuneConfig,
     available_presets,
@@ -116,7 +117,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
 
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
-FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "serve": ServeSettings}
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "serve": ServeSettings,
+                      "audit": AuditConfig}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -186,8 +188,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"review threshold {review['threshold']:.4f} ({review['source']}): accepts "
           f"{review['coverage']:.1%}, {review['queued']} to review")
     if "overall_failure_rate" in m["behavioral"]:
+        by_capability = ", ".join(f"{name} {rate:.0%}" for name, rate in
+                                  m["behavioral"].get("capabilities", {}).items())
         print(f"behavioural tests: {m['behavioral']['overall_failure_rate']:.1%} of cases fail "
-              "(details: `sentitune check`)")
+              f"({by_capability}; details: `sentitune check`)")
     if result.review_queue:
         print(f"review queue written to {result.review_queue}")
     print(f"evaluation saved to {result.output} (report.html, metrics.json, errors.jsonl)")
@@ -228,7 +232,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                     threshold=args.threshold, review_truncated=args.review_truncated,
                     backend=args.backend, progress=not args.quiet, engine=args.engine,
                     address=args.address, ray_cpus=args.ray_cpus, actors=args.actors,
-                    long_text=args.long_text, stride=args.stride)
+                    long_text=args.long_text, stride=args.stride, explain=args.explain)
     if isinstance(found, list):
         for result in found:
             print(json.dumps(result, ensure_ascii=False))
@@ -242,6 +246,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{found.texts} predictions written to {found.output} from column "
           f"'{found.text_column}' ({found.needs_review} need review, {found.truncated} "
           f"truncated, {found.empty} empty rows skipped)")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from sentitune.inference.explanations import explain, shown
+
+    found = explain(args.run_dir, args.texts, args.method, target=args.target,
+                    batch_size=args.batch_size, steps=args.steps, backend=args.backend,
+                    output=args.output)
+    print("\n".join(map(shown, found)))
+    if args.output:
+        print(f"explanations written to {args.output}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -345,6 +360,15 @@ def cmd_select(args: argparse.Namespace) -> None:
                                          if args.store else ""))
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from sentitune.auditing import audit, summary_lines
+
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(AuditConfig)
+                if hasattr(args, f.name)}
+    print("\n".join(summary_lines(audit(output=args.output, progress=not args.quiet,
+                                        **settings))))
+
+
 def cmd_presets(_: argparse.Namespace) -> None:
     from sentitune.config import presets  # one line naming the folder when none shipped
 
@@ -420,6 +444,7 @@ def _labels_parser(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
+    from sentitune.inference.explanations import METHODS as EXPLAIN_METHODS
     from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
     from sentitune.selection import STRATEGIES
@@ -515,8 +540,24 @@ def build_parser() -> argparse.ArgumentParser:
           help="--engine ray: CPUs of the local Ray (default: all of this machine's)")
     _flag(p, "--actors", type=int,
           help="--engine ray: model replicas, one CPU each (default: one per Ray CPU)")
+    _flag(p, "--explain", choices=EXPLAIN_METHODS, metavar="METHOD",
+          help="texts given on the command line: add word attributions for the predicted "
+               f"label ({', '.join(EXPLAIN_METHODS)}; gradient methods need a torch backend)")
     _long_text_flags(p)
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("explain", help="which words made a run choose its label")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    p.add_argument("texts", nargs="+", help="texts to explain")
+    _flag(p, "--method", default="integrated-gradients", choices=EXPLAIN_METHODS,
+          help="integrated-gradients (captum; faithful), gradient-x-input (one backward "
+               "pass) or occlusion (leave one word out; any backend)")
+    _flag(p, "--target", help="label to explain (default: the predicted one)")
+    _flag(p, "--steps", type=int, default=32, help="integrated-gradients: path steps")
+    _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine")
+    _flag(p, "--output", help="also write the explanations to this .jsonl file")
+    _common(p, batch_size=True)
+    p.set_defaults(func=cmd_explain)
 
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
     p.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
@@ -624,6 +665,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "needs torch)")
     _common(p, batch_size=True)
     p.set_defaults(func=cmd_select)
+
+    p = commands.add_parser("audit", help="find training labels that look wrong (cleanlab on "
+                                          "out-of-fold probabilities) and conflicting "
+                                          "duplicates")
+    _flag(p, "--output", help="folder for label_issues.jsonl, summary.html, cleaned.csv "
+                              "(default: runs/audit-DATA)")
+    _common(p, quiet=True)
+    _add_config_flags(p, ("audit",))
+    p.set_defaults(func=cmd_audit)
 
     p = commands.add_parser("presets", help="list the YAML presets")
     p.set_defaults(func=cmd_presets)

@@ -211,6 +211,35 @@ class DistillConfig:
         "to cross-entropy on the hard labels, where a row has one.", 0.5)
 
 
+@dataclass(frozen=True)
+class AuditConfig:
+    """`sentitune audit`: which training labels look wrong (out-of-fold + cleanlab)."""
+
+    dataset: str | None = _help(
+        "Data to audit, as `train --data` takes it; none: the --run's own training rows.")
+    run: str | None = _help("A run directory whose training rows (and base model) to audit.")
+    text_column: str | None = _help("Column holding the text; none: guessed.")
+    label_column: str | None = _help("Column holding the label; none: guessed.")
+    task: str | None = _help("The task; none: inferred from the labels.", None, TASKS)
+    model: str | None = _help(
+        "Encoder: alias, hub id or local folder; none: the --run's base model, else minilm.")
+    folds: int = _help("Cross-validation folds: every row is scored by a model that never "
+                       "saw it.", 5)
+    finetune: bool = _help(
+        "Fine-tune the encoder in every fold (the training code, slower, sharper) instead "
+        "of a linear model on frozen mean-pooled embeddings.", False)
+    epochs: float = _help("--finetune: training epochs per fold.", 2.0)
+    max_length: int = _help("Longest input in tokens.", 128)
+    batch_size: int = _help("Texts per forward pass (and per training step).", 32)
+    near_duplicate: float = _help(
+        "Cosine similarity of embeddings from which two texts count as near duplicates.", 0.95)
+    fix: str | None = _help(
+        "Also write cleaned.csv that `train --data` reads: drop the suspected rows, or "
+        "relabel them with the suggested label; none: report only.", None, ("drop", "relabel"))
+    top: int = _help("Suspected issues shown in the summary.", 50)
+    seed: int = _help("Seed of the folds and the linear model.", 42)
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 

@@ -121,6 +121,31 @@ def overlap_count(a: pd.DataFrame, b: pd.DataFrame | None) -> int:
 
 def load_splits(config: DataConfig, seed: int) -> Splits:
     """Read, clean, label-encode and split a source as `config` asks."""
+    encoded, names, task, notes = load_encoded(config)
+    train = encoded["train"]
+    notes["duplicates_in_train"] = int(train["text"].duplicated().sum())
+    if config.drop_duplicates:
+        train = train.drop_duplicates("text").reset_index(drop=True)
+    if "validation" in encoded:
+        validation = encoded["validation"]
+    else:
+        train, validation = hold_out(train, config.val_fraction, seed, task)
+        notes["validation_from"] = f"{config.val_fraction:.0%} stratified hold-out of train"
+    train = subset(train, config.train_samples, seed, task, "train")
+    validation = subset(validation, config.val_samples, seed, task, "val")
+    test = encoded.get("test")
+    if config.extra_data:
+        from sentitune.dataset.extra import with_extra_rows
+
+        train, notes["extra_data"] = with_extra_rows(train, config, names, task)
+    notes["train_validation_overlap"] = overlap_count(train, validation)
+    notes["train_test_overlap"] = overlap_count(train, test)
+    return Splits(train, validation, test, names, task, notes)
+
+
+def load_encoded(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str], str, dict]:
+    """Every split of a source cleaned and label-encoded, in source order (not yet split or
+    sampled): (splits, label names, task, notes); the training split has two classes."""
     raw, names, multilabel_source = read_source(
         config.dataset, config.text_column, config.label_column
     )
@@ -146,27 +171,8 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
         split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
         for split, frame in cleaned.items()
     }
-    train = encoded["train"]
-    _check_classes(train, names, task, config.dataset)
-
-    notes["duplicates_in_train"] = int(train["text"].duplicated().sum())
-    if config.drop_duplicates:
-        train = train.drop_duplicates("text").reset_index(drop=True)
-    if "validation" in encoded:
-        validation = encoded["validation"]
-    else:
-        train, validation = hold_out(train, config.val_fraction, seed, task)
-        notes["validation_from"] = f"{config.val_fraction:.0%} stratified hold-out of train"
-    train = subset(train, config.train_samples, seed, task, "train")
-    validation = subset(validation, config.val_samples, seed, task, "val")
-    test = encoded.get("test")
-    if config.extra_data:
-        from sentitune.dataset.extra import with_extra_rows
-
-        train, notes["extra_data"] = with_extra_rows(train, config, names, task)
-    notes["train_validation_overlap"] = overlap_count(train, validation)
-    notes["train_test_overlap"] = overlap_count(train, test)
-    return Splits(train, validation, test, names, task, notes)
+    _check_classes(encoded["train"], names, task, config.dataset)
+    return encoded, names, task, notes
 
 
 def _check_classes(train: pd.DataFrame, names: list[str], task: str, source: str) -> None:

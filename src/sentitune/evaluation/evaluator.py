@@ -54,6 +54,8 @@ from sentitune.decision import (
 from sentitune.errors import SentituneError
 from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
 from sentitune.evaluation.report import (
+    MAX_ERRORS,
+    MAX_TEXT_CHARS,
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
@@ -210,6 +212,9 @@ def evaluate(
     uncertain = [{"kind": "uncertain_correct", **record(i)}
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
 
+    queue_head = [record(i) for i in _by_confidence(scores, ~accepted)[:MAX_ERRORS]]
+    _attach_explanations(classifier, mistakes[:MAX_ERRORS] + queue_head, batch_size)
+
     # Everything is computed; only writing is left.
     name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
     if output:
@@ -231,13 +236,27 @@ def evaluate(
     files.write_json(out_dir / "metrics.json", summary | found)
     shown = run.path.name if len(members) == 1 else f"ensemble {classifier.name}"
     write_report(out_dir, found, figures, f"{shown} on {data} ({split})",
-                 _report_summary(run, summary), mistakes)
+                 _report_summary(run, summary), mistakes, queue_head)
     changes = {"review_threshold": threshold} if target_accuracy is not None else {}
     if review_truncated != run.decision.review_truncated:
         changes["review_truncated"] = review_truncated
     if changes and len(members) == 1:  # an ensemble's decision is its members' own
         run.update_decision(**changes)
     return EvalResult(out_dir, summary | found, queue_path)
+
+
+def _attach_explanations(classifier: Classifier, records: list[dict], batch_size: int) -> None:
+    """Word attributions (leave-one-word-out occlusion: any backend, an ensemble too) for
+    the label each record predicted, under its `explanation`, for the report to highlight;
+    only the words of the part of each text the report shows."""
+    from sentitune.inference.explanations import BULK_METHOD, explain
+
+    if not records:
+        return
+    found = explain(classifier, [r["text"] for r in records], BULK_METHOD,
+                    batch_size=batch_size, within_chars=MAX_TEXT_CHARS)
+    for record, explanation in zip(records, found, strict=True):
+        record["explanation"] = {k: explanation[k] for k in ("label", "method", "words")}
 
 
 def _members(run_dir, classifier: Classifier | None) -> list[Run]:
@@ -322,7 +341,7 @@ def check_summary(results: dict) -> list[str]:
     lines = []
     for test in results["tests"]:
         lines.append(f"{test['failure_rate']:6.1%}  {test['failures']:>3}/{test['n']:<3} "
-                     f"{test['kind']:<3}  {test['name']}")
+                     f"{test['kind']:<3}  {test['name']} [{test.get('capability', '')}]")
         for e in test["examples"]:
             if "variant" in e:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
@@ -331,6 +350,9 @@ def check_summary(results: dict) -> list[str]:
             else:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
                              f"({e['p_positive']:.2f}), expected {e['expected']}")
+    if results.get("capabilities"):
+        lines.append("by capability: " + ", ".join(
+            f"{name} {rate:.1%}" for name, rate in results["capabilities"].items()))
     lines.append(f"overall failure rate {results['overall_failure_rate']:.1%}")
     return lines
 

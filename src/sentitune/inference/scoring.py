@@ -100,8 +100,8 @@ def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
             review_truncated: bool | None = None, backend: str = "torch",
             progress: bool = True, engine: str = "local", address: str | None = None,
             ray_cpus: int | None = None, actors: int | None = None,
-            long_text: str | None = None, stride: int | None = None
-            ) -> list[dict] | FileScores | RayScores:
+            long_text: str | None = None, stride: int | None = None,
+            explain: str | None = None) -> list[dict] | FileScores | RayScores:
     """`sentitune predict`: predictions for `texts`, or `input` scored into `output`;
     `long_text` and `stride` replace the run's long-text settings. Several run
     directories answer as an ensemble (`sentitune.inference.ensemble`).
@@ -109,7 +109,13 @@ def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
     `engine="ray"` scores `input` (a file or a folder of files) with Ray Data on a local
     Ray of `ray_cpus` CPUs or the cluster at `address`, with `actors` model replicas
     (`sentitune.inference.ray_engine`; returns its RayScores).
+
+    `explain` (a method of `sentitune.inference.explanations`) adds each text's word
+    attributions for its top label under `explanation`; texts only.
     """
+    if explain is not None and texts is None:
+        raise SentituneError("--explain explains texts given directly; for a file, use "
+                             "`sentitune explain` or evaluate's report")
     if engine not in ENGINES:
         raise SentituneError(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     if engine == "local" and (address, ray_cpus, actors) != (None, None, None):
@@ -153,6 +159,14 @@ def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not any(t.strip() for t in texts):
         raise SentituneError("all given texts are empty; pass some words to classify")
-    return classifier.predict([t for t in texts if t.strip()], batch_size=batch_size,
-                              review_threshold=review_threshold, threshold=threshold,
-                              review_truncated=review_truncated)
+    texts = [t for t in texts if t.strip()]
+    found = classifier.predict(texts, batch_size=batch_size,
+                               review_threshold=review_threshold, threshold=threshold,
+                               review_truncated=review_truncated)
+    if explain is not None:
+        from sentitune.inference.explanations import explain as explain_texts
+
+        for result, why in zip(found, explain_texts(classifier, texts, explain,
+                                                    batch_size=batch_size), strict=True):
+            result["explanation"] = {k: why[k] for k in ("label", "method", "words")}
+    return found
