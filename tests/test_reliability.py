@@ -229,6 +229,19 @@ def _pickle_weights_only(run: Path) -> None:
     (run / "model" / "model.safetensors").unlink()
 
 
+def _link_out(run: Path, name: str) -> None:
+    """Move a run file out of the run and leave a symbolic link to it in its place."""
+    inside = run / name
+    outside = run.parent / f"elsewhere-{inside.name}"
+    inside.rename(outside)
+    inside.symlink_to(outside)
+
+
+def _edit_json(run: Path, name: str, **changes) -> None:
+    payload = json.loads((run / name).read_text())
+    (run / name).write_text(json.dumps(payload | changes))
+
+
 DAMAGE = {
     "truncated weights": (_truncate_weights, ["model.safetensors", "cannot be loaded"]),
     "pickle weights only": (_pickle_weights_only, ["pytorch_model.bin", "safetensors only"]),
@@ -238,6 +251,23 @@ DAMAGE = {
                         ["config.yaml", "not valid YAML"]),
     "config a list": (lambda run: (run / "config.yaml").write_text("- data\n- model\n"),
                       ["config.yaml", "must hold a mapping"]),
+    "config empty": (lambda run: (run / "config.yaml").write_text(""),
+                     ["config.yaml", "holds no settings"]),
+    "labels of another model": (
+        lambda run: _edit_json(run, "labels.json", labels=["negative", "neutral", "positive"]),
+        ["labels.json", "3 labels", "2 outputs"]),
+    "labels not names": (lambda run: _edit_json(run, "labels.json", labels=[0, 0]),
+                         ["labels.json", "distinct label names"]),
+    "review threshold a word": (lambda run: _edit_json(run, "decision.json",
+                                                       review_threshold="high"),
+                                ["decision.json", "review_threshold", "'high'"]),
+    "temperature zero": (lambda run: _edit_json(run, "decision.json", temperature=0),
+                         ["decision.json", "temperature"]),
+    "weights a link out of the run": (
+        lambda run: _link_out(run, "model/model.safetensors"),
+        ["model.safetensors", "outside the run"]),
+    "config a link out of the run": (lambda run: _link_out(run, "config.yaml"),
+                                     ["config.yaml", "outside the run"]),
 }
 COMMANDS = {
     "predict": ["Loved it."],

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import socket
@@ -89,8 +90,10 @@ class Run:
             raise SentituneError(
                 f"{path} is not a sentitune run: missing {', '.join(missing) or 'model/'}; "
                 "train one with `sentitune train`")
+        _refuse_links_out(path)
         run = cls(path)
-        run.config, run.task  # noqa: B018  (a damaged file fails here, not mid-way)
+        # A damaged file fails here, once, with one line; not mid-way in a later stage.
+        run.config, run.labels, run.decision  # noqa: B018
         return run
 
     @classmethod
@@ -151,7 +154,12 @@ class Run:
 
     @cached_property
     def _config_file(self) -> dict:
-        return read_yaml(self.path / "config.yaml")
+        path = self.path / "config.yaml"
+        raw = read_yaml(path)
+        if not any(section in raw for section in SECTIONS):  # defaults would be a guess
+            raise SentituneError(f"{path} holds no settings (no {', '.join(SECTIONS)} "
+                                 "section); restore it or retrain the run")
+        return raw
 
     @cached_property
     def config(self) -> RunConfig:
@@ -166,12 +174,29 @@ class Run:
 
     @cached_property
     def _labels_file(self) -> dict:
+        path = self.path / "labels.json"
         payload = self._json("labels.json")
-        if not (isinstance(payload, dict) and isinstance(payload.get("labels"), list)
-                and payload.get("task") in TASKS):
-            raise SentituneError(f"{self.path / 'labels.json'} is damaged; restore it or "
+        labels = payload.get("labels") if isinstance(payload, dict) else None
+        if not (isinstance(labels, list) and payload.get("task") in TASKS and len(labels) >= 2
+                and all(isinstance(name, str) and name for name in labels)
+                and len(set(labels)) == len(labels)):
+            raise SentituneError(f"{path} is damaged (it needs a task of {', '.join(TASKS)} "
+                                 "and two or more distinct label names); restore it or "
                                  "retrain the run")
+        outputs = self._model_outputs()
+        if outputs is not None and outputs != len(labels):
+            raise SentituneError(f"{path} names {len(labels)} labels but the model has "
+                                 f"{outputs} outputs; restore labels.json or retrain the run")
         return payload
+
+    def _model_outputs(self) -> int | None:
+        """How many labels the saved model scores (from model/config.json), if it says."""
+        try:
+            saved = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None  # an adapter-only run; a damaged model fails when it loads
+        id2label = saved.get("id2label") if isinstance(saved, dict) else None
+        return len(id2label) if isinstance(id2label, dict) else None
 
     @property
     def task(self) -> str:
@@ -186,10 +211,17 @@ class Run:
         path = self.path / "decision.json"
         if not path.exists():
             return Decision()
+        payload = self._json("decision.json")
         try:
-            return Decision(**self._json("decision.json"))
+            decision = Decision(**payload) if isinstance(payload, dict) else None
         except TypeError:
-            raise SentituneError(f"{path} is damaged; restore it or retrain the run") from None
+            decision = None
+        problem = ("not an object of decision fields" if decision is None
+                   else decision_problem(decision, len(self.labels)))
+        if problem:
+            raise SentituneError(f"{path} is damaged ({problem}); restore it or retrain "
+                                 "the run")
+        return decision
 
     @cached_property
     def metrics(self) -> dict:
@@ -313,6 +345,38 @@ class Run:
     def tracking(self) -> dict:
         """Where `--report-to` logged the run (empty when it logged nowhere)."""
         return self._json(TRACKING_FILE) if (self.path / TRACKING_FILE).exists() else {}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def decision_problem(decision: Decision, n_labels: int) -> str | None:
+    """What makes a decision read from a file unusable, or None."""
+    if not (_number(decision.review_threshold) and 0 <= decision.review_threshold <= 1):
+        return f"review_threshold must be a number from 0 to 1, not {decision.review_threshold!r}"
+    if not (_number(decision.temperature) and decision.temperature > 0):
+        return f"temperature must be a positive number, not {decision.temperature!r}"
+    if not isinstance(decision.review_truncated, bool):
+        return f"review_truncated must be true or false, not {decision.review_truncated!r}"
+    cuts = decision.label_thresholds
+    if cuts is not None and not (isinstance(cuts, list) and len(cuts) == n_labels
+                                 and all(_number(c) and 0 <= c <= 1 for c in cuts)):
+        return f"label_thresholds must be {n_labels} numbers from 0 to 1"
+    return None
+
+
+def _refuse_links_out(path: Path) -> None:
+    """A run whose files are links to elsewhere would load (or overwrite) what is not the
+    run's: refuse any symbolic link inside it that leads out of the run directory."""
+    root = path.resolve()
+    for folder, subfolders, names in os.walk(path):
+        for name in subfolders + names:
+            entry = Path(folder) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise SentituneError(f"{entry} is a link to {os.readlink(entry)}, outside the "
+                                     "run; copy the file into the run instead")
 
 
 class RunLock:
