@@ -20,17 +20,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import assert_one_line_error, make_sentiment_frame, run_cli
+from conftest import assert_one_line_error, make_sentiment_frame, run_cli, tiny_config
 
 from sentitune.inference.classifier import length_batches
 from sentitune.run import Run
 from sentitune.server import ServeSettings, create_app, serve_in_thread
 
-# 216 training rows at batch 16: 14 steps an epoch, a checkpoint every 4 steps.
+# 216 training rows at batch 16: 14 steps an epoch, a checkpoint every 4 steps; batches of
+# similar length, in an order drawn afresh every epoch.
 STEPS_PER_EPOCH = 14
 TRAIN_FLAGS = ["--max-length", "32", "--epochs", "2", "--batch-size", "16",
                "--learning-rate", "1e-2", "--warmup-ratio", "0", "--seed", "7",
-               "--checkpoint-every", "4", "--quiet"]
+               "--checkpoint-every", "4", "--group-by-length", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,8 @@ def uninterrupted(tmp_path_factory, tiny_bert, reviews) -> Path:
     process = sentitune_process("train", *train_flags(tiny_bert, reviews), "--output", str(out))
     assert process.wait(timeout=600) == 0, process.stderr.read().decode()[-3000:]
     process.stderr.close()
+    # The run keeps its second epoch: a resume inside it must reproduce that epoch's batches.
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 2
     return out
 
 
@@ -109,12 +112,17 @@ def test_killed_mid_epoch_resumes_from_a_step_checkpoint_to_identical_weights(
     half = checkpoints / f"checkpoint-{max(steps(checkpoints)) + 1}"
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"\0" * 10)
+    # As if killed while removing a newer one: its state file stayed, its weights went.
+    emptied = checkpoints / f"checkpoint-{max(steps(checkpoints)) + 1}"
+    shutil.copytree(checkpoints / f"checkpoint-{last}", emptied)
+    (emptied / "model.safetensors").unlink()
 
     code, _, err = run_cli(capsys, "train", *train_flags(tiny_bert, reviews), "--output",
                            str(out), "--resume")
     assert code == 0, err
     assert "taking over the lock" in err and "gone" in err
-    assert f"removing {half.name}" in err  # the Trainer would have picked it and failed
+    # The Trainer would have picked them and failed.
+    assert f"removing {half.name}" in err and f"removing {emptied.name}" in err
     assert weights(out) == weights(uninterrupted)  # byte for byte
     resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (out, uninterrupted))
     assert resumed["sessions"] == 2 and whole["sessions"] == 1
@@ -145,11 +153,82 @@ def test_killed_while_publishing_resumes_to_identical_weights(
     assert metrics["train_runtime_s"] > first_session["runtime_s"] > 0
 
 
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_with_other_settings_is_refused_naming_them(capsys, tmp_path, tiny_bert,
+                                                           reviews):
+    from transformers import TrainerCallback
+
+    from sentitune.training import train
+
+    class StopAtStep2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise Interrupt
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, reviews, checkpoint_every="1")
+    with pytest.raises(Interrupt):
+        train(config, out, progress=False, callbacks=[StopAtStep2()])
+    flags = ["--data", str(reviews), "--model", str(tiny_bert), "--max-length", "32",
+             "--epochs", "2", "--batch-size", "16", "--warmup-ratio", "0", "--seed", "7",
+             "--quiet", "--output", str(out), "--resume"]
+    code, _, err = run_cli(capsys, "train", *flags, "--learning-rate", "1e-3",
+                           "--train-samples", "100", "--checkpoint-every", "1")
+    assert_one_line_error(code, err, "--resume", "--learning-rate 0.001 (was 0.01)",
+                          "--train-samples 100 (was none)")
+    assert "checkpoint-every" not in err  # how often to save does not touch the weights
+    assert (tmp_path / "run.partial" / "checkpoints").is_dir() and not out.exists()
+    # With its own settings it resumes (a changed checkpoint interval is fine).
+    code, _, err = run_cli(capsys, "train", *flags, "--learning-rate", "1e-2",
+                           "--checkpoint-every", "none")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["sessions"] == 2
+
+
 @pytest.mark.parametrize("setting", ["0", "5x", "m", "1.5m"])
 def test_a_bad_checkpoint_interval_is_one_line(capsys, tmp_path, setting):
     code, _, err = run_cli(capsys, "train", "--checkpoint-every", setting, "--output",
                            str(tmp_path / "x"))
     assert_one_line_error(code, err, "--checkpoint-every", "10m")
+
+
+# --- tune: killed, resumed, never two at once ------------------------------------------------
+
+
+def test_a_second_search_is_refused_and_a_killed_ones_leftovers_go_with_the_next(
+        capsys, tmp_path, tiny_bert, reviews):
+    pytest.importorskip("optuna")
+    from conftest import read_trials_csv
+
+    out = tmp_path / "study"
+    flags = ["--data", str(reviews), "--model", str(tiny_bert), "--max-length", "32",
+             "--batch-size", "16", "--epochs", "1", "--seed", "7", "--quiet",
+             "--search", "learning_rate=1e-3:3e-2", "--output", str(out)]
+    first = sentitune_process("tune", *flags, "--trials", "1")
+    trial_run = out / "trials" / "trial-0.partial"
+
+    def training_a_trial() -> bool:
+        if not trial_run.is_dir():
+            return False
+        code, _, err = run_cli(capsys, "tune", *flags, "--trials", "1")
+        assert_one_line_error(code, err, str(out), f"pid {first.pid}", "wait for it")
+        return True
+
+    kill_when(first, training_a_trial, "a trial training")
+    assert trial_run.is_dir() and (tmp_path / "study.lock").exists()  # kill -9 left them
+
+    code, _, err = run_cli(capsys, "tune", *flags, "--trials", "3")
+    assert code == 0, err
+    assert "taking over the lock" in err
+    rows = read_trials_csv(out)
+    assert [r["state"] for r in rows][0] == "fail"  # the killed one
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[1] == pytest.approx(rates[0])  # the cut-off trial, tried again
+    assert rates[2] != pytest.approx(rates[0])  # a new trial draws new parameters
+    assert not any((out / "trials").iterdir()) and not (tmp_path / "study.lock").exists()
 
 
 # --- the run-directory lock -----------------------------------------------------------------
@@ -210,6 +289,46 @@ except SentituneError as exc:
                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]
     answers = [w.communicate(timeout=60)[0] for w in writers]
     assert sorted(a.split()[0] for a in answers) == ["lost", "lost", "won"], answers
+
+
+RACE_ROUNDS = """
+import sys, time, warnings
+from pathlib import Path
+from sentitune.errors import SentituneError
+from sentitune.run import Run
+warnings.simplefilter("ignore")
+root, start, rounds = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+for k in range(rounds):
+    time.sleep(max(0.0, start + k * 1.0 - time.time()))
+    try:
+        staging = Run.stage(root / f"run-{k}", resume=True)
+        print(k, "won", flush=True)
+        time.sleep(max(0.0, start + k * 1.0 + 0.8 - time.time()))  # held while others look
+        staging.release()
+    except SentituneError:
+        print(k, "lost", flush=True)
+"""
+
+
+def test_of_six_writers_racing_for_a_dead_writers_lock_exactly_one_takes_it(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rounds = 12
+    for k in range(rounds):
+        (tmp_path / f"run-{k}.lock").write_text(json.dumps(
+            {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00",
+             "process_started": 1.0}))
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    start = f"{time.time() + 10:.3f}"
+    racers = [subprocess.Popen([sys.executable, "-c", RACE_ROUNDS, str(tmp_path), start,
+                                str(rounds)], env=env, stdout=subprocess.PIPE, text=True)
+              for _ in range(6)]
+    answers = [line.split() for racer in racers
+               for line in racer.communicate(timeout=120)[0].splitlines()]
+    winners = {k: sum(1 for round_, answer in answers if int(round_) == k and answer == "won")
+               for k in range(rounds)}
+    assert len(answers) == 6 * rounds
+    assert winners == dict.fromkeys(range(rounds), 1)
 
 
 # --- damaged run directories ----------------------------------------------------------------

@@ -33,12 +33,16 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path: Path) -> list[Path]:
-    """Delete `.NAME.PID.partial` leftovers of `path` whose writing process has died."""
+    """Delete `.NAME.PID.partial` files and `.NAME.PID-ID.partial` folders left beside
+    `path` by writers that have died."""
     removed = []
     for leftover in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
-        pid = leftover.name[len(path.name) + 2: -len(PARTIAL_SUFFIX)]
+        pid = leftover.name[len(path.name) + 2: -len(PARTIAL_SUFFIX)].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
 
@@ -92,10 +96,13 @@ def jsonable(value: Any) -> Any:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty hidden folder beside `path`; on success it replaces `path` (an earlier
-    version is swapped out), on failure it is removed."""
+    version is swapped out), on failure it is removed. A killed writer's folder is removed
+    by the next writer of `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
+    remove_stale_partials(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                             f"{PARTIAL_SUFFIX}")
     partial.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
     try:
         yield partial

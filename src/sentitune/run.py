@@ -27,6 +27,7 @@ the lock of a writer that died is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -35,13 +36,22 @@ import shutil
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from sentitune import files
-from sentitune.config import SECTIONS, TASKS, RunConfig, config_yaml, from_dict, read_yaml
+from sentitune.config import (
+    SECTIONS,
+    TASKS,
+    RunConfig,
+    config_yaml,
+    from_dict,
+    plain,
+    read_yaml,
+)
 from sentitune.decision import Decision
 from sentitune.errors import SentituneError
 
@@ -347,6 +357,35 @@ class Run:
         return self._json(TRACKING_FILE) if (self.path / TRACKING_FILE).exists() else {}
 
 
+# Settings a resumed run may change: they do not touch what the weights see.
+RESUMABLE_CHANGES = ("checkpoint_every", "report_to", "long_text", "stride")
+
+
+def check_resume(output: str | Path, config: RunConfig) -> None:
+    """Refuse to resume `output` with other settings than its interrupted run started with:
+    config.yaml would describe settings its weights never saw."""
+    output = Path(output)
+    staging = output.with_name(output.name + ".partial")
+    if not (staging / "config.yaml").is_file():
+        return  # nothing to resume: training starts afresh
+    before, now = _flat_settings(Run(staging).config), _flat_settings(config)
+    changed = [f"--{name.replace('_', '-')} {_shown(now[name])} (was {_shown(before[name])})"
+               for name in now if now[name] != before[name] and name not in RESUMABLE_CHANGES]
+    if changed:
+        raise SentituneError(f"--resume with other settings than {staging} started with: "
+                             f"{', '.join(changed)}; resume with its settings, or train "
+                             "afresh without --resume (--overwrite if needed)")
+
+
+def _flat_settings(config: RunConfig) -> dict[str, Any]:
+    return {name: value for section in plain(config.to_dict()).values()
+            for name, value in section.items()}
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) \
         and math.isfinite(value)
@@ -385,7 +424,8 @@ class RunLock:
     Holds the writer's pid, host and start time (and the process's own start time, so a
     reused pid is not mistaken for the writer). Created exclusively (O_EXCL), so of two
     writers starting together exactly one wins. A lock whose writer is gone (same host, pid
-    dead or reused) is stale: it is taken over with a warning.
+    dead or reused) is stale: it is taken over with a warning, by one of the writers that
+    find it so (`_takeover_guard`).
     """
 
     def __init__(self, path: Path, holder: dict) -> None:
@@ -395,7 +435,7 @@ class RunLock:
     @classmethod
     def acquire(cls, path: Path) -> RunLock:
         holder = _this_process()
-        for _ in range(2):  # a second try only after removing a stale lock
+        for _ in range(4):  # tries again only after a stale lock went or a lock was released
             try:
                 # Written whole, then linked into place: link() fails if the lock exists,
                 # and nobody ever reads a lock file half-written.
@@ -410,14 +450,16 @@ class RunLock:
                 if other == {}:
                     continue  # released meanwhile
                 if other is not None and not _is_stale(other):
-                    raise SentituneError(
-                        f"{path.with_suffix('')} is being written by pid {other['pid']} on "
-                        f"{other['host']} since {other['started']}; wait for it to finish or "
-                        "choose another --output") from None
-                warnings.warn(f"taking over the lock {path} of a writer that is gone "
-                              f"({_describe(other)}); its partial run is kept for --resume",
-                              stacklevel=3)
-                path.unlink(missing_ok=True)
+                    raise _held_by(path, other) from None
+                with _takeover_guard(path.parent):
+                    # Of several writers that found it stale, the first removes it; the
+                    # others find another lock (or none) here and look again.
+                    if _read_lock(path) != other:
+                        continue
+                    warnings.warn(f"taking over the lock {path} of a writer that is gone "
+                                  f"({_describe(other)}); its partial run is kept for "
+                                  "--resume", stacklevel=3)
+                    path.unlink(missing_ok=True)
                 continue
             return cls(path, holder)
         raise SentituneError(f"{path} was taken by another writer just now; try again")
@@ -425,6 +467,27 @@ class RunLock:
     def release(self) -> None:
         if _read_lock(self.path) == self.holder:  # never remove a lock someone took over
             self.path.unlink(missing_ok=True)
+
+
+def _held_by(path: Path, holder: dict) -> SentituneError:
+    return SentituneError(
+        f"{path.with_suffix('')} is being written by pid {holder['pid']} on {holder['host']} "
+        f"since {holder['started']}; wait for it to finish or choose another --output")
+
+
+@contextlib.contextmanager
+def _takeover_guard(folder: Path) -> Iterator[None]:
+    """One process at a time may remove a stale lock in `folder` (an advisory lock on the
+    folder itself, so nothing is left behind): removing is only safe if the lock removed is
+    the stale one that was read, not one a faster writer has just taken."""
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
 
 
 def _process_started(pid: int) -> float | None:
