@@ -252,3 +252,20 @@ def test_clean_text_drops_invisible_characters_and_replaces_lone_surrogates():
     assert clean_text(b"caf\xe9 \xff good".decode("utf-8", "surrogateescape")) == \
         "caf\ufffd \ufffd good"
     assert clean_text("\ud800 x") == "\ufffd x"
+
+
+def test_a_cell_over_the_size_limit_is_refused_before_tokenizing(tmp_path):
+    from sentitune.dataset.sources import MAX_CELL_CHARS, iter_table
+
+    frame = make_sentiment_frame(40)
+    frame.loc[25, "text"] = "word " * (MAX_CELL_CHARS // 5 + 1)
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(SentituneError, match=r"row 26, column 'text' holds 1,000,005 "
+                                             r"characters, over the limit of 1,000,000"):
+        splits_of(path)
+    with pytest.raises(SentituneError, match="row 26"):
+        list(iter_table(path, chunk_size=10))  # counted across chunks
+    frame.loc[25, "text"] = "word " * (MAX_CELL_CHARS // 5)  # at the limit: read
+    frame.to_csv(path, index=False)
+    assert len(splits_of(path).train) + len(splits_of(path).validation) == 40

@@ -411,6 +411,55 @@ def test_damaged_runs_are_one_line_errors_in_every_command(capsys, tmp_path, tin
     assert not (run / "onnx").exists()  # nothing half-written
 
 
+def test_a_text_too_long_to_tokenize_is_one_line_in_train_and_predict(capsys, tmp_path,
+                                                                     tiny_run_dir, tiny_bert):
+    from sentitune.dataset.sources import MAX_CELL_CHARS
+
+    frame = make_sentiment_frame(40)
+    frame.loc[3, "text"] = "a" * (MAX_CELL_CHARS + 1)
+    source = tmp_path / "long.csv"
+    frame.to_csv(source, index=False)
+    code, _, err = run_cli(capsys, "train", "--data", str(source), "--model", str(tiny_bert),
+                           "--output", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, str(source), "row 4", "over the limit")
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                           "--output", str(tmp_path / "scored.jsonl"), "--quiet")
+    assert_one_line_error(code, err, str(source), "row 4", "over the limit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.csv"]
+
+
+def test_texts_that_are_not_text_or_only_invisible_are_answered_or_refused_clearly(
+        capsys, tiny_run_dir):
+    import sentitune
+
+    not_utf8 = b"caf\xe9 \xff good".decode("utf-8", "surrogateescape")  # as argv holds it
+    code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), not_utf8, "\ud800 fine")
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and "Traceback" not in err
+    assert len(sentitune.predict(tiny_run_dir, ["\ud800"])) == 1
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "\u200b\u200b \u2060")
+    assert_one_line_error(code, err, "empty")  # like a blank text
+    blank, invisible = sentitune.predict(tiny_run_dir, ["fine", ""]), sentitune.predict(
+        tiny_run_dir, ["fine", "\u200b"])
+    assert blank == invisible and len(blank) == 1
+
+
+def test_a_killed_exports_partial_folder_goes_with_the_next_export(capsys, tmp_path,
+                                                                   tiny_run_dir):
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    shutil.rmtree(run / "onnx", ignore_errors=True)
+    kill_when(sentitune_process("export", str(run)),
+              lambda: any(run.glob(".onnx.*.partial")), "a partial export")
+    leftovers = list(run.glob(".onnx.*.partial"))
+    assert len(leftovers) == 1 and not (run / "onnx").exists()
+    code, _, err = run_cli(capsys, "export", str(run))
+    assert code == 0, err
+    assert not leftovers[0].exists() and (run / "onnx" / "model.onnx").is_file()
+    assert not list(run.glob(".onnx.*"))
+
+
 # --- predict --output killed midway -------------------------------------------------------
 
 

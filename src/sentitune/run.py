@@ -363,18 +363,24 @@ RESUMABLE_CHANGES = ("checkpoint_every", "report_to", "long_text", "stride")
 
 def check_resume(output: str | Path, config: RunConfig) -> None:
     """Refuse to resume `output` with other settings than its interrupted run started with:
-    config.yaml would describe settings its weights never saw."""
+    config.yaml would describe settings its weights never saw. `epochs` may change, to
+    extend or shorten a run, with a warning."""
     output = Path(output)
     staging = output.with_name(output.name + ".partial")
     if not (staging / "config.yaml").is_file():
         return  # nothing to resume: training starts afresh
     before, now = _flat_settings(Run(staging).config), _flat_settings(config)
     changed = [f"--{name.replace('_', '-')} {_shown(now[name])} (was {_shown(before[name])})"
-               for name in now if now[name] != before[name] and name not in RESUMABLE_CHANGES]
+               for name in now if now[name] != before[name]
+               and name not in (*RESUMABLE_CHANGES, "epochs")]
     if changed:
         raise SentituneError(f"--resume with other settings than {staging} started with: "
                              f"{', '.join(changed)}; resume with its settings, or train "
                              "afresh without --resume (--overwrite if needed)")
+    if now["epochs"] != before["epochs"]:
+        warnings.warn(f"resuming with --epochs {now['epochs']:g} (was {before['epochs']:g}): "
+                      "the learning rate schedule changes from here on, so the weights will "
+                      "differ from an uninterrupted run's", stacklevel=3)
 
 
 def _flat_settings(config: RunConfig) -> dict[str, Any]:
