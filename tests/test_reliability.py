@@ -298,35 +298,42 @@ except SentituneError as exc:
 
 
 RACE_ROUNDS = """
-import sys, time, warnings
+import os, sys, time, warnings
 from pathlib import Path
 from sentitune.errors import SentituneError
 from sentitune.run import Run
 warnings.simplefilter("ignore")
-root, start, rounds = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+root, racers, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+def barrier(name):  # every racer waits here until all have come
+    (root / f"{name}-{os.getpid()}").touch()
+    deadline = time.time() + 120
+    while len(list(root.glob(f"{name}-*"))) < racers and time.time() < deadline:
+        time.sleep(0.001)
+
 for k in range(rounds):
-    time.sleep(max(0.0, start + k * 1.0 - time.time()))
+    barrier(f"ready{k}")
     try:
         staging = Run.stage(root / f"run-{k}", resume=True)
-        print(k, "won", flush=True)
-        time.sleep(max(0.0, start + k * 1.0 + 0.8 - time.time()))  # held while others look
-        staging.release()
     except SentituneError:
-        print(k, "lost", flush=True)
+        staging = None
+    print(k, "won" if staging else "lost", flush=True)
+    barrier(f"answered{k}")  # the winner holds the lock until every racer has tried
+    if staging:
+        staging.release()
 """
 
 
 def test_of_six_writers_racing_for_a_dead_writers_lock_exactly_one_takes_it(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    rounds = 12
+    rounds = 20
     for k in range(rounds):
         (tmp_path / f"run-{k}.lock").write_text(json.dumps(
             {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00",
              "process_started": 1.0}))
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
-    start = f"{time.time() + 10:.3f}"
-    racers = [subprocess.Popen([sys.executable, "-c", RACE_ROUNDS, str(tmp_path), start,
+    racers = [subprocess.Popen([sys.executable, "-c", RACE_ROUNDS, str(tmp_path), "6",
                                 str(rounds)], env=env, stdout=subprocess.PIPE, text=True)
               for _ in range(6)]
     answers = [line.split() for racer in racers
