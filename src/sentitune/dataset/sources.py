@@ -132,7 +132,7 @@ def iter_table(path: Path, chunk_size: int | None = None, *,
 
 def _check_cell_sizes(frame: pd.DataFrame, path: Path, first_row: int) -> None:
     for column in frame.columns:
-        if frame[column].dtype != object:
+        if pd.api.types.is_numeric_dtype(frame[column].dtype):
             continue
         for row, cell in enumerate(frame[column]):
             if isinstance(cell, str) and len(cell) > MAX_CELL_CHARS:

@@ -62,7 +62,7 @@ def clean_text(text: str, strip_html: bool = True) -> str:
     """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, drop invisible
     format characters (zero-width spaces, soft hyphens, BOMs), squash spaces. Characters
     that are not text (lone surrogates) become U+FFFD, as undecodable bytes in files do."""
-    text = unicodedata.normalize("NFKC", _SURROGATE.sub("\ufffd", text))
+    text = unicodedata.normalize("NFKC", replace_surrogates(text))
     if strip_html:
         text = html.unescape(_TAG.sub(" ", text))
     if not text.isascii():
@@ -76,6 +76,11 @@ def _format_characters() -> re.Pattern:
     found = "".join(chr(code) for code in range(0x110000)
                     if unicodedata.category(chr(code)) == "Cf")
     return re.compile(f"[{re.escape(found)}]")
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (an undecodable byte, a broken escape) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def is_blank(text: str) -> bool:
