@@ -2,8 +2,9 @@
 
 Every file sentitune publishes (run files, predictions, reports, figures) is written to a
 partial file beside its target and renamed over it only when complete. A partial file is
-named `.NAME.PID.partial`: a process killed midway leaves one behind, and the next write
-of the same target removes it once its writer is no longer alive. Published files get the
+named `.NAME.PID.partial` (a folder `.NAME.PID-ID.partial`): a process killed midway leaves
+one behind, and the next write of the same target removes it once its writer is no longer
+alive. Published files get the
 permissions the umask gives any new file, so a server running as another user can read
 the weights a training job wrote.
 """
