@@ -221,9 +221,12 @@ def _is_run_dir(arg: str) -> bool:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from sentitune.dataset.splits import replace_surrogates
     from sentitune.inference.scoring import predict
 
-    runs, texts = [args.run_dir], list(args.texts)
+    # Bytes on the command line that are not UTF-8 reach Python as lone surrogates, which
+    # nothing can print: they become U+FFFD, as in files.
+    runs, texts = [args.run_dir], [replace_surrogates(text) for text in args.texts]
     while texts and _is_run_dir(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
         runs.append(texts.pop(0))
     found = predict(runs, texts or None, input=args.input, output=args.output,

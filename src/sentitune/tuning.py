@@ -12,9 +12,12 @@ at that epoch is pruned (a Trainer callback reports each epoch to Optuna).
       trials.csv        one row per trial: state, score, accuracy, time, parameters
       score_vs_lr.png   validation score against learning rate, pruned trials marked
 
-A search interrupted mid-trial resumes with that trial's parameters tried again. Trial runs
-are trained in TUNE_DIR/trials/ and removed once scored: the preset, not the weights, is
-the result (train it once more to get the model).
+A search interrupted mid-trial resumes with that trial's parameters tried again (the
+sampler's seed moves on with the trials done, so new trials draw new parameters). Trial
+runs are trained in TUNE_DIR/trials/ and removed once scored, or by the next search after
+a kill: the preset, not the weights, is the result (train it once more to get the model).
+While a search runs, TUNE_DIR.lock names it (as `sentitune train` does): a second search
+of the same TUNE_DIR is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.errors import SentituneError
+from sentitune.run import RunLock
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "sentitune"
@@ -217,6 +221,16 @@ def tune(
     space = search_space(settings.search, base.training.method)
     optuna = _import_optuna()
     output = Path(output) if output is not None else default_output(base)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(output.with_name(output.name + ".lock"))  # one search per study
+    try:
+        return _search(optuna, output, base, space, settings, overwrite, progress)
+    finally:
+        lock.release()
+
+
+def _search(optuna, output: Path, base: RunConfig, space: Sequence[Param],
+            settings: TuneConfig, overwrite: bool, progress: bool) -> TuneResult:
     study = _open_study(optuna, output, base, space, settings, overwrite)
     metric = base.training.metric
 
@@ -262,8 +276,7 @@ def _open_study(optuna, output: Path, base: RunConfig, space: Sequence[Param],
               if settings.pruning else optuna.pruners.NopPruner())
     study = optuna.create_study(
         storage=f"sqlite:///{study_path.resolve()}", study_name=STUDY_NAME,
-        load_if_exists=True, direction=direction, pruner=pruner,
-        sampler=optuna.samplers.TPESampler(seed=base.training.seed))
+        load_if_exists=True, direction=direction, pruner=pruner)
     record = _settings_record(base, space, settings)
     saved = study.user_attrs.get("settings")
     if saved is None:
@@ -272,10 +285,15 @@ def _open_study(optuna, output: Path, base: RunConfig, space: Sequence[Param],
         raise SentituneError(f"{output} holds a study with other settings (config, search "
                              "space or pruning); resume it with the same flags, or choose "
                              "another --output or --overwrite")
-    # A trial cut off by an interrupted search is failed and tried again first.
+    # A trial cut off by an interrupted search is failed and tried again first; its
+    # half-trained run is removed (this search holds the lock: no trial is running).
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params)
+    shutil.rmtree(output / "trials", ignore_errors=True)
+    # Seeded, but not alike in every session: a resumed search would draw again the
+    # parameters its first session drew.
+    study.sampler = optuna.samplers.TPESampler(seed=base.training.seed + len(study.trials))
     return study
 
 

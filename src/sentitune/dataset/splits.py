@@ -6,6 +6,7 @@ and the ONNX path all apply it, as the run's config says (`clean_html`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -52,14 +53,40 @@ class Splits:
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _SPACE = re.compile(r"\s+")
+# Lone surrogates: bytes that were not UTF-8 (a command line's, kept by Python as
+# surrogate escapes) or a broken "\ud800" escape. No tokenizer or encoder takes them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str, strip_html: bool = True) -> str:
-    """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, squash spaces."""
-    text = unicodedata.normalize("NFKC", text)
+    """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, drop invisible
+    format characters (zero-width spaces, soft hyphens, BOMs), squash spaces. Characters
+    that are not text (lone surrogates) become U+FFFD, as undecodable bytes in files do."""
+    text = unicodedata.normalize("NFKC", replace_surrogates(text))
     if strip_html:
         text = html.unescape(_TAG.sub(" ", text))
+    if not text.isascii():
+        text = _format_characters().sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+@functools.cache
+def _format_characters() -> re.Pattern:
+    """Unicode's invisible format characters (category Cf), found once per process."""
+    found = "".join(chr(code) for code in range(0x110000)
+                    if unicodedata.category(chr(code)) == "Cf")
+    return re.compile(f"[{re.escape(found)}]")
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (an undecodable byte, a broken escape) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def is_blank(text: str) -> bool:
+    """Whether nothing is left of `text` to classify once cleaned: empty, whitespace, or
+    only invisible characters such as zero-width spaces."""
+    return not clean_text(text, strip_html=False)
 
 
 # ---------------------------------------------------------------- cleaning and splitting
@@ -167,6 +194,8 @@ def load_encoded(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]
         )
         if task == "multilabel":
             check_multilabel_names(names, config.dataset)
+        elif config.task is None:  # spellings of one class (1, "positive") are one label
+            task = "binary" if len(names) <= 2 else "multiclass"
     encoded = {
         split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
         for split, frame in cleaned.items()

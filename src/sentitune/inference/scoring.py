@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sentitune import files, schema
 from sentitune.dataset.sources import iter_table
+from sentitune.dataset.splits import is_blank
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.inference.columns import passthrough_columns, text_column_for
@@ -67,7 +68,7 @@ def score_file(classifier: Classifier, source: Path, target: Path, *,
                 column = text_column_for(classifier, [str(c) for c in frame.columns],
                                          text_column)
             texts = [t if isinstance(t, str) else "" for t in frame[column]]
-            kept = [i for i, text in enumerate(texts) if text.strip()]
+            kept = [i for i, text in enumerate(texts) if not is_blank(text)]
             counts["empty"] += len(texts) - len(kept)
             results = classifier.predict([texts[i] for i in kept], batch_size=batch_size,
                                          review_threshold=review_threshold, threshold=threshold,
@@ -157,9 +158,9 @@ def predict(run_dir: str | Path | Sequence[str | Path] | Classifier,
                           review_threshold=review_threshold, threshold=threshold,
                           review_truncated=review_truncated, progress=progress)
     texts = [texts] if isinstance(texts, str) else list(texts)
-    if not any(t.strip() for t in texts):
+    if all(is_blank(t) for t in texts):
         raise SentituneError("all given texts are empty; pass some words to classify")
-    texts = [t for t in texts if t.strip()]
+    texts = [t for t in texts if not is_blank(t)]
     found = classifier.predict(texts, batch_size=batch_size,
                                review_threshold=review_threshold, threshold=threshold,
                                review_truncated=review_truncated)
