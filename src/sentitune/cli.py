@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -307,9 +309,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_presets(_: argparse.Namespace) -> None:
-    from sentitune.config import presets  # one line naming the folder when none shipped
+    from sentitune.config import preset_purpose, presets  # an error when none shipped
 
-    print("\n".join(presets()))
+    names = presets()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {preset_purpose(name)}".rstrip())
 
 
 # ----------------------------------------------------------------- parser
@@ -350,13 +355,37 @@ def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
         _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations (`--epoch` is no `--epochs`), and a mistake is one `error:` line with
+    a "did you mean", not the usage: the same shape as every other user error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            known = [o for action in self._actions for o in action.option_strings]
+            close = [m for f in flags for m in difflib.get_close_matches(f.split("=")[0],
+                                                                          known, n=1)]
+            if close:
+                hint = f"; did you mean {' or '.join(close)}?"
+        elif (wrong := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)):
+            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        print(f"error: {message}{hint} (`{self.prog} --help` lists the options)",
+              file=sys.stderr)
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
     from sentitune.inference.scoring import ENGINES
     from sentitune.run import QUANTIZE_CHOICES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentitune",
         description="Fine-tune transformers into sentiment classifiers and put them to work.")
     parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
@@ -526,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, ("distill", "data", "training"), skip=("method", *LORA_SETTINGS))
     p.set_defaults(func=cmd_distill)
 
-    p = commands.add_parser("presets", help="list the YAML presets")
+    p = commands.add_parser("presets", help="list the YAML presets and what each is for")
     p.set_defaults(func=cmd_presets)
     return parser
 
@@ -562,7 +591,10 @@ def _show_warning(message, *_args, **_kwargs) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else list(argv))
+    try:
+        args = parse(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a mistake already explained
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with warnings.catch_warnings():
             # Each warning once, as one line on stderr; library deprecations are not the
