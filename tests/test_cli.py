@@ -118,6 +118,19 @@ def test_evaluate_writes_metrics_and_confusion(capsys, tmp_path, tiny_run_dir, s
     assert (out / "confusion_matrix.png").stat().st_size > 1000
 
 
+def test_evaluate_on_another_file_names_it_whole(capsys, tmp_path, tiny_run_dir):
+    """`evaluate RUN --data test.csv` once titled the report "(train)" in eval-test-train/."""
+    test = tmp_path / "test.csv"
+    make_sentiment_frame(30, seed=5).to_csv(test, index=False)
+    code, _, _ = run_cli(capsys, "evaluate", str(tiny_run_dir), "--data", str(test))
+    assert code == 0
+    out = tiny_run_dir / "eval-test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "all rows" and metrics["n"] == 30
+    assert "(train)" not in (out / "report.html").read_text()
+    assert not (tiny_run_dir / "eval-test-train").exists()
+
+
 def test_data_report(capsys, tmp_path, files):
     out = tmp_path / "report"
     code, stdout, _ = run_cli(capsys, "data", str(files["good"]), "--output", str(out),

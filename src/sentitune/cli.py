@@ -417,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--split", choices=SPLITS,
           help="split to score (default: test if the data has one, else the run's own "
                "validation rows; never its training rows unless asked)")
-    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
+    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT, or "
+                              "RUN_DIR/eval-DATA for a plain file)")
     _flag(p, "--text-column", help="text column of --data (default: guessed)")
     _flag(p, "--label-column", help="label column of --data (default: guessed)")
     _common(p, batch_size=True)

@@ -211,7 +211,8 @@ def evaluate(
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
 
     # Everything is computed; only writing is left.
-    name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
+    name = f"eval-{Path(data).stem.replace('.', '-')}" + ("" if split == WHOLE_FILE
+                                                          else f"-{split}")
     if output:
         out_dir = Path(output)
     elif len(members) > 1:  # not inside one member: it is none of theirs
@@ -257,6 +258,10 @@ def _warn_unshared_validation(members: list[Run]) -> None:
                       stacklevel=3)
 
 
+# The `split` of a plain file evaluated whole (a file has no train/validation/test of its own).
+WHOLE_FILE = "all rows"
+
+
 def evaluation_rows(run: Run, data: str | None, split: str | None,
                     text_column: str | None = None, label_column: str | None = None
                     ) -> tuple[pd.DataFrame, str, str]:
@@ -284,6 +289,8 @@ def evaluation_rows(run: Run, data: str | None, split: str | None,
                                    label_column, strip_html=settings.clean_html)
     if frame.empty:
         raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
+    if not own and available_splits(data) == ["train"]:
+        split = WHOLE_FILE  # a plain file has no splits: its one "train" split is all of it
     return frame, data, split
 
 
