@@ -280,5 +280,24 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                         config.training.eval_batch_size, config.data.clean_html)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
+    teacher_dirs = " ".join(str(m.run.path) for m in getattr(teacher, "members", [teacher]))
     return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
-                 teaching=teaching)
+                 teaching=teaching, callbacks=[_resume_command(
+                     f"sentitune distill {teacher_dirs} --resume --output {output}")])
+
+
+def _resume_command(command: str):
+    """A callback that leaves `command` in the checkpoint folder: an unfinished student is
+    resumed with `sentitune distill`, not `train` (`Run.open` tells the user)."""
+    from transformers import TrainerCallback
+
+    from sentitune import files
+    from sentitune.run import RESUME_COMMAND
+
+    class ResumeCommand(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+                files.write_text(Path(args.output_dir) / RESUME_COMMAND, command + "\n")
+
+    return ResumeCommand()

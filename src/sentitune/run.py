@@ -54,6 +54,9 @@ TRACKING_FILE = "tracking.json"
 # The small files that describe a run (not its weights), e.g. for an experiment tracker.
 RECORD_FILES = ("config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
                 "curves.png", "README.md")
+# In an unfinished run's checkpoints/, when `sentitune train` did not start it: the command
+# that resumes it (publishing removes checkpoints/ and it).
+RESUME_COMMAND = "resume-command.txt"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
 
 
@@ -78,9 +81,11 @@ class Run:
         """A finished run; a SentituneError says what is missing or damaged."""
         path = Path(path)
         if path.name.endswith(".partial"):
-            raise SentituneError(
-                f"{path} is an unfinished run; resume it with `sentitune train --resume "
-                f"--output {path.with_name(path.name.removesuffix('.partial'))}`")
+            hint = path / "checkpoints" / RESUME_COMMAND  # by the verb that started it
+            command = (hint.read_text(encoding="utf-8").strip() if hint.is_file() else
+                       "sentitune train --resume --output "
+                       f"{path.with_name(path.name.removesuffix('.partial'))}")
+            raise SentituneError(f"{path} is an unfinished run; resume it with `{command}`")
         if not path.is_dir():
             raise SentituneError(f"{path} is not a directory; give a run made by "
                                  "`sentitune train`")
@@ -187,9 +192,20 @@ class Run:
         if not path.exists():
             return Decision()
         try:
-            return Decision(**self._json("decision.json"))
+            decision = Decision(**self._json("decision.json"))
         except TypeError:
             raise SentituneError(f"{path} is damaged; restore it or retrain the run") from None
+        # A bad value here is the file's, not a flag the user typed: say so (issue 27).
+        cuts = [decision.review_threshold, *(decision.label_thresholds or [])]
+        if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in cuts):  # NaN too
+            raise SentituneError(
+                f"{path} holds a threshold outside 0..1 ({', '.join(map(str, cuts))}); fix the "
+                "file, or set the review threshold again with `sentitune evaluate RUN_DIR "
+                "--target-accuracy A`")
+        if not (isinstance(decision.temperature, int | float) and decision.temperature > 0):
+            raise SentituneError(f"{path} holds temperature {decision.temperature}, not a "
+                                 "positive number; restore the file or retrain the run")
+        return decision
 
     @cached_property
     def metrics(self) -> dict:
