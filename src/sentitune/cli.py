@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from sentitune import __version__
+from sentitune import __version__, console
 from sentitune.config import (
     LORA_SETTINGS,
     OPTIONAL,
@@ -155,14 +155,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from sentitune.dataset.explore import data
+    from sentitune.dataset.explore import data, summary
 
     settings = _settings(args)
     settings.pop("model")  # the tokenizer to measure with, not a run setting
     if args.dataset_positional:
         settings["dataset"] = args.dataset_positional
-    result = data(config=args.config, output=args.output, model=args.model, **settings)
-    _print_json(result.report)
+    result = data(config=args.config, output=args.output, model=args.model,
+                  progress=not args.quiet, **settings)
+    print("\n".join(summary(result.report)))  # everything else is in data_report.json
     print(f"report saved to {result.output}/data_report.json and {result.output}/lengths.png")
 
 
@@ -350,7 +351,7 @@ def _run_writing_flags(parser) -> None:
 def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
     if quiet:
         _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
-              help="no progress bars")
+              help="no progress output")
     if batch_size:
         _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
 
@@ -406,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--output", help="folder for data_report.json and lengths.png "
                               "(default: runs/data-DATA)")
     _flag(p, "--model", default="minilm", help="tokenizer to measure lengths with")
+    _common(p, quiet=True)
     _add_config_flags(p, ("data",))
     p.set_defaults(func=cmd_data)
 
@@ -597,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a mistake already explained
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), console.cli_spelling():
             # Each warning once, as one line on stderr; library deprecations are not the
             # user's business.
             warnings.simplefilter("default")

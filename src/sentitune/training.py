@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 from sentitune.card import model_card
 from sentitune.config import (
     LORA_SETTINGS,
@@ -33,7 +32,7 @@ from sentitune.config import (
     make_config,
     resolved,
 )
-from sentitune.dataset.splits import Splits, load_splits
+from sentitune.dataset.splits import Splits, data_problems, load_splits
 from sentitune.decision import CARDINALITY_FACTOR, Decision, fit_label_thresholds
 from sentitune.errors import SentituneError
 from sentitune.hardware import BF16_AGREEMENT_ROWS, cpu_bf16_flags, resolve_precision
@@ -139,19 +138,17 @@ def _warn_unused_lora(settings: TrainingConfig) -> None:
         if name != "merge_lora" and getattr(settings, name) != getattr(defaults, name)
     ]
     if settings.method == "full" and changed:
-        warnings.warn(
-            f"{', '.join('--' + c.replace('_', '-') for c in changed)} ignored: "
-            "--method is full (use --method lora)", stacklevel=2,
-        )
+        console.warn(f"{', '.join(console.option(c) for c in changed)} ignored: "
+                     f"{console.option('method')} is full (use "
+                     f"{console.option('method', 'lora')})")
 
 
 def _warn_unweighted_multilabel(task: str, settings: TrainingConfig) -> None:
     if task == "multilabel" and settings.class_weights == "none":
-        warnings.warn(
+        console.warn(
             "multi-label training without class weights often learns only the frequent labels "
             "(GoEmotions on MiniLM: test macro-F1 0.08 without, 0.28 with); "
-            "add --class-weights auto", stacklevel=2,
-        )
+            f"add {console.option('class_weights', 'auto')}")
 
 
 def _history(log_history: list[dict]) -> list[dict]:
@@ -305,6 +302,8 @@ def _train(
             on_data(splits)
         if is_main:
             _warn_unweighted_multilabel(splits.task, settings)
+            for problem in data_problems(splits, data_config):
+                console.warn(problem)
         weights = class_weights(splits, settings.class_weights)
         tokenizer = load_tokenizer(config.model.model)
         set_seed(settings.seed)  # the new classification head is initialised from this seed
@@ -369,7 +368,7 @@ def _train(
         greater_is_better=metric != "loss",
         save_total_limit=2,
         report_to=tracker.report_to,
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # sentitune.console prints one line per epoch instead
         ddp_timeout=distributed.timeout_s(),
         ddp_find_unused_parameters=False,  # every trainable weight is used each step
         use_cpu=not torch.cuda.is_available(),
@@ -394,12 +393,12 @@ def _train(
         compute_loss_func=(teaching.loss(splits.task, weights) if teaching is not None
                            else None if weights is None else _weighted_loss(weights,
                                                                             splits.task)),
-        callbacks=[*early_stopping, *saving, *callbacks],
+        callbacks=[*early_stopping, *saving, *callbacks,
+                   *([console.epoch_callback(metric)] if progress and is_main else [])],
     )
 
     tracker.attach(trainer, staging)
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
+    trainer.remove_callback(PrinterCallback)  # no raw log dicts on stdout
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     with rss, distributed.peer_failures():
@@ -421,7 +420,7 @@ def _train(
         thresholds = decision.label_thresholds
         validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
                                             None if thresholds is None else np.asarray(thresholds))
-        _warn_if_not_learned(validation, splits.task, splits.labels, settings)
+        _warn_if_not_learned(validation, splits.task, splits.labels, settings, label_ids)
         history = _history(trainer.state.log_history)
         best_epoch = _best_epoch(history, metric)
 
@@ -538,15 +537,27 @@ CHANCE_MARGIN = 0.02
 
 
 def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
-                         settings: TrainingConfig) -> None:
+                         settings: TrainingConfig, label_ids: np.ndarray) -> None:
+    advice = (f"it has not learned at learning rate {settings.learning_rate:g} with "
+              f"{console.option('method', settings.method)}: try another "
+              f"{console.option('learning_rate')}, more {console.option('epochs')} or more "
+              "data")
     if task == "multilabel":
         true, predicted = validation["label_cardinality_true"], validation[
             "label_cardinality_pred"]
-        if not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
-            warnings.warn(f"validation answers carry {predicted:.2f} labels on average against "
-                          f"{true:.2f} in truth: the decision thresholds do not fit this data "
-                          "(more validation rows, --class-weights auto or another "
-                          "--learning-rate may help)", stacklevel=4)
+        # Answering every label for every text scores F1 2p/(1+p) on a label of prevalence
+        # p: a macro-F1 no better than that carries nothing learned from the texts.
+        prevalence = np.asarray(label_ids, dtype=float).mean(axis=0)
+        constant = float(np.mean(2 * prevalence / (1 + prevalence)))
+        if validation["f1_macro"] <= constant + CHANCE_MARGIN:
+            console.warn(f"the model is at chance: validation macro-F1 "
+                         f"{validation['f1_macro']:.3f} vs {constant:.3f} for answering every "
+                         f"label; {advice}")
+        elif not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
+            console.warn(f"validation answers carry {predicted:.2f} labels on average against "
+                         f"{true:.2f} in truth: the decision thresholds do not fit this data "
+                         f"(more validation rows, {console.option('class_weights', 'auto')} "
+                         f"or another {console.option('learning_rate')} may help)")
         return
     matrix = np.asarray(validation["confusion_matrix"])
     predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
@@ -558,9 +569,7 @@ def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
                    f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
     else:
         return
-    warnings.warn(f"the model {problem}; it has not learned at learning rate "
-                  f"{settings.learning_rate:g} with --method {settings.method}: try another "
-                  "--learning-rate, more --epochs or more data", stacklevel=4)
+    console.warn(f"the model {problem}; {advice}")
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,

@@ -165,6 +165,35 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     return Splits(train, validation, test, names, task, notes)
 
 
+def data_problems(splits: Splits, config: DataConfig) -> list[str]:
+    """What a user should hear about the data before training on it, one sentence each:
+    dropped rows, duplicates, and texts shared between splits (`splits.notes` keeps the
+    counts)."""
+    from sentitune.console import option
+
+    notes, problems = splits.notes, []
+    dropped = {split: n for split, n in notes.get("dropped_rows", {}).items() if n}
+    if dropped:
+        problems.append("rows without a text or a label were dropped: " + ", ".join(
+            f"{n:,} from {split}" for split, n in dropped.items()))
+    duplicates = notes.get("duplicates_in_train", 0)
+    if duplicates:
+        what = ("were removed" if config.drop_duplicates else
+                f"are kept ({option('drop_duplicates', True)} removes them)")
+        problems.append(f"{duplicates:,} training texts repeat an earlier one and {what}")
+    shared = notes.get("train_validation_overlap", 0)
+    if shared:
+        problems.append(
+            f"{shared:,} of {len(splits.validation):,} validation texts also appear in "
+            "training, so validation scores flatter the model; deduplicate the data "
+            f"({option('drop_duplicates', True)} does it before the hold-out) or give a separate "
+            f"{option('validation_data')}")
+    if notes.get("train_test_overlap", 0) and splits.test is not None:
+        problems.append(f"{notes['train_test_overlap']:,} of {len(splits.test):,} test texts "
+                        "also appear in training, so test scores flatter the model")
+    return problems
+
+
 def _check_classes(train: pd.DataFrame, names: list[str], task: str, source: str) -> None:
     if task == "multilabel":
         present = {i for ids in train["label"] for i in ids}
