@@ -53,6 +53,10 @@ def cli_spelling() -> Iterator[None]:
         _CLI.reset(token)
 
 
+def spelling_is_cli() -> bool:
+    return _CLI.get()
+
+
 def option(name: str, value: Any = None) -> str:
     """A setting as the reader would type it: `--name value` in the CLI, `name=value` in
     Python; without a value just its name (`--name`, `name`)."""

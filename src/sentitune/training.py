@@ -36,7 +36,13 @@ from sentitune.dataset.splits import Splits, data_problems, load_splits
 from sentitune.decision import CARDINALITY_FACTOR, Decision, fit_label_thresholds
 from sentitune.errors import SentituneError
 from sentitune.hardware import BF16_AGREEMENT_ROWS, cpu_bf16_flags, resolve_precision
-from sentitune.metrics import agreement, classification_metrics, multi_hot, probabilities
+from sentitune.metrics import (
+    agreement,
+    classification_metrics,
+    learning_problem,
+    multi_hot,
+    probabilities,
+)
 from sentitune.model import (
     apply_lora,
     check_max_length,
@@ -420,7 +426,7 @@ def _train(
         thresholds = decision.label_thresholds
         validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
                                             None if thresholds is None else np.asarray(thresholds))
-        _warn_if_not_learned(validation, splits.task, splits.labels, settings, label_ids)
+        _warn_if_not_learned(validation, splits.task, splits.labels, settings)
         history = _history(trainer.state.log_history)
         best_epoch = _best_epoch(history, metric)
 
@@ -530,46 +536,22 @@ def bf16_agreement(model, val_set, tokenizer, batch_size: int, fp32_probs: np.nd
     return report
 
 
-# A run whose validation answers are this much one class, or whose accuracy is within this
-# of always answering the commonest class, has not learned: a wrong learning rate, mostly.
-ONE_CLASS_SHARE = 0.95
-CHANCE_MARGIN = 0.02
-
-
 def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
-                         settings: TrainingConfig, label_ids: np.ndarray) -> None:
-    advice = (f"it has not learned at learning rate {settings.learning_rate:g} with "
-              f"{console.option('method', settings.method)}: try another "
-              f"{console.option('learning_rate')}, more {console.option('epochs')} or more "
-              "data")
-    if task == "multilabel":
+                         settings: TrainingConfig) -> None:
+    problem = learning_problem(validation, task, labels)
+    if problem is not None:
+        console.warn(f"{problem}; it has not learned at learning rate "
+                     f"{settings.learning_rate:g} with {console.option('method', settings.method)}"
+                     f": try another {console.option('learning_rate')}, more "
+                     f"{console.option('epochs')} or more data")
+    elif task == "multilabel":
         true, predicted = validation["label_cardinality_true"], validation[
             "label_cardinality_pred"]
-        # Answering every label for every text scores F1 2p/(1+p) on a label of prevalence
-        # p: a macro-F1 no better than that carries nothing learned from the texts.
-        prevalence = np.asarray(label_ids, dtype=float).mean(axis=0)
-        constant = float(np.mean(2 * prevalence / (1 + prevalence)))
-        if validation["f1_macro"] <= constant + CHANCE_MARGIN:
-            console.warn(f"the model is at chance: validation macro-F1 "
-                         f"{validation['f1_macro']:.3f} vs {constant:.3f} for answering every "
-                         f"label; {advice}")
-        elif not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
+        if not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
             console.warn(f"validation answers carry {predicted:.2f} labels on average against "
                          f"{true:.2f} in truth: the decision thresholds do not fit this data "
                          f"(more validation rows, {console.option('class_weights', 'auto')} "
                          f"or another {console.option('learning_rate')} may help)")
-        return
-    matrix = np.asarray(validation["confusion_matrix"])
-    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
-    top = int(predicted.argmax())
-    if predicted[top] >= ONE_CLASS_SHARE:
-        problem = f"predicts '{labels[top]}' for {predicted[top]:.0%} of validation rows"
-    elif validation["accuracy"] <= true.max() + CHANCE_MARGIN:
-        problem = (f"is at chance: validation accuracy {validation['accuracy']:.3f} vs "
-                   f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
-    else:
-        return
-    console.warn(f"the model {problem}; {advice}")
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
