@@ -179,13 +179,14 @@ def test_export_warns_when_int8_labels_drift(capsys, monkeypatch, tiny_run_dir):
     import sentitune.exporting.run_export as run_export
 
     monkeypatch.setattr(run_export, "INT8_MIN_AGREEMENT", 1.01)
-    code, out, err = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8")
+    code, out, err = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8",
+                             "--quiet")
     measured = json.loads(out)["agreement"]["onnx-int8"]
     assert code == 0 and measured["n"] == 24  # the run's own 24 validation texts
     assert err.count("\n") == 1 and err.startswith("warning: ")
     assert f"{measured['label_agreement']:.1%}" in err and "--backend onnx" in err
     monkeypatch.undo()
-    code, _, err = run_cli(capsys, "export", str(tiny_run_dir))  # fp32 only: nothing to warn
+    code, _, err = run_cli(capsys, "export", str(tiny_run_dir), "--quiet")  # nothing to warn
     assert code == 0 and err == ""
 
 

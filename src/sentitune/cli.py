@@ -260,7 +260,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from sentitune.exporting.run_export import export
 
-    _print_json(export(args.run_dir, quantize=args.quantize).report)
+    _print_json(export(args.run_dir, quantize=args.quantize, progress=not args.quiet).report)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
+    _common(p, quiet=True)
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("compare", help="models and methods (full fine-tuning, LoRA) under "

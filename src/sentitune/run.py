@@ -276,8 +276,13 @@ class Run:
 
         if "_splits" in self.__dict__:
             return self.__dict__["_splits"]
+        from sentitune.dataset.sources import data_dir
+
         config = self.config
-        splits = load_splits(config.data, config.training.seed)
+        # The folder its data was read from, when $SENTITUNE_DATA_DIR no longer says.
+        remembered = (self.facts.get("data_notes") or {}).get("data_dir")
+        root = Path(remembered) if remembered and data_dir() is None else None
+        splits = load_splits(config.data, config.training.seed, root)
         saved = self.facts.get("data_fingerprint")
         if saved and splits.fingerprint() != saved:
             raise SentituneError(

@@ -11,6 +11,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -23,7 +24,7 @@ from sentitune.dataset.labels import (
     infer_task,
     label_names_for,
 )
-from sentitune.dataset.sources import read_source
+from sentitune.dataset.sources import BUILTINS, local_builtin_root, read_source
 from sentitune.errors import SentituneError
 
 
@@ -119,15 +120,18 @@ def overlap_count(a: pd.DataFrame, b: pd.DataFrame | None) -> int:
     return 0 if b is None else len(set(a["text"]) & set(b["text"]))
 
 
-def load_splits(config: DataConfig, seed: int) -> Splits:
-    """Read, clean, label-encode and split a source as `config` asks."""
+def load_splits(config: DataConfig, seed: int, data_root: Path | None = None) -> Splits:
+    """Read, clean, label-encode and split a source as `config` asks (a built-in dataset
+    from `data_root` when given, else $SENTITUNE_DATA_DIR or the hub)."""
     raw, names, multilabel_source = read_source(
-        config.dataset, config.text_column, config.label_column
+        config.dataset, config.text_column, config.label_column, data_root
     )
     if config.validation_data:
         extra, _, _ = read_source(config.validation_data, config.text_column, config.label_column)
         raw["validation"] = extra["train"]
     notes: dict = {"text_column": raw["train"].attrs.get("text_column"), "dropped_rows": {}}
+    if config.dataset in BUILTINS and (root := local_builtin_root(config.dataset, data_root)):
+        notes["data_dir"] = str(root)  # where a later export or evaluate finds it again
     cleaned = {}
     for split, frame in raw.items():
         cleaned[split], notes["dropped_rows"][split] = clean_frame(
