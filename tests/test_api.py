@@ -37,10 +37,16 @@ def test_every_verb_is_a_function_with_the_cli_options():
             dest = action.dest
             if dest in ("help", "run_dir", "dataset_positional") or action.help == "==SUPPRESS==":
                 continue
-            renamed = {"quiet": "progress", "slice": "slices"}
-            name = renamed.get(dest, dest)
-            assert name in params or (takes_settings and (name in settings or verb == "serve")), \
+            # By the flag's own name: `quiet=`, not only the function's `progress=` (issue 27).
+            assert dest in params or (takes_settings and (dest in settings or verb == "serve")), \
                 (verb, dest)
+
+
+def test_cli_option_names_work_in_python(tiny_run_dir):
+    quiet = sentitune.predict(tiny_run_dir, ["a superb film"], quiet=True)
+    assert quiet == sentitune.predict(tiny_run_dir, ["a superb film"], progress=False)
+    with pytest.raises(TypeError, match="quiet= or progress=, not both"):
+        sentitune.predict(tiny_run_dir, ["a superb film"], quiet=True, progress=False)
 
 
 def test_public_functions_survive_repeated_calls(tmp_path, tiny_bert, sentiment_csv):
