@@ -114,3 +114,17 @@ def test_lengths_plot_shows_each_split_as_shares(monkeypatch, tmp_path):
     assert drawn["heights"]["train"] == pytest.approx(1.0)
     assert drawn["heights"]["validation"] == pytest.approx(1.0)
     assert (tmp_path / "lengths.png").stat().st_size > 1000
+
+
+def test_make_demo_installs_quietly():
+    """`make demo` printed 250 lines: pip progress bars and notes, every recipe line echoed."""
+    from conftest import REPO
+
+    makefile = (REPO / "Makefile").read_text()
+    pip = re.search(r"^PIP := (.*(?:\\\n.*)*)", makefile, re.M)[1]
+    for quiet in ("-q", "--progress-bar off", "--disable-pip-version-check"):
+        assert quiet in pip
+    assert "pip install" not in makefile.replace(pip, "")  # every install goes through it
+    demo = re.search(r"^demo: .*\n((?:\t.*\n)+)", makefile, re.M)[1]
+    assert all(line.startswith("\t@") or line.startswith("\t  ") for line in demo.splitlines())
+    assert "[tool.distutils" not in (REPO / "pyproject.toml").read_text()
