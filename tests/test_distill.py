@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -208,3 +209,12 @@ def test_an_unfinished_student_names_distill_to_resume(tiny_run_dir, tmp_path, m
     resumed = distill(tiny_run_dir, tmp_path / "s", student="teacher:1", epochs=1.0,
                       resume=True, progress=False)
     assert not any(resumed.run_dir.rglob("resume-command.txt"))
+
+
+def test_distill_says_what_it_does_before_training(capsys, tiny_run_dir, tmp_path):
+    """The teachers' labelling once ran 47-60 s with nothing on screen."""
+    code, out, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student", "teacher:1",
+                             "--epochs", "1", "--output", str(tmp_path / "s"))
+    assert code == 0
+    assert re.search(r"the teachers label [\d,]+ texts for the student", err), err
+    assert "epoch 1/1: train loss" in out
