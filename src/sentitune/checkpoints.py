@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 
 SESSIONS_FILE = "sessions.json"
 _STATE_FILE = "trainer_state.json"  # the Trainer writes it last: its presence marks completion
@@ -90,8 +89,7 @@ def resumable(folder: Path) -> Path | None:
     for checkpoint in found:
         if _complete(checkpoint):
             return checkpoint
-        warnings.warn(f"removing {checkpoint.name}: the process was killed while writing it",
-                      stacklevel=2)
+        console.warn(f"removing {checkpoint.name}: the process was killed while writing it")
         shutil.rmtree(checkpoint, ignore_errors=True)
     return None
 

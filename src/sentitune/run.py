@@ -33,13 +33,12 @@ import os
 import shutil
 import socket
 import time
-import warnings
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sentitune import files
+from sentitune import console, files
 from sentitune.config import SECTIONS, TASKS, RunConfig, config_yaml, from_dict, read_yaml
 from sentitune.decision import Decision
 from sentitune.errors import SentituneError
@@ -371,9 +370,9 @@ class RunLock:
                         f"{path.with_suffix('')} is being written by pid {other['pid']} on "
                         f"{other['host']} since {other['started']}; wait for it to finish or "
                         "choose another --output") from None
-                warnings.warn(f"taking over the lock {path} of a writer that is gone "
-                              f"({_describe(other)}); its partial run is kept for --resume",
-                              stacklevel=3)
+                console.warn(f"taking over the lock {path} of a writer that is gone "
+                             f"({_describe(other)}); its partial run is kept for "
+                             f"{console.option('resume', True)}")
                 path.unlink(missing_ok=True)
                 continue
             return cls(path, holder)
