@@ -325,7 +325,7 @@ def test_symlinked_run_with_a_name_to_quote(tiny_run_dir, tmp_path):
             assert http.post(quoted, json=body).status_code == 200
 
 
-def test_unknown_model_name_points_to_the_served_one(classifier):
+def test_unknown_model_name_points_to_the_served_one_only_with_the_key(classifier):
     name = classifier.run.path.name
     key = "oip-key"
     with served(classifier, ServeSettings(api_key=key)) as url, \
@@ -334,8 +334,14 @@ def test_unknown_model_name_points_to_the_served_one(classifier):
         hint = rf"unknown model 'Tiny'; this server serves '{name}' \(GET /v2/models"
         with pytest.raises(InferenceServerException, match=hint):
             infer(client, "Tiny", TEXTS, headers={"X-API-Key": key})
-        answer = http.post("/v2/models/Tiny/infer", json={})
+        answer = http.post("/v2/models/Tiny/infer", json={}, headers={"X-API-Key": key})
         assert answer.status_code == 404 and re.search(hint, answer.json()["error"])
+        # Without the key, no name: 401 for every model route, known or not.
+        for path in ("/v2/models/Tiny/infer", "/v2/models/Tiny", "/v2/models/Tiny/versions/2"):
+            for method in ("GET", "POST"):
+                hidden = http.request(method, path, json={})
+                assert hidden.status_code == 401, (method, path, hidden.text)
+                assert name not in hidden.text
         # Listing the model needs the key, as its metadata does.
         assert http.get("/v2/models").status_code == 401
         assert http.post("/v2/repository/index").status_code == 401
@@ -343,3 +349,54 @@ def test_unknown_model_name_points_to_the_served_one(classifier):
         assert http.get("/v2/models", headers=auth).json()["models"][0]["name"] == name
         bad = http.post("/v2/repository/index", content=b"[1]", headers=auth)
         assert bad.status_code == 400 and "repository index" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("length", ["²", "1²", "+5", "-1", "5.0", "0x5"])
+def test_header_length_that_is_not_ascii_digits_is_400(classifier, length):
+    # Header bytes read as Latin-1, where str.isdigit() accepts "²" and int() does not.
+    name = classifier.run.path.name
+    body = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                   "data": ["lovely"]}]}).encode()
+    with served(classifier) as url, httpx.Client(base_url=url, timeout=30) as http:
+        response = http.post(f"/v2/models/{name}/infer", content=body,
+                             headers={"Inference-Header-Content-Length": length.encode("latin-1")})
+    assert response.status_code == 400, response.text
+    assert "Inference-Header-Content-Length" in response.json()["error"]
+
+
+def test_infer_takes_the_content_types_predict_takes(classifier):
+    """No content type (what tritonclient sends) reads as JSON on both; a type that is not
+    JSON is 415 on both, before the body is read; the binary extension may say
+    application/octet-stream (its schema lists it)."""
+    name = classifier.run.path.name
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["lovely"]}
+    bodies = {"/predict": json.dumps({"text": "lovely"}).encode(),
+              f"/v2/models/{name}/infer": json.dumps({"inputs": [tensor]}).encode()}
+    with served(classifier) as url, httpx.Client(base_url=url, timeout=30) as http:
+        for path, body in bodies.items():
+            untyped = http.post(path, content=body)
+            assert untyped.status_code == 200, (path, untyped.text)
+            for wrong in ("text/plain", "application/x-www-form-urlencoded"):
+                refused = http.post(path, content=body, headers={"Content-Type": wrong})
+                assert refused.status_code == 415, (path, wrong, refused.text)
+                assert "application/json" in refused.text
+        header = json.dumps({"inputs": [{**tensor, "data": None,
+                                         "parameters": {"binary_data_size": 10}}]}).encode()
+        binary = http.post(f"/v2/models/{name}/infer", content=header + b"\x06\0\0\0lovely",
+                           headers={"Content-Type": "application/octet-stream",
+                                    "Inference-Header-Content-Length": str(len(header))})
+        assert binary.status_code == 200, binary.text
+
+
+def test_known_routes_asked_with_another_method_are_405(classifier):
+    name = classifier.run.path.name
+    with served(classifier) as url, httpx.Client(base_url=url, timeout=30) as http:
+        for method, path, allowed in (("GET", f"/v2/models/{name}/infer", "POST"),
+                                      ("POST", f"/v2/models/{name}", "GET"),
+                                      ("POST", f"/v2/models/{name}/versions/1/ready",
+                                       "GET"),
+                                      ("DELETE", f"/v2/models/{name}/infer", "POST")):
+            response = http.request(method, path)
+            assert response.status_code == 405, (method, path, response.text)
+            assert response.headers["allow"] == allowed
+        assert http.get("/v2/models/nope/infer").status_code == 404

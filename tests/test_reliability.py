@@ -201,14 +201,20 @@ time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 try:
     Run.stage(sys.argv[1])
     print("won", flush=True)
-    time.sleep(5)
+    sys.stdin.read()  # hold the lock until every writer has answered
 except SentituneError as exc:
     print("lost", exc, flush=True)
 """
+    # The winner holds its lock until all three have answered: a winner that exited after a
+    # fixed sleep left a stale lock that a writer slow to import (a loaded CI machine) took
+    # over, answering "won" twice.
     start = f"{time.time() + 8:.3f}"
     writers = [subprocess.Popen([sys.executable, "-c", race, str(out), start], env=env,
-                                stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    answers = [w.communicate(timeout=60)[0] for w in writers]
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    answers = [w.stdout.readline() for w in writers]
+    for w in writers:
+        w.communicate(timeout=60)
     assert sorted(a.split()[0] for a in answers) == ["lost", "lost", "won"], answers
 
 

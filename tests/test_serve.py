@@ -2,12 +2,17 @@
 
 import asyncio
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
+from conftest import assert_one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -227,6 +232,32 @@ def test_with_the_key_it_answers(strict, headers):
     assert KEY not in json.dumps(info)
 
 
+def test_docs_and_their_assets_are_served_from_here(client):
+    for path, asset in (("/docs", "/docs/assets/swagger-ui-bundle.js"),
+                        ("/redoc", "/docs/assets/redoc.standalone.js")):
+        page = client.get(path)
+        assert page.status_code == 200 and asset in page.text
+        assert "cdn." not in page.text and "fonts.googleapis" not in page.text
+        script = client.get(asset)
+        assert script.status_code == 200 and len(script.content) > 100_000
+        assert script.headers["content-type"].startswith("text/javascript")
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "sentitune"
+
+
+def test_schema_and_docs_need_the_key(strict, classifier):
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        refused = strict.get(path)
+        assert refused.status_code == 401, path
+        assert refused.headers["www-authenticate"].startswith("Basic")  # a browser asks
+        assert not any(label in refused.text for label in classifier.labels)
+        for credentials in ({"headers": AUTH}, {"auth": ("anyone", KEY)}):
+            assert strict.get(path, **credentials).status_code == 200, (path, credentials)
+        assert strict.get(path, auth=("anyone", "wrong")).status_code == 401
+    # The public Swagger UI bundle reveals nothing: it stays open.
+    assert strict.get("/docs/assets/swagger-ui.css").status_code == 200
+
+
 def test_health_ready_and_page_stay_open_with_a_key(strict):
     assert strict.get("/health").status_code == 200
     assert strict.get("/ready").status_code == 200
@@ -238,6 +269,51 @@ def test_api_key_comes_from_the_environment(monkeypatch):
     assert ServeSettings().api_key == "from-env"
     assert ServeSettings(api_key=None).api_key is None
     assert "from-env" not in repr(ServeSettings())
+
+
+def test_the_cli_takes_the_key_from_a_file_and_keeps_it_out_of_ps(tiny_run_dir, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sentitune", "serve", str(tiny_run_dir), "--port", "0",
+         "--api-key-file", str(key_file), "--max-header-bytes", "4096"],
+        stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stderr:  # uvicorn names the port it was given
+            if found := re.search(r"running on (http://\S+)", line):
+                break
+        assert found, "the server did not start"
+        url = found[1]
+        assert "from-a-file" not in " ".join(psutil.Process(process.pid).cmdline())
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert httpx.get(f"{url}/info", headers={"X-API-Key": "from-a-file"}).status_code == 200
+        # The connection limits reach the server `serve` runs.
+        assert httpx.get(f"{url}/health", headers={"X-Pad": "x" * 5000}).status_code == 431
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize(("content", "words"), [(None, "No such file"), ("\n", "no key"),
+                                                (b"\xff\xfe", "not UTF-8")])
+def test_an_unusable_key_file_is_a_one_line_error(capsys, tiny_run_dir, tmp_path, content,
+                                                  words):
+    key_file = tmp_path / "key"
+    if isinstance(content, str):
+        key_file.write_text(content)
+    elif content is not None:
+        key_file.write_bytes(content)
+    code, _, err = run_cli(capsys, "serve", str(tiny_run_dir), "--api-key-file", str(key_file))
+    assert_one_line_error(code, err, "API key file", words)
+
+
+def test_the_key_is_given_once(capsys, tiny_run_dir, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("a")
+    code, _, err = run_cli(capsys, "serve", str(tiny_run_dir), "--api-key", "b",
+                           "--api-key-file", str(key_file))
+    assert_one_line_error(code, err, "--api-key or --api-key-file")
 
 
 @pytest.mark.parametrize(
@@ -363,7 +439,7 @@ def test_fuzzed_requests_never_get_a_5xx(server, request):
     http = request.getfixturevalue(server)
     # Every operation of the published schema that takes a body, with bodies shaped
     # like its schema, arbitrary JSON or arbitrary bytes.
-    schema = http.get("/openapi.json").json()
+    schema = http.get("/openapi.json", headers=AUTH).json()
     components = schema["components"]["schemas"]
     operations = [
         (method.upper(), path, _shaped_like(body_schema, components))
@@ -390,6 +466,8 @@ def test_fuzzed_requests_never_get_a_5xx(server, request):
         headers = {**AUTH, "Content-Type": content_type} if content_type else AUTH
         response = http.request(method, path, content=body, headers=headers)
         assert response.status_code < 500, (method, path, body, response.text)
-        assert response.status_code < 400 or "detail" in response.json()
+        # The Open Inference Protocol's own error shape under /v2.
+        shape = "error" if path.startswith("/v2/") else "detail"
+        assert response.status_code < 400 or shape in response.json()
 
     check()

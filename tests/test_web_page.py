@@ -129,6 +129,31 @@ def test_a_server_with_a_key_asks_for_it(browser, keyed_url):
     assert element(browser, "result-label").text
 
 
+def operations(browser) -> list[str]:
+    """The paths Swagger UI lists, once it has drawn them."""
+    return [path.text for path in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")]
+
+
+def test_docs_draw_offline(browser, open_url):
+    """This machine reaches no CDN: Swagger UI and ReDoc must come from the server itself."""
+    browser.get(f"{open_url}/docs")
+    wait_for(browser, lambda: "/predict" in operations(browser))
+    assert any(path.endswith("/infer") for path in operations(browser))
+    browser.get(f"{open_url}/redoc")
+    wait_for(browser, lambda: "Open Inference Protocol" in browser.find_element(
+        By.TAG_NAME, "body").text)
+
+
+def test_docs_behind_a_key_take_it_as_a_password(browser, keyed_url):
+    """Once given (here in the URL, where a person types them into the browser's prompt),
+    the browser sends the HTTP Basic credentials again, also when the page fetches the
+    schema."""
+    address = keyed_url.removeprefix("http://")
+    browser.get(f"http://anyone:{KEY}@{address}/docs")  # the browser remembers them
+    browser.get(f"{keyed_url}/docs")  # a URL without them, as a fetch from the page
+    wait_for(browser, lambda: "/predict" in operations(browser))
+
+
 @pytest.fixture(scope="module")
 def multilabel_url(tmp_path_factory) -> Iterator[tuple[str, object]]:
     from conftest import build_tiny_model, make_sentiment_frame, tiny_config

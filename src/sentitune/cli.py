@@ -36,6 +36,7 @@ from sentitune.config import (
     available_presets,
 )
 from sentitune.errors import SentituneError
+from sentitune.server.settings import ServeSettings
 
 CLEARS = ("none", "all", "off")  # spellings of "no value" for an optional setting
 # Older spellings, still accepted but not listed: flag -> the flag it now is.
@@ -115,7 +116,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] =
 
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
-FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig}
+FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "serve": ServeSettings}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,8 +254,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
                                       "review_threshold", "review_truncated", "api_key",
                                       "micro_batching")
              if (value := getattr(args, name)) not in (None, "")}
+    given |= {name: getattr(args, name) for name in _serve_flag_settings() if name in args}
     serve(args.run_dir, backend=args.backend, workers=args.workers,
-          long_text=args.long_text, stride=args.stride, **given)
+          long_text=args.long_text, stride=args.stride, api_key_file=args.api_key_file,
+          **given)
+
+
+def _serve_flag_settings() -> tuple[str, ...]:
+    """ServeSettings fields with help text: their flags are generated."""
+    return tuple(f.name for f in dataclasses.fields(ServeSettings) if "help" in f.metadata)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -490,8 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--port", type=int, help="TCP port (default: 8000)")
     _flag(p, "--workers", type=int, default=1, help="processes, each with its own model")
     _flag(p, "--backend", default="torch", choices=BACKENDS, help="inference engine")
-    _flag(p, "--api-key", help="require this key (X-API-Key or Bearer); "
-                               "default: $SENTITUNE_API_KEY if set")
+    _flag(p, "--api-key", help="require this key (X-API-Key or Bearer); default: "
+                               "$SENTITUNE_API_KEY if set. Any user of this machine sees a key "
+                               "given here in `ps`: prefer the variable or --api-key-file")
+    _flag(p, "--api-key-file", metavar="PATH",
+          help="require the key written on this file's first line (kept out of `ps`)")
     _flag(p, "--max-batch-size", type=int,
           help="most texts grouped into one forward pass (default: 32)")
     _flag(p, "--max-wait-ms", type=float,
@@ -507,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--review-truncated", action=argparse.BooleanOptionalAction, default=None,
           help="send every text cut to max length to review (default: the run's decision)")
     _long_text_flags(p)
+    _add_config_flags(p, ("serve",), skip=tuple(
+        f.name for f in dataclasses.fields(ServeSettings) if f.name not in _serve_flag_settings()))
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")

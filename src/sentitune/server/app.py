@@ -4,7 +4,7 @@
     POST /predict/batch  {"texts": ["...", ...]}  -> {"predictions": [...]}, input order
     GET  /health         liveness (always open)     GET /ready    model warmed up
     GET  /info           model + serving settings   GET /metrics  Prometheus text format
-    GET  /               the web page               GET /docs     OpenAPI UI
+    GET  /               the web page               GET /docs     OpenAPI UI (`docs`)
     /v2/...              the Open Inference Protocol (KServe v2): see `server/oip.py`
 
 The model is called from one worker thread only (`Classifier.predict` wants its calls
@@ -14,11 +14,14 @@ requests are grouped into one `predict` call; see `MicroBatcher` for when a batc
 Bad input is always a 4xx with `{"detail": ...}`, never a 5xx:
     400  body is not JSON (or not UTF-8)
     401  API key missing or wrong (when one is set), checked before the body is read
+    405  a known path asked with another method (with an Allow header)
+    408  a request not received within `header_timeout_s` / `request_timeout_s`
     413  body over `max_body_bytes`, checked before parsing
-    415  a content type other than JSON
+    415  a content type other than JSON (none at all is read as JSON)
     422  wrong shape or types; a text empty, only whitespace, not valid Unicode, or over
          `max_text_chars`; no texts, or more than `max_texts_per_request`. Per-field limits
          are 422 rather than 413 so the answer can point at the offending field (`loc`).
+    431  request line and headers over `max_header_bytes` (`limits`), before parsing
 Texts longer than the model's `max_length` tokens are truncated (as the run's `truncation`
 says), not refused, and the prediction says `"truncated": true`; with `long_text="chunk"`
 every window is scored instead and the prediction says how many (`windows`). A request the
@@ -31,7 +34,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,10 +50,12 @@ from sentitune.inference.classifier import Classifier
 from sentitune.inference.ensemble import load_classifier
 from sentitune.schema import Prediction
 from sentitune.server.batching import MicroBatcher, ModelWorker, Overloaded
+from sentitune.server.docs import mount_docs
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
+from sentitune.server.limits import uvicorn_options
 from sentitune.server.metrics import ServeMetrics
 from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
-from sentitune.server.settings import ServeSettings
+from sentitune.server.settings import ServeSettings, read_api_key_file
 
 # Carries the run directory and settings to `uvicorn --workers` processes, which import
 # the app by name and so cannot be handed Python objects.
@@ -227,7 +232,13 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         title="sentitune",
         summary=f"Sentiment classifier: {', '.join(classifier.labels)} ({classifier.task})",
         lifespan=lifespan,
+        # A body without a content type is read as JSON, as Triton's client sends it; a
+        # type that is not JSON is refused (415) by `RequestGate`.
+        strict_content_type=False,
+        # Served by `mount_docs`: from local assets, and behind the API key.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
+    app.state.settings = settings  # for `serve_in_thread`'s connection limits
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Overloaded, _overloaded)
     PredictRequest, BatchRequest = request_models(settings)
@@ -299,6 +310,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None) ->
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
 
     oip.mount(app, classifier, settings, dispatch, metrics, protected, lambda: state["ready"])
+    mount_docs(app, settings.api_key)
 
     for name, media_type in _ASSETS.items():
         app.add_api_route(
@@ -338,22 +350,28 @@ def serve(
     settings: ServeSettings | None = None,
     long_text: str | None = None,
     stride: int | None = None,
+    api_key_file: str | Path | None = None,
     **options: Any,
 ) -> None:
     """Serve a run until interrupted. `options` are ServeSettings fields (host, port,
     api_key, max_batch_size, max_wait_ms, micro_batching, review_threshold, ...), or
-    give a whole `settings`. Several workers each load their own model copy. `long_text`
-    and `stride` replace the run's long-text settings. Several run directories are served
-    as one ensemble (`sentitune.inference.ensemble`)."""
+    give a whole `settings`; `api_key_file` holds the key on its first line. Several
+    workers each load their own model copy. `long_text` and `stride` replace the run's
+    long-text settings. Several run directories are served as one ensemble
+    (`sentitune.inference.ensemble`)."""
     import uvicorn
 
     settings = settings or ServeSettings(**options)
+    if api_key_file is not None:
+        if options.get("api_key") is not None:
+            raise SentituneError("give the API key once: --api-key or --api-key-file")
+        settings = replace(settings, api_key=read_api_key_file(api_key_file))
     if workers < 1:
         raise SentituneError("--workers must be at least 1")
     if workers == 1:
         app = create_app(load_classifier(run_dir, backend=backend, long_text=long_text,
                                          stride=stride), settings)
-        uvicorn.run(app, host=settings.host, port=settings.port)
+        uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
         return
     # Fail here, once, rather than in every worker uvicorn would keep restarting.
     load_classifier(run_dir, backend=backend, device="cpu", long_text=long_text,
@@ -375,6 +393,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=workers,
+        **uvicorn_options(settings),
     )
 
 
@@ -395,8 +414,9 @@ def worker_app() -> FastAPI:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run `app` with uvicorn in a background thread; yields its base URL.
 
-    For tests and notebooks. Port 0 picks a free port; the socket is bound here first,
-    so the URL is known before the server starts and no other process can take it.
+    For tests and notebooks; the connection limits are those of the app's settings. Port
+    0 picks a free port; the socket is bound here first, so the URL is known before the
+    server starts and no other process can take it.
     """
     import socket
     import threading
@@ -406,7 +426,8 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           **uvicorn_options(app.state.settings)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -39,16 +39,30 @@ def error_body(path: str, message: str) -> dict[str, str]:
     return {"error" if path.startswith(OIP_PREFIX + "/") else "detail": message}
 
 
-def _is_json(content_type: bytes) -> bool:
-    media_type = content_type.decode("latin-1").split(";")[0].strip().lower()
+def _media_type(content_type: bytes) -> str:
+    return content_type.decode("latin-1").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
     kind, _, subtype = media_type.partition("/")
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
+def body_types(route: APIRoute) -> tuple[str, ...] | None:
+    """The media types a route's body may have besides JSON (those its OpenAPI request
+    body lists, e.g. the binary tensor extension's); None for a route without a body."""
+    declared = (route.openapi_extra or {}).get("requestBody", {}).get("content")
+    if declared:
+        return tuple(media for media in declared if not _is_json(media))
+    return () if route.body_field is not None else None
+
+
 class RequestGate:
     """401 for a protected route without the right key, then 415 for a body that is not
-    JSON, both before the body is read. A request without a content type is taken as
-    JSON (as FastAPI does); `protected` says which routes need the key."""
+    JSON (or another type its route lists), both before the body is read. A body without a
+    content type is read as JSON on every route (`create_app` turns FastAPI's strict
+    content type off): that is what Triton's client sends. `protected` says which routes
+    need the key."""
 
     def __init__(self, app: ASGIApp, api_key: str | None,
                  protected: Callable[[APIRoute], bool]) -> None:
@@ -67,12 +81,14 @@ class RequestGate:
                     error_body(scope["path"], "missing or wrong API key: send it as X-API-Key "
                                               "or Authorization: Bearer"),
                     status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            elif route.body_field is not None and b"content-type" in headers and not _is_json(
-                    headers[b"content-type"]):
+            elif (others := body_types(route)) is not None and b"content-type" in headers and (
+                    media_type := _media_type(headers[b"content-type"])) not in others and (
+                    not _is_json(media_type)):
                 shown = headers[b"content-type"].decode("latin-1")[:100]
                 refusal = JSONResponse(
-                    error_body(scope["path"], f"the body must be application/json, not "
-                                              f"'{shown}'"),
+                    error_body(scope["path"], f"the body must be "
+                                              f"{' or '.join(('application/json', *others))}, "
+                                              f"not '{shown}'"),
                     status_code=415)
             if refusal is not None:
                 await refusal(scope, receive, send)

@@ -42,6 +42,10 @@ class ServingInfo(BaseModel):
     max_texts_per_request: int
     max_text_chars: int
     max_body_bytes: int
+    max_header_bytes: int
+    keep_alive_s: float
+    header_timeout_s: float
+    request_timeout_s: float
     review_threshold: float = Field(description="the threshold in use (setting or run's)")
     review_truncated: bool = Field(description="truncated texts always need review")
     api_key_required: bool

@@ -11,7 +11,9 @@
 
 NAME is the run directory's own name (`model_names`), also in GET /info as `oip_model`;
 each model route also answers under /v2/models/NAME/versions/1 (a run is one version). An
-unknown NAME gets the protocol's 404, naming the model served and where it is listed.
+unknown NAME gets the protocol's 404, naming the model served and where it is listed (with
+an API key set, only a caller with the key gets that far: 401 first); a known route asked
+with another method gets 405 and an Allow header.
 The input is one BYTES tensor named `text` (any shape; its elements are the texts), as
 JSON data or in the binary tensor extension (what `tritonclient` sends by default).
 Outputs, in input order, as JSON data or binary, as the request asks:
@@ -24,8 +26,10 @@ Outputs, in input order, as JSON data or binary, as the request asks:
 
 A request may name the outputs it wants. Texts go through the same micro-batcher, limits,
 API key and Prometheus counters as `/predict`. Errors are `{"error": "..."}` with a 4xx:
-400 malformed request, 401 API key, 404 unknown model, 413 body too large, 422 a text empty,
-too long, or too many texts.
+400 malformed request, 401 API key, 404 unknown model, 405 wrong method, 413 body too large,
+415 a content type other than JSON (or, for the binary extension, application/octet-stream;
+none at all is read as JSON, as tritonclient sends it), 422 a text empty, too long, or too
+many texts. The OpenAPI schema states all of it (`oip_schema`).
 """
 
 from __future__ import annotations
@@ -43,22 +47,30 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
 
 from sentitune import __version__
 from sentitune.inference.classifier import Classifier
 from sentitune.server.metrics import ServeMetrics
+from sentitune.server.oip_schema import (
+    HEADER_LENGTH,
+    errors,
+    infer_openapi,
+    infer_responses,
+    repository_index_openapi,
+)
 from sentitune.server.settings import ServeSettings
 
 PREFIX = "/v2"
 INPUT_NAME = "text"
 VERSION = "1"  # a run directory is one model version
-HEADER_LENGTH = "Inference-Header-Content-Length"  # the binary tensor extension's header
 
 
 class OipError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 class _ErrorShapeRoute(APIRoute):
@@ -71,7 +83,8 @@ class _ErrorShapeRoute(APIRoute):
             try:
                 return await handler(request)
             except OipError as exc:
-                return JSONResponse({"error": str(exc)}, status_code=exc.status)
+                return JSONResponse({"error": str(exc)}, status_code=exc.status,
+                                    headers=exc.headers)
             except HTTPException as exc:
                 return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
                                     headers=exc.headers)
@@ -128,7 +141,9 @@ def _bytes_elements(raw: bytes) -> list[bytes]:
 def _parse(body: bytes, header_length: str | None) -> tuple[_InferRequest, bytes]:
     """The JSON part of an infer request and the binary data after it (if any)."""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        # isdigit alone also passes "²", which int() refuses: ASCII digits only.
+        if not (header_length.isascii() and header_length.isdigit()) or int(
+                header_length) > len(body):
             raise OipError(400, f"{HEADER_LENGTH} must be the length of the JSON part of "
                                 f"the body, got '{header_length}'")
         body, binary = body[:int(header_length)], body[int(header_length):]
@@ -185,6 +200,14 @@ def _texts(request: _InferRequest, binary: bytes, settings: ServeSettings) -> li
     return texts
 
 
+def _switch(parameters: dict[str, Any], name: str, default: bool) -> bool:
+    """A true/false request parameter (`binary_data_output`, `binary_data`)."""
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise OipError(400, f"parameter {name} must be true or false, not {value!r}"[:200])
+    return value
+
+
 def _outputs(classifier: Classifier) -> list[dict[str, Any]]:
     """Output tensors' metadata; -1 is the number of texts."""
     label = "labels" if classifier.task == "multilabel" else "label"
@@ -211,6 +234,13 @@ def _output_data(name: str, predictions: list[dict[str, Any]], labels: list[str]
     if name == "probabilities":
         return [p["probabilities"][label] for p in predictions for label in labels]
     return [p[name] for p in predictions]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the routes whose path is this request's (none: an unknown path)."""
+    return sorted({method for route in request.app.routes if isinstance(route, APIRoute)
+                   and route.matches(request.scope)[0] is Match.PARTIAL
+                   for method in route.methods})
 
 
 def model_names(classifier: Classifier) -> list[str]:
@@ -280,18 +310,19 @@ def mount(
         """Liveness: the process answers."""
         return {"live": True}
 
-    @route("/health/ready")
+    @route("/health/ready", responses=errors(503))
     async def ready() -> JSONResponse:
         """Readiness: the model has answered its warm-up call (503 before)."""
         return JSONResponse({"ready": is_ready()}, status_code=200 if is_ready() else 503)
 
-    @route("/models", dependencies=protected)
+    @route("/models", dependencies=protected, responses=errors(401))
     async def models() -> dict[str, list[dict[str, str]]]:
         """The served model (one): its name, version and state, as the repository index
         lists it."""
         return {"models": [index_entry()]}
 
-    @route("/repository/index", ("POST",), dependencies=protected)
+    @route("/repository/index", ("POST",), dependencies=protected,
+           responses=errors(400, 401, 413, 415), openapi_extra=repository_index_openapi())
     async def repository_index(request: Request) -> list[dict[str, str]]:
         """Triton's repository index: the served model, its version and state. A body
         `{"ready": true}` lists only ready models."""
@@ -304,13 +335,18 @@ def mount(
             raise OipError(400, 'a repository index request is empty or {"ready": true|false}')
         return [] if options.get("ready") and not is_ready() else [index_entry()]
 
-    @route(f"{model}/ready")
+    ready_errors = errors(503)
+    metadata_errors = errors(401)
+    infer_errors = infer_responses()
+    infer_body = infer_openapi(settings, INPUT_NAME, output_names)
+
+    @route(f"{model}/ready", responses=ready_errors)
     async def model_ready() -> JSONResponse:
         """The served model's readiness (503 before its warm-up call)."""
         return JSONResponse({"name": name, "ready": is_ready()},
                             status_code=200 if is_ready() else 503)
 
-    @route(model, dependencies=protected)
+    @route(model, dependencies=protected, responses=metadata_errors)
     async def model_metadata() -> dict[str, Any]:
         """Input and output tensors, and the labels in the order of `probabilities`."""
         return {
@@ -322,13 +358,14 @@ def mount(
             "parameters": {"task": classifier.task, "labels": classifier.labels},
         }
 
-    @route(f"{model}/infer", ("POST",), dependencies=protected)
+    @route(f"{model}/infer", ("POST",), dependencies=protected, responses=infer_errors,
+           openapi_extra=infer_body)
     async def infer(request: Request) -> Response:
         """Classify the texts of the BYTES input `text`."""
         parsed, binary = _parse(await request.body(), request.headers.get(HEADER_LENGTH))
         # Each output as JSON data, or binary when asked for (per output, or for all).
-        all_binary = parsed.parameters.get("binary_data_output") is True
-        wanted = ({output.name: output.parameters.get("binary_data", all_binary) is True
+        all_binary = _switch(parsed.parameters, "binary_data_output", False)
+        wanted = ({output.name: _switch(output.parameters, "binary_data", all_binary)
                    for output in parsed.outputs} if parsed.outputs
                   else dict.fromkeys(output_names, all_binary))
         unknown = [output for output in wanted if output not in output_names]
@@ -364,13 +401,21 @@ def mount(
     for alias in names:
         for base in ([f"/models/{alias}"] if alias != name else []) + [
                 f"/models/{alias}/versions/{VERSION}"]:
-            route(f"{base}/ready")(model_ready)
-            route(base, dependencies=protected)(model_metadata)
-            route(f"{base}/infer", ("POST",), dependencies=protected)(infer)
+            route(f"{base}/ready", responses=ready_errors)(model_ready)
+            route(base, dependencies=protected, responses=metadata_errors)(model_metadata)
+            route(f"{base}/infer", ("POST",), dependencies=protected, responses=infer_errors,
+                  openapi_extra=infer_body)(infer)
 
-    # Any other model, version or route under it: the protocol's 404, not FastAPI's.
-    @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False)
-    async def unknown_model(other: str, rest: str) -> None:
+    # Any other model, version or route under it: the protocol's 404, not FastAPI's; a
+    # known route asked with another method: 405. Behind the key, so that only a caller
+    # who may use the model hears its name.
+    @route("/models/{other}{rest:path}", ("GET", "POST"), include_in_schema=False,
+           dependencies=protected)
+    async def unknown_model(request: Request, other: str, rest: str) -> None:
+        allowed = _allowed_methods(request)
+        if allowed:
+            raise OipError(405, f"{request.method} is not allowed here; use "
+                                f"{', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
         if other not in names:
             raise OipError(404, f"unknown model '{other}'; this server serves '{name}' "
                                 f"({where})")

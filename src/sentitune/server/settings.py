@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sentitune.errors import SentituneError
 
@@ -12,6 +13,22 @@ API_KEY_ENV = "SENTITUNE_API_KEY"
 
 def _api_key_from_env() -> str | None:
     return os.environ.get(API_KEY_ENV) or None
+
+
+def read_api_key_file(path: str | Path) -> str:
+    """The API key on the first line of a file (`serve --api-key-file`): unlike a key given
+    as `--api-key`, it does not show in `ps` or the shell's history."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+        raise SentituneError(f"cannot read the API key file {path}: {reason}; give a "
+                             "readable file with the key on its first line") from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise SentituneError(f"the API key file {path} has no key on its first line; write "
+                             "the key there")
+    return key
 
 
 @dataclass(frozen=True)
@@ -34,12 +51,28 @@ class ServeSettings:
     micro_batching: bool = True
     review_threshold: float | None = None  # None: the run's own threshold
     review_truncated: bool | None = None  # None: the run's own decision
+    # Connection limits (`server/limits.py`), with help: they generate `serve`'s flags.
+    max_header_bytes: int = field(default=64 * 1024, metadata={"help": (
+        "Most bytes of a request's line and headers; more is refused with 431 before it is "
+        "all read.")})
+    keep_alive_s: float = field(default=5.0, metadata={"help": (
+        "Seconds a connection may sit idle, before its first request or between requests, "
+        "before it is closed.")})
+    header_timeout_s: float = field(default=10.0, metadata={"help": (
+        "Seconds a client has to send a request's line and headers from its first byte; a "
+        "slower one gets 408 and is disconnected.")})
+    request_timeout_s: float = field(default=60.0, metadata={"help": (
+        "Seconds a client has to send a whole request, headers and body, from its first "
+        "byte; a slower one gets 408 and is disconnected.")})
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_texts_per_request", "max_text_chars", "max_body_bytes",
-                     "max_batch_tokens"):
+                     "max_batch_tokens", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise SentituneError(f"serve setting {name} must be at least 1")
+        for name in ("keep_alive_s", "header_timeout_s", "request_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise SentituneError(f"serve setting {name} must be positive")
         if self.max_wait_ms < 0:
             raise SentituneError("serve setting max_wait_ms must not be negative")
         if self.max_queue_ms <= 0:
