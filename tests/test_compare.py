@@ -186,7 +186,9 @@ def test_cli_compare_trains_reuses_and_refuses_other_settings(capsys, tmp_path, 
         assert (out / name).is_file()
     report = json.loads((out / "compare.json").read_text())
     assert report["variants"]["lora"]["runs"] == ["runs/lora-seed7"]
-    assert "from a single seed" in report["tradeoffs"]
+    # One tiny epoch may leave an arm unlearned: then no score comparison, else a one-seed one.
+    unlearned = any(report["variants"][m]["not_learned"] for m in ("full", "lora"))
+    assert ("No score comparison" if unlearned else "from a single seed") in report["tradeoffs"]
     # Each run trained in a fresh process, so its peak RSS increase is its own. On a model
     # this tiny, LoRA's saving (a few hundred kB of optimizer state) is below allocator noise,
     # so only "measured and carried over" is checked here; the saving itself is measured on
