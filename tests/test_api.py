@@ -40,9 +40,8 @@ def test_every_verb_is_a_function_with_the_cli_options():
             dest = action.dest
             if dest in ("help", "run_dir", "dataset_positional") or action.help == "==SUPPRESS==":
                 continue
-            renamed = {"quiet": "progress", "slice": "slices"}
-            name = renamed.get(dest, dest)
-            assert name in params or (takes_settings and (name in settings or verb == "serve")), \
+            # By the flag's own name: `quiet=`, not only the function's `progress=` (issue 27).
+            assert dest in params or (takes_settings and (dest in settings or verb == "serve")), \
                 (verb, dest)
     actions = next(a for a in commands["labels"]._actions if a.dest == "labels_command").choices
     assert set(actions) == set(LABEL_ACTIONS)
@@ -50,6 +49,13 @@ def test_every_verb_is_a_function_with_the_cli_options():
         params = inspect.signature(getattr(sentitune, function_name)).parameters
         for option in actions[action]._actions:
             assert option.dest == "help" or option.dest in params, (action, option.dest)
+
+
+def test_cli_option_names_work_in_python(tiny_run_dir):
+    quiet = sentitune.predict(tiny_run_dir, ["a superb film"], quiet=True)
+    assert quiet == sentitune.predict(tiny_run_dir, ["a superb film"], progress=False)
+    with pytest.raises(TypeError, match="quiet= or progress=, not both"):
+        sentitune.predict(tiny_run_dir, ["a superb film"], quiet=True, progress=False)
 
 
 def test_public_functions_survive_repeated_calls(tmp_path, tiny_bert, sentiment_csv):

@@ -8,7 +8,8 @@
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
 `evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `audit`,
 `explain`, `select`, `presets`; `sentitune labels add|stats|export` are `add_texts`,
-`label_stats` and `export_labels`, over a `LabelStore`);
+`label_stats` and `export_labels`, over a `LabelStore`),
+spelled as the flags are (`quiet=True` for `--quiet`; `progress=False` works too);
 `Classifier` keeps a loaded model for repeated scoring (`load_classifier` loads one run, or
 several as an `Ensemble`) and `Run` reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
@@ -57,6 +58,9 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+# The CLI verbs: each also takes the CLI's option names (sentitune.options).
+_VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare", "tune",
+          "distill", "presets")
 
 
 def __getattr__(name: str):
@@ -64,6 +68,10 @@ def __getattr__(name: str):
         import importlib
 
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        if name in _VERBS:
+            from sentitune.options import accepting_cli_names
+
+            value = accepting_cli_names(value)
         globals()[name] = value  # later look-ups skip this function
         return value
     raise AttributeError(f"module 'sentitune' has no attribute {name!r}")

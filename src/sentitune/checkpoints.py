@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 
 SESSIONS_FILE = "sessions.json"
 _STATE_FILE = "trainer_state.json"
@@ -119,8 +118,8 @@ def resumable(folder: Path) -> Path | None:
     for checkpoint in found:
         if _complete(checkpoint):
             return checkpoint
-        warnings.warn(f"removing {checkpoint.name}: it is incomplete (the process was killed "
-                      "while writing or removing it)", stacklevel=2)
+        console.warn(f"removing {checkpoint.name}: it is incomplete (the process was killed "
+                     "while writing or removing it)")
         shutil.rmtree(checkpoint, ignore_errors=True)
     return None
 

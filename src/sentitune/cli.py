@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from sentitune import __version__
+from sentitune import __version__, console
 from sentitune.config import (
     LORA_SETTINGS,
     OPTIONAL,
@@ -158,14 +160,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from sentitune.dataset.explore import data
+    from sentitune.dataset.explore import data, summary
 
     settings = _settings(args)
     settings.pop("model")  # the tokenizer to measure with, not a run setting
     if args.dataset_positional:
         settings["dataset"] = args.dataset_positional
-    result = data(config=args.config, output=args.output, model=args.model, **settings)
-    _print_json(result.report)
+    result = data(config=args.config, output=args.output, model=args.model,
+                  progress=not args.quiet, **settings)
+    print("\n".join(summary(result.report)))  # everything else is in data_report.json
     print(f"report saved to {result.output}/data_report.json and {result.output}/lengths.png")
 
 
@@ -285,7 +288,7 @@ def _serve_flag_settings() -> tuple[str, ...]:
 def cmd_export(args: argparse.Namespace) -> None:
     from sentitune.exporting.run_export import export
 
-    _print_json(export(args.run_dir, quantize=args.quantize).report)
+    _print_json(export(args.run_dir, quantize=args.quantize, progress=not args.quiet).report)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -373,9 +376,12 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_presets(_: argparse.Namespace) -> None:
-    from sentitune.config import presets  # one line naming the folder when none shipped
+    from sentitune.config import preset_purpose, presets  # an error when none shipped
 
-    print("\n".join(presets()))
+    names = presets()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {preset_purpose(name)}".rstrip())
 
 
 # ----------------------------------------------------------------- parser
@@ -411,7 +417,7 @@ def _run_writing_flags(parser) -> None:
 def _common(parser, *, quiet: bool = False, batch_size: bool = False) -> None:
     if quiet:
         _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
-              help="no progress bars")
+              help="no progress output")
     if batch_size:
         _flag(parser, "--batch-size", type=int, default=64, help="texts per forward pass")
 
@@ -444,6 +450,30 @@ def _labels_parser(commands) -> None:
     p.set_defaults(func=cmd_labels)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations (`--epoch` is no `--epochs`), and a mistake is one `error:` line with
+    a "did you mean", not the usage: the same shape as every other user error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            known = [o for action in self._actions for o in action.option_strings]
+            close = [m for f in flags for m in difflib.get_close_matches(f.split("=")[0],
+                                                                          known, n=1)]
+            if close:
+                hint = f"; did you mean {' or '.join(close)}?"
+        elif (wrong := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)):
+            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        print(f"error: {message}{hint} (`{self.prog} --help` lists the options)",
+              file=sys.stderr)
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Names only: building the parser must not import torch (the ONNX paths never do).
     from sentitune.inference.backends import BACKENDS
@@ -452,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sentitune.run import QUANTIZE_CHOICES
     from sentitune.selection import STRATEGIES
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentitune",
         description="Fine-tune transformers into sentiment classifiers and put them to work.")
     parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
@@ -473,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--output", help="folder for data_report.json and lengths.png "
                               "(default: runs/data-DATA)")
     _flag(p, "--model", default="minilm", help="tokenizer to measure lengths with")
+    _common(p, quiet=True)
     _add_config_flags(p, ("data",))
     p.set_defaults(func=cmd_data)
 
@@ -484,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(p, "--split", choices=SPLITS,
           help="split to score (default: test if the data has one, else the run's own "
                "validation rows; never its training rows unless asked)")
-    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
+    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT, or "
+                              "RUN_DIR/eval-DATA for a plain file)")
     _flag(p, "--text-column", help="text column of --data (default: guessed)")
     _flag(p, "--label-column", help="label column of --data (default: guessed)")
     _common(p, batch_size=True)
@@ -600,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
+    _common(p, quiet=True)
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("compare", help="models and methods (full fine-tuning, LoRA) under "
@@ -678,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p, ("audit",))
     p.set_defaults(func=cmd_audit)
 
-    p = commands.add_parser("presets", help="list the YAML presets")
+    p = commands.add_parser("presets", help="list the YAML presets and what each is for")
     p.set_defaults(func=cmd_presets)
     return parser
 
@@ -716,9 +749,12 @@ def _show_warning(message, *_args, **_kwargs) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
-        with warnings.catch_warnings():
+        args = parse(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a mistake already explained
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with warnings.catch_warnings(), console.cli_spelling():
             # Each warning once, as one line on stderr; library deprecations are not the
             # user's business.
             warnings.simplefilter("default")

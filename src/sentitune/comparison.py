@@ -27,7 +27,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt  # sentitune.plots selects the file-only Agg backend
 import numpy as np
 
-from sentitune import files
+from sentitune import console, files
 from sentitune.config import (
     DEFAULT_LEARNING_RATES,
     LORA_SETTINGS,
@@ -39,6 +39,7 @@ from sentitune.config import (
     validate,
 )
 from sentitune.errors import SentituneError
+from sentitune.metrics import learning_problem
 from sentitune.model import check_classifier_model, model_label
 from sentitune.plots import save_figure
 from sentitune.run import INT8_NAME, ONNX_NAME, Run
@@ -265,16 +266,19 @@ def _train_isolated(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, nothing inherited
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(_train_metrics, config, run_dir, overwrite).result()
+        return pool.submit(_train_metrics, config, run_dir, overwrite,
+                           console.spelling_is_cli()).result()
 
 
-def _train_metrics(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
+def _train_metrics(config: RunConfig, run_dir: Path, overwrite: bool, cli: bool) -> dict:
+    import contextlib
     import warnings
 
     from sentitune.training import train
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations, as the CLI
-    return train(config, run_dir, overwrite=overwrite, progress=False).metrics
+    with console.cli_spelling() if cli else contextlib.nullcontext():  # as the parent spoke
+        return train(config, run_dir, overwrite=overwrite, progress=False).metrics
 
 
 def _say(progress: bool, message: str) -> None:
@@ -472,7 +476,12 @@ def _summarise(group: list[_Run], latency: dict[tuple[Path, str], dict[int, floa
         "train_runtime_s": _stats([run.metrics["train_runtime_s"] for run in group]),
         "train_samples_per_s": _stats([run.metrics["train_samples_per_s"] for run in group]),
         "val_accuracy": _stats([run.metrics["validation"]["accuracy"] for run in group]),
-        "val_f1": _stats([run.metrics["validation"]["f1"] for run in group]),
+        # The runs' own selection metric (f1_macro by default), not the positive class's F1.
+        "val_metric": (metric := first.metrics["selection_metric"]),
+        "val_score": _stats([run.metrics["validation"][metric] for run in group]),
+        # Seeds whose model learned nothing from the texts (metrics.learning_problem).
+        "not_learned": [problem for run in group if (problem := learning_problem(
+            run.metrics["validation"], run.run.task, run.run.labels)) is not None],
         "best_epoch": [run.metrics["best_epoch"] for run in group],
         "checkpoint": f"{checkpoint}/",
         "checkpoint_mb": round(_weights_mb(first.path / checkpoint), 3),
@@ -570,7 +579,7 @@ def summary_table(report: dict) -> list[str]:
     memory = _memory_kind(report)
     lines = [
         f"| compared | learning rate | trainable params | total params | {memory} (MB) | "
-        "train time (s) | samples/s | val accuracy | val F1 | checkpoint (MB) | "
+        f"train time (s) | samples/s | val accuracy | val {_metric(report)} | checkpoint (MB) | "
         "ms/text, batch 1 | ms/text, batch 32 | texts/s, batch 32 | architecture |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -583,10 +592,14 @@ def summary_table(report: dict) -> list[str]:
             f"({m['trainable_pct']:.2f}%) | {m['total_params']:,} | "
             f"{_pm(m['peak_memory_mb'], 0)} | {_pm(m['train_runtime_s'], 1)} | "
             f"{_pm(m['train_samples_per_s'], 1)} | {_pm(m['val_accuracy'], 4)} | "
-            f"{_pm(m['val_f1'], 4)} | {m['checkpoint_mb']:.2f} ({m['checkpoint']}) | "
+            f"{_pm(m['val_score'], 4)} | {m['checkpoint_mb']:.2f} ({m['checkpoint']}) | "
             f"{_pm(latency['batch_1'], 2)} | {_pm(latency['batch_32'], 2)} | {speeds} | "
             f"{m['model_type']} |")
     return lines
+
+
+def _metric(report: dict) -> str:
+    return next(iter(report["variants"].values()))["val_metric"]
 
 
 def tradeoffs(report: dict) -> str:
@@ -628,7 +641,7 @@ def _method_sentences(m: dict, base: dict) -> list[str]:
         _ratio_sentence("Peak training memory", m["peak_memory_mb"]["mean"],
                         base["peak_memory_mb"]["mean"], "MB", label, base_label),
         sentence + ".",
-        _accuracy_sentence(m["val_accuracy"], base["val_accuracy"]),
+        _score_sentence(m, base, label, base_label),
         f"Stored per task: {m['checkpoint_mb']:.2f} MB ({m['checkpoint']}) against "
         f"{base['checkpoint_mb']:.2f} MB ({base['checkpoint']}).",
         _latency_sentence(m, base),
@@ -647,7 +660,7 @@ def _model_sentences(name: str, m: dict, base_name: str, base: dict) -> list[str
         f"{base['train_samples_per_s']['mean']:.1f} ({speed:.2f}x).",
         _ratio_sentence("Peak training memory", m["peak_memory_mb"]["mean"],
                         base["peak_memory_mb"]["mean"], "MB", name, base_name),
-        _accuracy_sentence(m["val_accuracy"], base["val_accuracy"]),
+        _score_sentence(m, base, name, base_name),
     ]
     shared = [b for b in _texts_per_s(m) if b in _texts_per_s(base)]
     speeds = [f"{b} {_texts_per_s(m)[b]['mean']:.0f} against {_texts_per_s(base)[b]['mean']:.0f} "
@@ -676,9 +689,21 @@ def _ratio_sentence(what: str, value: float, reference: float, unit: str, label:
             f"{base_label} ({value / reference:.2f}x).")
 
 
-def _accuracy_sentence(stats: dict, base: dict) -> str:
+def _score_sentence(m: dict, base: dict, label: str, base_label: str) -> str:
+    """The validation comparison; none between models that learned nothing, whose equal
+    scores (two arms answering one class everywhere) would read as a tie."""
+    failed = [f"{name} has not learned in {len(v['not_learned'])} of {len(v['seeds'])} "
+              f"seeds ({v['not_learned'][0]})"
+              for name, v in ((label, m), (base_label, base)) if v["not_learned"]]
+    if not failed:
+        return _accuracy_sentence(m["val_score"], base["val_score"], m["val_metric"])
+    return (f"No score comparison: {'; '.join(failed)}; retrain with another learning rate "
+            "before comparing.")
+
+
+def _accuracy_sentence(stats: dict, base: dict, metric: str = "accuracy") -> str:
     diff = 100 * (stats["mean"] - base["mean"])
-    text = (f"Validation accuracy was {stats['mean']:.2%} against {base['mean']:.2%} "
+    text = (f"Validation {metric} was {stats['mean']:.2%} against {base['mean']:.2%} "
             f"({diff:+.1f} points")
     if stats["n"] < 2 or base["n"] < 2:
         return text + ") from a single seed, so the seed-to-seed spread is unknown."
@@ -804,7 +829,7 @@ def plot_comparison(report: dict, runs: Sequence[_Run], path: Path) -> Path:
                        [latency[f"batch_{s}"]["mean"] for s in LATENCY_BATCH_SIZES], width,
                        yerr=[latency[f"batch_{s}"]["std"] for s in LATENCY_BATCH_SIZES],
                        color=colors[name], label=name, capsize=4)
-        scores = [variants[name][k] for k in ("val_accuracy", "val_f1")]
+        scores = [variants[name][k] for k in ("val_accuracy", "val_score")]
         axes[1, 1].bar(np.arange(2) + offset, [s["mean"] for s in scores], width,
                        yerr=[s["std"] for s in scores], color=colors[name], label=name,
                        capsize=4)
@@ -813,9 +838,9 @@ def plot_comparison(report: dict, runs: Sequence[_Run], path: Path) -> Path:
     axes[1, 0].set(title="Inference latency, torch (merged model)", ylabel="ms per text",
                    xticks=range(len(LATENCY_BATCH_SIZES)),
                    xticklabels=[f"batch {s}" for s in LATENCY_BATCH_SIZES])
-    lowest = min(variants[n][k]["mean"] for n in names for k in ("val_accuracy", "val_f1"))
+    lowest = min(variants[n][k]["mean"] for n in names for k in ("val_accuracy", "val_score"))
     axes[1, 1].set(title="Validation (mean ± std over seeds)", xticks=[0, 1],
-                   xticklabels=["accuracy", "F1"], ylim=(max(0.0, lowest - 0.1), 1.0))
+                   xticklabels=["accuracy", _metric(report)], ylim=(max(0.0, lowest - 0.1), 1.0))
     for ax in (axes[0, 3], axes[1, 0], axes[1, 1]):
         ax.legend(fontsize="small")
     for key, ax, title in (("val_loss", axes[1, 2], "Validation loss"),

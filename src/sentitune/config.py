@@ -279,6 +279,12 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def preset_purpose(name: str) -> str:
+    """A shipped preset's one-line purpose: the first line of its leading comment."""
+    first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").split("\n", 1)[0]
+    return first.removeprefix("#").strip() if first.startswith("#") else ""
+
+
 def load_preset(name_or_path: str) -> RunConfig:
     """Read a preset by name (sentitune/presets/NAME.yaml) or a YAML file, e.g. a run's
     config.yaml."""

@@ -7,14 +7,13 @@ inference agrees with them, a warning when the model has not learned, and the de
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
+from sentitune import console
 from sentitune.config import TrainingConfig
 from sentitune.decision import CARDINALITY_FACTOR, Decision, fit_label_thresholds
 from sentitune.hardware import BF16_AGREEMENT_ROWS
-from sentitune.metrics import agreement, probabilities
+from sentitune.metrics import agreement, learning_problem, probabilities
 
 
 def validation_logits(model, dataset, tokenizer, batch_size: int, *,
@@ -68,36 +67,22 @@ def bf16_agreement(model, val_set, tokenizer, batch_size: int, fp32_probs: np.nd
     return report
 
 
-# A run whose validation answers are this much one class, or whose accuracy is within this
-# of always answering the commonest class, has not learned: a wrong learning rate, mostly.
-ONE_CLASS_SHARE = 0.95
-CHANCE_MARGIN = 0.02
-
-
 def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
                          settings: TrainingConfig) -> None:
-    if task == "multilabel":
+    problem = learning_problem(validation, task, labels)
+    if problem is not None:
+        console.warn(f"{problem}; it has not learned at learning rate "
+                     f"{settings.learning_rate:g} with {console.option('method', settings.method)}"
+                     f": try another {console.option('learning_rate')}, more "
+                     f"{console.option('epochs')} or more data")
+    elif task == "multilabel":
         true, predicted = validation["label_cardinality_true"], validation[
             "label_cardinality_pred"]
         if not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
-            warnings.warn(f"validation answers carry {predicted:.2f} labels on average against "
-                          f"{true:.2f} in truth: the decision thresholds do not fit this data "
-                          "(more validation rows, --class-weights auto or another "
-                          "--learning-rate may help)", stacklevel=4)
-        return
-    matrix = np.asarray(validation["confusion_matrix"])
-    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
-    top = int(predicted.argmax())
-    if predicted[top] >= ONE_CLASS_SHARE:
-        problem = f"predicts '{labels[top]}' for {predicted[top]:.0%} of validation rows"
-    elif validation["accuracy"] <= true.max() + CHANCE_MARGIN:
-        problem = (f"is at chance: validation accuracy {validation['accuracy']:.3f} vs "
-                   f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
-    else:
-        return
-    warnings.warn(f"the model {problem}; it has not learned at learning rate "
-                  f"{settings.learning_rate:g} with --method {settings.method}: try another "
-                  "--learning-rate, more --epochs or more data", stacklevel=4)
+            console.warn(f"validation answers carry {predicted:.2f} labels on average against "
+                         f"{true:.2f} in truth: the decision thresholds do not fit this data "
+                         f"(more validation rows, {console.option('class_weights', 'auto')} "
+                         f"or another {console.option('learning_rate')} may help)")
 
 
 def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,

@@ -35,14 +35,13 @@ import os
 import shutil
 import socket
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sentitune import files
+from sentitune import console, files
 from sentitune.config import (
     SECTIONS,
     TASKS,
@@ -65,6 +64,9 @@ TRACKING_FILE = "tracking.json"
 # The small files that describe a run (not its weights), e.g. for an experiment tracker.
 RECORD_FILES = ("config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
                 "curves.png", "README.md")
+# In an unfinished run's checkpoints/, when `sentitune train` did not start it: the command
+# that resumes it (publishing removes checkpoints/ and it).
+RESUME_COMMAND = "resume-command.txt"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
 
 
@@ -89,9 +91,11 @@ class Run:
         """A finished run; a SentituneError says what is missing or damaged."""
         path = Path(path)
         if path.name.endswith(".partial"):
-            raise SentituneError(
-                f"{path} is an unfinished run; resume it with `sentitune train --resume "
-                f"--output {path.with_name(path.name.removesuffix('.partial'))}`")
+            hint = path / "checkpoints" / RESUME_COMMAND  # by the verb that started it
+            command = (hint.read_text(encoding="utf-8").strip() if hint.is_file() else
+                       "sentitune train --resume --output "
+                       f"{path.with_name(path.name.removesuffix('.partial'))}")
+            raise SentituneError(f"{path} is an unfinished run; resume it with `{command}`")
         if not path.is_dir():
             raise SentituneError(f"{path} is not a directory; give a run made by "
                                  "`sentitune train`")
@@ -302,8 +306,13 @@ class Run:
 
         if "_splits" in self.__dict__:
             return self.__dict__["_splits"]
+        from sentitune.dataset.sources import data_dir
+
         config = self.config
-        splits = load_splits(config.data, config.training.seed)
+        # The folder its data was read from, when $SENTITUNE_DATA_DIR no longer says.
+        remembered = (self.facts.get("data_notes") or {}).get("data_dir")
+        root = Path(remembered) if remembered and data_dir() is None else None
+        splits = load_splits(config.data, config.training.seed, root)
         saved = self.facts.get("data_fingerprint")
         if saved and splits.fingerprint() != saved:
             raise SentituneError(
@@ -378,9 +387,9 @@ def check_resume(output: str | Path, config: RunConfig) -> None:
                              f"{', '.join(changed)}; resume with its settings, or train "
                              "afresh without --resume (--overwrite if needed)")
     if now["epochs"] != before["epochs"]:
-        warnings.warn(f"resuming with --epochs {now['epochs']:g} (was {before['epochs']:g}): "
-                      "the learning rate schedule changes from here on, so the weights will "
-                      "differ from an uninterrupted run's", stacklevel=3)
+        console.warn(f"resuming with {console.option('epochs', now['epochs'])} (was "
+                     f"{before['epochs']:g}): the learning rate schedule changes from here "
+                     "on, so the weights will differ from an uninterrupted run's")
 
 
 def _flat_settings(config: RunConfig) -> dict[str, Any]:
@@ -462,9 +471,9 @@ class RunLock:
                     # others find another lock (or none) here and look again.
                     if _read_lock(path) != other:
                         continue
-                    warnings.warn(f"taking over the lock {path} of a writer that is gone "
-                                  f"({_describe(other)}); its partial run is kept for "
-                                  "--resume", stacklevel=3)
+                    console.warn(f"taking over the lock {path} of a writer that is gone "
+                                 f"({_describe(other)}); its partial run is kept for "
+                                 f"{console.option('resume', True)}")
                     path.unlink(missing_ok=True)
                 continue
             return cls(path, holder)

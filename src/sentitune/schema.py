@@ -13,11 +13,14 @@ and of a multi-label run:
 per overlapping window of a text over max_length (their logits averaged).
 
 `score` is always the confidence that `needs_review` is judged on: the probability of
-`label` (it equals `probabilities[label]`), or for multi-label runs the distance of the
-label probability nearest its decision threshold. Probabilities and scores are rounded to
-`DIGITS` decimals. Evaluation records add `true_label` (or `true_labels`), `correct` and
-`slices`. In CSV files lists are joined with `|` and `probabilities` become one
-`p_LABEL` column per label (`flat_row`).
+`label` (it equals `probabilities[label]`), or for multi-label runs the margin of the
+least certain label decision: min over labels of |probability - that label's threshold|.
+That multi-label score is no probability: 0.001 says some label sits on its threshold (a
+coin-flip decision, so the text goes to review), whichever labels were chosen; a label can
+be the most probable and still absent from `labels` when it stays under its own threshold.
+Probabilities and scores are rounded to `DIGITS` decimals. Evaluation records add
+`true_label` (or `true_labels`), `correct` and `slices`. In CSV files lists are joined with
+`|` and `probabilities` become one `p_LABEL` column per label (`flat_row`).
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ class SingleLabelPrediction(BaseModel):
 class MultiLabelPrediction(BaseModel):
     text: str
     labels: list[str] = Field(description="every label at or over its threshold; may be empty")
-    score: float = Field(description="distance of the label probability nearest its "
-                                     "decision threshold")
+    score: float = Field(description="margin of the least certain label decision: min "
+                                     "over labels of |probability - threshold|; near 0: a "
+                                     "label on its threshold (not a probability)")
     probabilities: dict[str, float] = Field(description="every label's probability")
     needs_review: bool = Field(description="some label is too close to its threshold")
     truncated: bool = Field(description="the text was cut to the model's max_length tokens")

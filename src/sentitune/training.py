@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 from sentitune.card import model_card
 from sentitune.config import (
     LORA_SETTINGS,
@@ -34,7 +33,7 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.dataset.augment import augmented_copies
-from sentitune.dataset.splits import Splits, load_splits
+from sentitune.dataset.splits import Splits, data_problems, load_splits
 from sentitune.decision import Decision, fit_label_thresholds
 from sentitune.errors import SentituneError
 from sentitune.fitting import (
@@ -147,19 +146,17 @@ def _warn_unused_lora(settings: TrainingConfig) -> None:
         if name != "merge_lora" and getattr(settings, name) != getattr(defaults, name)
     ]
     if settings.method == "full" and changed:
-        warnings.warn(
-            f"{', '.join('--' + c.replace('_', '-') for c in changed)} ignored: "
-            "--method is full (use --method lora)", stacklevel=2,
-        )
+        console.warn(f"{', '.join(console.option(c) for c in changed)} ignored: "
+                     f"{console.option('method')} is full (use "
+                     f"{console.option('method', 'lora')})")
 
 
 def _warn_unweighted_multilabel(task: str, settings: TrainingConfig) -> None:
     if task == "multilabel" and settings.class_weights == "none":
-        warnings.warn(
+        console.warn(
             "multi-label training without class weights often learns only the frequent labels "
             "(GoEmotions on MiniLM: test macro-F1 0.08 without, 0.28 with); "
-            "add --class-weights auto", stacklevel=2,
-        )
+            f"add {console.option('class_weights', 'auto')}")
 
 
 def _history(log_history: list[dict]) -> list[dict]:
@@ -379,6 +376,8 @@ def _prepare(session: _Session, on_data: Callable[[Splits], None] | None) -> _Pr
         on_data(splits)
     if session.is_main:
         _warn_unweighted_multilabel(splits.task, settings)
+        for problem in data_problems(splits, data_config):
+            console.warn(problem)
     weights = class_weights(splits, settings.class_weights)
     tokenizer = load_tokenizer(session.config.model.model)
     set_seed(settings.seed)  # the new classification head is initialised from this seed
@@ -445,7 +444,7 @@ def _training_arguments(session: _Session, staging: Run, progress: bool):
         greater_is_better=settings.metric != "loss",
         save_total_limit=2,
         report_to=session.tracker.report_to,
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # sentitune.console prints one line per epoch instead
         ddp_timeout=distributed.timeout_s(),
         ddp_find_unused_parameters=False,  # every trainable weight is used each step
         use_cpu=not torch.cuda.is_available(),
@@ -525,11 +524,12 @@ def _trainer(session: _Session, prepared: _Prepared, staging: Run, resume: bool,
         compute_metrics=_metrics_of(splits),
         compute_loss_func=loss,
         optimizers=(build_optimizer(prepared.model, settings), None),  # the schedule: from args
-        callbacks=[*early_stopping, *saving, *callbacks],
+        callbacks=[*early_stopping, *saving, *callbacks,
+                   *([console.epoch_callback(settings.metric)] if progress and session.is_main
+                     else [])],
     )
     session.tracker.attach(trainer, staging)
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
+    trainer.remove_callback(PrinterCallback)  # no raw log dicts on stdout
     return trainer, resume_from, sessions, rss
 
 

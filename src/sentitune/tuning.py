@@ -27,7 +27,7 @@ import json
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +94,15 @@ OPT_IN = ("layer_decay", "optimizer")
 INTEGER_SETTINGS = ("epochs", "batch_size", "lora_r", "lora_alpha")
 
 
-def search_space(search: str | None, method: str) -> list[Param]:
-    """The parameters of `--search` (None: every default one of `method`)."""
+def search_space(search: str | None, method: str, fixed: Collection[str] = ()) -> list[Param]:
+    """The parameters of `--search` (None: every default one of `method` but those `fixed`:
+    a setting given explicitly, `--epochs 1`, holds in every trial)."""
     if search is None:
         names = [n for n in DEFAULT_SPACE
-                 if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN]
+                 if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN and n not in fixed]
+        if not names:
+            raise SentituneError("every searchable parameter is fixed by a flag; drop one of "
+                                 f"--{', --'.join(n.replace('_', '-') for n in fixed)}")
         return [_with_default_range(DEFAULT_SPACE[n], method) for n in names]
     items = [item.strip() for item in search.split(",") if item.strip()]
     if not items:
@@ -116,6 +120,10 @@ def search_space(search: str | None, method: str) -> list[Param]:
         if name in space:
             raise SentituneError(f"--search names '{name}' twice; give it once")
         space[name] = _parse_param(name, spec, method)
+        if name in fixed:
+            flag = "--" + name.replace("_", "-")
+            raise SentituneError(f"{flag} fixes {name}, and --search searches it; give one "
+                                 "of the two")
     return list(space.values())
 
 
@@ -218,7 +226,7 @@ def tune(
     settings = TuneConfig(trials=trials, timeout=timeout, search=search, pruning=pruning)
     _check_budget(settings)
     base = make_config(config, **overrides)
-    space = search_space(settings.search, base.training.method)
+    space = search_space(settings.search, base.training.method, fixed=overrides)
     optuna = _import_optuna()
     output = Path(output) if output is not None else default_output(base)
     output.parent.mkdir(parents=True, exist_ok=True)

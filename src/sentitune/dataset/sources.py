@@ -218,9 +218,19 @@ def is_aclimdb(path: Path) -> bool:
     return path.is_dir() and (path / "train" / "pos").is_dir()
 
 
-def _read_builtin(name: str) -> tuple[dict[str, pd.DataFrame], BuiltinDataset]:
+def local_builtin_root(name: str, root: Path | None = None) -> Path | None:
+    """The folder a built-in dataset is read from (`root`, else $SENTITUNE_DATA_DIR) when it
+    holds the dataset's files; None when it would come from the hub."""
+    root = root or data_dir()
+    if root is not None and (root / BUILTINS[name].local_files["train"]).exists():
+        return root.resolve()
+    return None
+
+
+def _read_builtin(name: str, root: Path | None = None
+                  ) -> tuple[dict[str, pd.DataFrame], BuiltinDataset]:
     spec = BUILTINS[name]
-    root = data_dir()
+    root = root or data_dir()
     if root is not None and (root / spec.local_files["train"]).exists():
         frames = {
             split: read_table(root / rel)
@@ -290,14 +300,16 @@ def available_splits(source: str) -> list[str]:
 
 
 def read_source(
-    source: str, text_column: str | None = None, label_column: str | None = None
+    source: str, text_column: str | None = None, label_column: str | None = None,
+    root: Path | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[str] | None, bool]:
-    """Raw splits of a source as frames with `text` and `label` columns.
+    """Raw splits of a source as frames with `text` and `label` columns; a built-in one
+    from `root` when given (a run's remembered data folder), else as `data_dir()` says.
 
     Returns (splits, label names if the source defines them, multilabel flag of the source).
     """
     if source in BUILTINS:
-        frames, spec = _read_builtin(source)
+        frames, spec = _read_builtin(source, root)
         labels = spec.labels
         text_column = text_column or spec.text_column
         label_column = label_column or spec.label_column

@@ -12,6 +12,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -24,7 +25,7 @@ from sentitune.dataset.labels import (
     infer_task,
     label_names_for,
 )
-from sentitune.dataset.sources import read_source
+from sentitune.dataset.sources import BUILTINS, local_builtin_root, read_source
 from sentitune.errors import SentituneError
 
 
@@ -146,9 +147,10 @@ def overlap_count(a: pd.DataFrame, b: pd.DataFrame | None) -> int:
     return 0 if b is None else len(set(a["text"]) & set(b["text"]))
 
 
-def load_splits(config: DataConfig, seed: int) -> Splits:
-    """Read, clean, label-encode and split a source as `config` asks."""
-    encoded, names, task, notes = load_encoded(config)
+def load_splits(config: DataConfig, seed: int, data_root: Path | None = None) -> Splits:
+    """Read, clean, label-encode and split a source as `config` asks (a built-in dataset
+    from `data_root` when given, else $SENTITUNE_DATA_DIR or the hub)."""
+    encoded, names, task, notes = load_encoded(config, data_root)
     train = encoded["train"]
     notes["duplicates_in_train"] = int(train["text"].duplicated().sum())
     if config.drop_duplicates:
@@ -170,16 +172,19 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     return Splits(train, validation, test, names, task, notes)
 
 
-def load_encoded(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str], str, dict]:
+def load_encoded(config: DataConfig, data_root: Path | None = None
+                 ) -> tuple[dict[str, pd.DataFrame], list[str], str, dict]:
     """Every split of a source cleaned and label-encoded, in source order (not yet split or
     sampled): (splits, label names, task, notes); the training split has two classes."""
     raw, names, multilabel_source = read_source(
-        config.dataset, config.text_column, config.label_column
+        config.dataset, config.text_column, config.label_column, data_root
     )
     if config.validation_data:
         extra, _, _ = read_source(config.validation_data, config.text_column, config.label_column)
         raw["validation"] = extra["train"]
     notes: dict = {"text_column": raw["train"].attrs.get("text_column"), "dropped_rows": {}}
+    if config.dataset in BUILTINS and (root := local_builtin_root(config.dataset, data_root)):
+        notes["data_dir"] = str(root)  # where a later export or evaluate finds it again
     cleaned = {}
     for split, frame in raw.items():
         cleaned[split], notes["dropped_rows"][split] = clean_frame(
@@ -202,6 +207,35 @@ def load_encoded(config: DataConfig) -> tuple[dict[str, pd.DataFrame], list[str]
     }
     _check_classes(encoded["train"], names, task, config.dataset)
     return encoded, names, task, notes
+
+
+def data_problems(splits: Splits, config: DataConfig) -> list[str]:
+    """What a user should hear about the data before training on it, one sentence each:
+    dropped rows, duplicates, and texts shared between splits (`splits.notes` keeps the
+    counts)."""
+    from sentitune.console import option
+
+    notes, problems = splits.notes, []
+    dropped = {split: n for split, n in notes.get("dropped_rows", {}).items() if n}
+    if dropped:
+        problems.append("rows without a text or a label were dropped: " + ", ".join(
+            f"{n:,} from {split}" for split, n in dropped.items()))
+    duplicates = notes.get("duplicates_in_train", 0)
+    if duplicates:
+        what = ("were removed" if config.drop_duplicates else
+                f"are kept ({option('drop_duplicates', True)} removes them)")
+        problems.append(f"{duplicates:,} training texts repeat an earlier one and {what}")
+    shared = notes.get("train_validation_overlap", 0)
+    if shared:
+        problems.append(
+            f"{shared:,} of {len(splits.validation):,} validation texts also appear in "
+            "training, so validation scores flatter the model; deduplicate the data "
+            f"({option('drop_duplicates', True)} does it before the hold-out) or give a separate "
+            f"{option('validation_data')}")
+    if notes.get("train_test_overlap", 0) and splits.test is not None:
+        problems.append(f"{notes['train_test_overlap']:,} of {len(splits.test):,} test texts "
+                        "also appear in training, so test scores flatter the model")
+    return problems
 
 
 def _check_classes(train: pd.DataFrame, names: list[str], task: str, source: str) -> None:

@@ -31,7 +31,6 @@ binary prediction; multi-label runs fit no temperature, so both ECE values are e
 from __future__ import annotations
 
 import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sentitune import files, schema
+from sentitune import console, files, schema
 from sentitune.calibration import expected_calibration_error, reliability_bins
 from sentitune.dataset.sources import available_splits
 from sentitune.dataset.splits import load_eval_split
@@ -216,7 +215,8 @@ def evaluate(
     _attach_explanations(classifier, mistakes[:MAX_ERRORS] + queue_head, batch_size)
 
     # Everything is computed; only writing is left.
-    name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
+    name = f"eval-{Path(data).stem.replace('.', '-')}" + ("" if split == WHOLE_FILE
+                                                          else f"-{split}")
     if output:
         out_dir = Path(output)
     elif len(members) > 1:  # not inside one member: it is none of theirs
@@ -270,10 +270,14 @@ def _warn_unshared_validation(members: list[Run]) -> None:
     """The first member's validation rows may be another member's training rows."""
     prints = {m.facts.get("data_fingerprint") for m in members}
     if len(prints) > 1:
-        warnings.warn("the ensemble's members were trained on different rows, so the first "
-                      "member's validation rows may be training rows of another: evaluate "
-                      "on a test split or a file none of them saw (--data, --split test)",
-                      stacklevel=3)
+        console.warn("the ensemble's members were trained on different rows, so the first "
+                     "member's validation rows may be training rows of another: evaluate on a "
+                     f"test split or a file none of them saw ({console.option('data')}, "
+                     f"{console.option('split', 'test')})")
+
+
+# The `split` of a plain file evaluated whole (a file has no train/validation/test of its own).
+WHOLE_FILE = "all rows"
 
 
 def evaluation_rows(run: Run, data: str | None, split: str | None,
@@ -294,15 +298,16 @@ def evaluation_rows(run: Run, data: str | None, split: str | None,
         if split == "validation":
             return run.rebuilt_splits().validation, data, split
         if split == "train":
-            warnings.warn(f"evaluating on {data} (train): these rows include the ones "
-                          f"{run.path} was trained on, so the metrics are optimistic",
-                          stacklevel=3)
+            console.warn(f"evaluating on {data} (train): these rows include the ones "
+                          f"{run.path} was trained on, so the metrics are optimistic")
         text_column = text_column or settings.text_column
         label_column = label_column or settings.label_column
     frame, split = load_eval_split(data, split, run.labels, run.task, text_column,
                                    label_column, strip_html=settings.clean_html)
     if frame.empty:
         raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
+    if not own and available_splits(data) == ["train"]:
+        split = WHOLE_FILE  # a plain file has no splits: its one "train" split is all of it
     return frame, data, split
 
 
@@ -413,9 +418,8 @@ def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
     delivered = review_stats(val_scores.review, val_scores.correct, threshold, task)
     reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12
     if not reached:
-        warnings.warn(f"no review threshold reaches accuracy {target} on the run's "
-                      "validation split; the saved threshold sends all of it to review",
-                      stacklevel=3)
+        console.warn(f"no review threshold reaches accuracy {target} on the run's "
+                      "validation split; the saved threshold sends all of it to review")
     return threshold, {"source": "target accuracy on the run's validation split",
                        "target_accuracy": target, "reached": reached,
                        **{f"validation_{key}": value for key, value in delivered.items()}}
