@@ -43,7 +43,8 @@ def test_a_bad_threshold_in_decision_json_names_the_file(capsys, tmp_path, tiny_
     decision = json.loads((run / "decision.json").read_text())
     (run / "decision.json").write_text(json.dumps(decision | {"review_threshold": float("nan")}))
     code, _, err = run_cli(capsys, "predict", str(run), "a fine film")
-    assert_one_line_error(code, err, f"{run / 'decision.json'} holds a threshold outside 0..1")
+    assert_one_line_error(code, err, f"{run / 'decision.json'} is damaged (review_threshold "
+                                    "must be a number from 0 to 1, not nan)")
     assert "--review-threshold" not in err
 
 
