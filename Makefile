@@ -13,20 +13,29 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: demo test lint install bench clean wheel-check
 
-$(BIN)/sentitune: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch first: an unpinned torch would pull several GB of CUDA packages.
-	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev,all]"
-	touch $(BIN)/sentitune
+# pip says only what went wrong: no progress bars, no version nag, no script-path notes.
+PIP := $(BIN)/python -m pip install -q --progress-bar off --disable-pip-version-check \
+       --no-warn-script-location
+
+$(BIN)/sentitune: pyproject.toml setup.cfg
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing sentitune and its dependencies into $(VENV) (a few minutes the first time)"
+	@$(PIP) --upgrade pip
+	@# The CPU build of torch first: an unpinned torch would pull several GB of CUDA packages.
+	@$(PIP) "torch==2.13.0"
+	@$(PIP) -e ".[dev,all]"
+	@touch $(BIN)/sentitune
 
 install: $(BIN)/sentitune
 
+# What a person reads: the commands, one line per epoch, the metrics and three predictions.
 demo: install
-	$(BIN)/sentitune train --config sst2-minilm --output runs/demo --overwrite
-	$(BIN)/sentitune evaluate runs/demo --split validation
-	$(BIN)/sentitune predict runs/demo \
+	@echo "+ sentitune train --config sst2-minilm --output runs/demo --overwrite"
+	@$(BIN)/sentitune train --config sst2-minilm --output runs/demo --overwrite
+	@echo "+ sentitune evaluate runs/demo --split validation"
+	@$(BIN)/sentitune evaluate runs/demo --split validation
+	@echo "+ sentitune predict runs/demo TEXT TEXT TEXT"
+	@$(BIN)/sentitune predict runs/demo \
 	  "A gorgeous, deeply moving film." \
 	  "The plot is a mess and the jokes fall flat." \
 	  "Not bad at all, though it drags in the middle."

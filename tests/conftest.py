@@ -321,6 +321,14 @@ def validation_split(run_dir: Path) -> pd.DataFrame:
     return load_splits(config.data, config.training.seed).validation
 
 
+def read_trials_csv(tune_dir: Path) -> list[dict]:
+    """The rows of a `sentitune tune` folder's trials.csv."""
+    import csv
+
+    with (tune_dir / "trials.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

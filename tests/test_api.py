@@ -20,7 +20,7 @@ from sentitune.run import Run
 from sentitune.server import ServeSettings
 
 VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare",
-         "tune", "distill", "select", "presets")
+         "tune", "distill", "audit", "explain", "select", "presets")
 # `sentitune labels ACTION`: each action is a function of its own name.
 LABEL_ACTIONS = {"add": "add_texts", "stats": "label_stats", "export": "export_labels"}
 
@@ -38,6 +38,8 @@ VERB_SETTINGS = {
     "evaluate": _fields(sentitune.InferenceConfig), "check": _fields(sentitune.InferenceConfig),
     "predict": _fields(sentitune.InferenceConfig),
     "serve": _fields(sentitune.InferenceConfig, ServeSettings),
+    "explain": _fields(sentitune.InferenceConfig), "select": _fields(sentitune.InferenceConfig),
+    "audit": _fields(sentitune.AuditConfig),
 }
 # predict's file options belong to its file-scoring function.
 FILE_OPTIONS = {"input", "output", "text_column", "keep_columns", "engine", "address",
@@ -58,12 +60,11 @@ def test_every_verb_is_a_function_with_the_cli_options():
             dest = action.dest
             if dest in ("help", "run_dir", "dataset_positional") or action.help == "==SUPPRESS==":
                 continue
-            renamed = {"quiet": "progress", "slice": "slices"}
-            name = renamed.get(dest, dest)
+            # By the flag's own name: `quiet=`, not only the function's `progress=` (issue 27).
             if verb == "predict" and dest in FILE_OPTIONS:
-                assert name in file_params, (verb, dest)
+                assert dest in file_params, (verb, dest)
                 continue
-            assert name in params or (takes_settings and name in VERB_SETTINGS[verb]), \
+            assert dest in params or (takes_settings and dest in VERB_SETTINGS.get(verb, ())), \
                 (verb, dest)
     actions = next(a for a in commands["labels"]._actions if a.dest == "labels_command").choices
     assert set(actions) == set(LABEL_ACTIONS)
@@ -71,6 +72,17 @@ def test_every_verb_is_a_function_with_the_cli_options():
         params = inspect.signature(getattr(sentitune, function_name)).parameters
         for option in actions[action]._actions:
             assert option.dest == "help" or option.dest in params, (action, option.dest)
+
+
+def test_cli_option_names_work_in_python(tiny_run_dir, tmp_path):
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a superb film", "awful and dull"]}).to_csv(source, index=False)
+    quiet = sentitune.score_file(tiny_run_dir, source, tmp_path / "quiet.jsonl", quiet=True)
+    loud = sentitune.score_file(tiny_run_dir, source, tmp_path / "loud.jsonl", progress=False)
+    assert quiet.output.read_text() == loud.output.read_text()
+    with pytest.raises(TypeError, match="quiet= or progress=, not both"):
+        sentitune.score_file(tiny_run_dir, source, tmp_path / "both.jsonl", quiet=True,
+                             progress=False)
 
 
 def test_public_functions_survive_repeated_calls(tmp_path, tiny_bert, sentiment_csv):

@@ -92,3 +92,30 @@ def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_di
     rates = result["summary"]["behavioural_mean_failure_rate"]
     assert set(rates) == {"teacher", "student2", "student2-aug"}
     assert all(0 <= r <= 1 for r in rates.values())
+
+
+def test_audit_benchmark_measures_flipped_rows_found(tmp_path, tiny_bert):
+    result = run_benchmark(
+        "audit.py", tmp_path / "audit.json", "--model", str(tiny_bert), "--rows", "120",
+        "--seeds", "0", "--epochs", "0", "--modes", "fast", "--real-rows", "skip",
+        "--runs-dir", str(tmp_path / "runs"))
+    seed = result["seeds"]["0"]
+    assert seed["flipped"] == 12
+    found = seed["modes"]["fast"]
+    assert 0 <= found["precision"] <= 1 and 0 <= found["recall"] <= 1
+    assert found["precision_at_recall_0.6"]["recall"] >= 0.6
+    assert set(result["summary"]["dev_accuracy_linear"]) == {
+        "original", "noisy", "cleaned", "share_of_noise_cost_recovered"}
+    assert result["machine"]["cpu"]
+
+
+def test_explain_faithfulness_benchmark_compares_methods_with_random_words(tmp_path,
+                                                                          tiny_run_dir):
+    result = run_benchmark("explain_faithfulness.py", tmp_path / "explain.json",
+                           "--run", str(tiny_run_dir), "--texts", "6")
+    assert set(result["methods"]) == {"integrated-gradients", "gradient-x-input", "occlusion"}
+    for method in result["methods"].values():
+        assert method["seconds_per_text"] > 0
+        assert set(method) == {"seconds_per_text", "top_10%", "top_20%"}
+        assert {"comprehensiveness", "random_words", "ratio"} <= set(method["top_20%"])
+    assert result["setup"]["texts"] == 6 and result["machine"]["cpu"]

@@ -134,6 +134,19 @@ def test_evaluate_writes_metrics_and_confusion(capsys, tmp_path, tiny_run_dir, s
     assert (out / "confusion_matrix.png").stat().st_size > 1000
 
 
+def test_evaluate_on_another_file_names_it_whole(capsys, tmp_path, tiny_run_dir):
+    """`evaluate RUN --data test.csv` once titled the report "(train)" in eval-test-train/."""
+    test = tmp_path / "test.csv"
+    make_sentiment_frame(30, seed=5).to_csv(test, index=False)
+    code, _, _ = run_cli(capsys, "evaluate", str(tiny_run_dir), "--data", str(test))
+    assert code == 0
+    out = tiny_run_dir / "eval-test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "all rows" and metrics["n"] == 30
+    assert "(train)" not in (out / "report.html").read_text()
+    assert not (tiny_run_dir / "eval-test-train").exists()
+
+
 def test_data_report(capsys, tmp_path, files):
     out = tmp_path / "report"
     code, stdout, _ = run_cli(capsys, "data", str(files["good"]), "--output", str(out),
@@ -184,13 +197,14 @@ def test_export_warns_when_int8_labels_drift(capsys, monkeypatch, tiny_run_dir):
     import sentitune.exporting.run_export as run_export
 
     monkeypatch.setattr(run_export, "INT8_MIN_AGREEMENT", 1.01)
-    code, out, err = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8")
+    code, out, err = run_cli(capsys, "export", str(tiny_run_dir), "--quantize", "int8",
+                             "--quiet")
     measured = json.loads(out)["agreement"]["onnx-int8"]
     assert code == 0 and measured["n"] == 24  # the run's own 24 validation texts
     assert err.count("\n") == 1 and err.startswith("warning: ")
     assert f"{measured['label_agreement']:.1%}" in err and "--backend onnx" in err
     monkeypatch.undo()
-    code, _, err = run_cli(capsys, "export", str(tiny_run_dir))  # fp32 only: nothing to warn
+    code, _, err = run_cli(capsys, "export", str(tiny_run_dir), "--quiet")  # nothing to warn
     assert code == 0 and err == ""
 
 

@@ -53,8 +53,9 @@ def test_each_method_gets_its_own_learning_rate():
 
 
 def test_a_run_that_learned_nothing_says_so(tmp_path, tiny_bert, sentiment_csv):
+    # In Python, settings are named as Python spells them, not as CLI flags.
     with pytest.warns(UserWarning, match=r"has not learned at learning rate 1e-09 with "
-                                         r"--method full"):
+                                         r"method='full': try another learning_rate,"):
         result = sentitune.train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0,
                                              learning_rate=1e-9), tmp_path / "run",
                                  progress=False)
@@ -66,10 +67,27 @@ def test_multilabel_cardinality_gap_is_warned_about():
     from sentitune.training import _warn_if_not_learned
 
     settings = TrainingConfig(learning_rate=1e-3)
+    # 4 rows, a in 3 and b in 2: answering every label scores F1 0.857 and 0.667.
+    learned = {"f1_macro": 0.9, "n": 4, "per_class": {"a": {"support": 3}, "b": {"support": 2}}}
     with pytest.warns(UserWarning, match="17.90 labels on average against 1.18"):
-        _warn_if_not_learned({"label_cardinality_true": 1.18, "label_cardinality_pred": 17.9},
+        _warn_if_not_learned(learned | {"label_cardinality_true": 1.18,
+                                        "label_cardinality_pred": 17.9},
                              "multilabel", ["a", "b"], settings)
     with warnings.catch_warnings():  # a gap within the factor: silence
         warnings.simplefilter("error")
-        _warn_if_not_learned({"label_cardinality_true": 1.18, "label_cardinality_pred": 1.4},
+        _warn_if_not_learned(learned | {"label_cardinality_true": 1.18,
+                                        "label_cardinality_pred": 1.4},
                              "multilabel", ["a", "b"], settings)
+
+
+def test_a_multilabel_run_that_learned_nothing_says_so():
+    """Issue 27: every probability about 0.52, macro-F1 0.023, and no word of it."""
+    from sentitune.config import TrainingConfig
+    from sentitune.training import _warn_if_not_learned
+
+    support = {"n": 4, "per_class": {"a": {"support": 3}, "b": {"support": 2}}}
+    with pytest.warns(UserWarning, match=r"at chance: validation macro-F1 0.023 vs 0.762 for "
+                                         r"answering every label; it has not learned"):
+        _warn_if_not_learned(support | {"f1_macro": 0.023, "label_cardinality_true": 1.25,
+                                        "label_cardinality_pred": 1.5}, "multilabel",
+                             ["a", "b"], TrainingConfig(learning_rate=1e-3))

@@ -217,3 +217,55 @@ def test_every_unknown_label_is_named(tmp_path):
         path, index=False)
     with pytest.raises(SentituneError, match="unknown label 'joy', 'anger'; expected one of"):
         load_eval_split(str(path), None, ["negative", "positive"], "binary")
+
+
+def test_mixed_type_sentiment_labels_are_one_binary_task(tmp_path):
+    frame = make_sentiment_frame(40)
+    polar = frame["label"] == "positive"
+    # One writer stored ids, another names: 0, 1, "negative", "positive" in one column.
+    frame["label"] = [(1 if p else 0) if (i // 2) % 2 else ("positive" if p else "negative")
+                      for i, p in enumerate(polar)]
+    path = tmp_path / "mixed.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    splits = splits_of(path)
+    assert splits.task == "binary" and splits.labels == ["negative", "positive"]
+    rows = pd.concat([splits.train, splits.validation])
+    expected = dict(zip(frame["text"], polar.astype(int), strict=False))
+    assert all(expected[text] == label for text, label in zip(rows["text"], rows["label"],
+                                                              strict=True))
+
+
+def test_minus_one_zero_one_stay_three_classes(tmp_path):
+    frame = make_sentiment_frame(60)
+    frame["label"] = [i % 3 - 1 for i in range(60)]
+    path = tmp_path / "three.csv"
+    frame.to_csv(path, index=False)
+    splits = splits_of(path)
+    assert splits.task == "multiclass" and splits.labels == ["-1", "0", "1"]
+
+
+def test_clean_text_drops_invisible_characters_and_replaces_lone_surrogates():
+    assert clean_text("a\u200bgood\ufeff film\u00ad") == "agood film"
+    assert clean_text("\u200b \u2060") == ""
+    # Bytes that were not UTF-8 (as Python keeps them from a command line) and a lone
+    # surrogate become U+FFFD, as undecodable bytes in files do.
+    assert clean_text(b"caf\xe9 \xff good".decode("utf-8", "surrogateescape")) == \
+        "caf\ufffd \ufffd good"
+    assert clean_text("\ud800 x") == "\ufffd x"
+
+
+def test_a_cell_over_the_size_limit_is_refused_before_tokenizing(tmp_path):
+    from sentitune.dataset.sources import MAX_CELL_CHARS, iter_table
+
+    frame = make_sentiment_frame(40)
+    frame.loc[25, "text"] = "word " * (MAX_CELL_CHARS // 5 + 1)
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(SentituneError, match=r"row 26, column 'text' holds 1,000,005 "
+                                             r"characters, over the limit of 1,000,000"):
+        splits_of(path)
+    with pytest.raises(SentituneError, match="row 26"):
+        list(iter_table(path, chunk_size=10))  # counted across chunks
+    frame.loc[25, "text"] = "word " * (MAX_CELL_CHARS // 5)  # at the limit: read
+    frame.to_csv(path, index=False)
+    assert len(splits_of(path).train) + len(splits_of(path).validation) == 40

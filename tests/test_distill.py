@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,33 @@ def test_imdb_unlabeled_reviews(data_dir_env):
     assert column == "text" and len(texts) == 50
     assert texts == read_unlabeled("imdb", None, 50, seed=1)[0]  # seeded
     assert np.mean([len(t) for t in texts]) > 200  # reviews, not sentences
+
+
+def test_an_unfinished_student_names_distill_to_resume(tiny_run_dir, tmp_path, monkeypatch):
+    """It once said `sentitune train --resume`, which would train no student."""
+    from sentitune.distillation import distill
+    from sentitune.errors import SentituneError
+
+    def interrupted(self):
+        raise KeyboardInterrupt  # after the last checkpoint, before publishing
+
+    monkeypatch.setattr(Run, "publish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_run_dir, tmp_path / "s", student="teacher:1", epochs=1.0, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(SentituneError) as caught:
+        Run.open(tmp_path / "s.partial")
+    assert (f"`sentitune distill {tiny_run_dir} --resume --output {tmp_path / 's'}`"
+            in str(caught.value))
+    resumed = distill(tiny_run_dir, tmp_path / "s", student="teacher:1", epochs=1.0,
+                      resume=True, progress=False)
+    assert not any(resumed.run_dir.rglob("resume-command.txt"))
+
+
+def test_distill_says_what_it_does_before_training(capsys, tiny_run_dir, tmp_path):
+    """The teachers' labelling once ran 47-60 s with nothing on screen."""
+    code, out, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student", "teacher:1",
+                             "--epochs", "1", "--output", str(tmp_path / "s"))
+    assert code == 0
+    assert re.search(r"the teachers label [\d,]+ texts for the student", err), err
+    assert "epoch 1/1: train loss" in out

@@ -36,11 +36,14 @@ TARGET = 0.99
 
 
 @pytest.fixture(scope="module")
-def binary(tmp_path_factory, tiny_run_dir, sentiment_csv):
-    """A copy of the tiny run (its decision.json changes) evaluated with every option."""
+def binary(tmp_path_factory, tiny_bert, sentiment_csv):
+    """A tiny run of one epoch, evaluated with every option: unsure of many validation rows
+    (the three-epoch tiny run is right and sure of all, and would queue none)."""
+    from sentitune.training import train
+
     root = tmp_path_factory.mktemp("eval")
-    run = root / "run"
-    shutil.copytree(tiny_run_dir, run)
+    run = train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0), root / "run",
+                progress=False).run_dir
     slices = [Slice("film", "mentions a film", r"\bfilm\b"),
               Slice("short", "three words or fewer", lambda text: len(text.split()) <= 3)]
     result = evaluate(run, str(sentiment_csv), output=root / "out", slices=slices,
@@ -171,13 +174,14 @@ def test_check_broken_model_fails_loudly(capsys, tmp_path, tiny_run_dir):
     code, out, err = run_cli(capsys, "check", str(run), "--output", str(report),
                              "--max-failure-rate", "0.5")
     assert code == 1 and "FAILED" in err and "negative sentences" in err
-    assert re.search(r"100\.0% +40/40 +MFT +negative sentences", out)
+    assert re.search(r"100\.0% +100/100 +MFT +negative sentences \[vocabulary\]", out)
     assert "'This hotel is annoying.' -> positive (1.00), expected negative" in out
     results = json.loads(report.read_text())
     rates = {t["name"]: t["failure_rate"] for t in results["tests"]}
     assert rates["negative sentences"] == rates["negated positive"] == 1.0
     assert rates["positive sentences"] == 0.0
-    assert results["overall_failure_rate"] > 0.3
+    assert results["overall_failure_rate"] > 0.2  # INV tests cannot catch a constant answer
+    assert results["capabilities"]["negation"] > 0.4
     assert "negative sentences" in results["failed"]
 
 

@@ -268,3 +268,39 @@ def test_backend_names_a_missing_input(exported):
     del encoded["token_type_ids"]
     with pytest.raises(SentituneError, match="token_type_ids"):
         backend.logits(encoded)
+
+
+def test_int8_calibrates_on_the_runs_own_texts_without_the_data_env(
+        tmp_path, tiny_bert, data_dir_env, monkeypatch, capsys):
+    """Without $SENTITUNE_DATA_DIR export once calibrated int8 on 4 built-in sentences."""
+    from conftest import run_cli, tiny_config
+
+    from sentitune.exporting.int8 import CALIBRATION_TEXTS
+    from sentitune.training import train
+
+    run = train(tiny_config(tiny_bert, "sst2", train_samples=300, val_samples=40, epochs=1.0),
+                tmp_path / "sst2", progress=False).run_dir
+    monkeypatch.delenv("SENTITUNE_DATA_DIR")
+    code, out, err = run_cli(capsys, "export", str(run), "--quantize", "int8")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["int8_calibration_texts"] == min(CALIBRATION_TEXTS, 300 - 0) > 4
+    assert report["agreement_texts"] == "sst2 (validation)"
+    assert "quantizing to int8, calibrated on" in err  # progress, on stderr
+
+
+def test_int8_without_the_runs_texts_is_refused(tmp_path, tiny_bert, capsys):
+    from conftest import make_sentiment_frame, run_cli, tiny_config
+
+    from sentitune.training import train
+
+    data = tmp_path / "gone.csv"
+    make_sentiment_frame(80).to_csv(data, index=False)
+    run = train(tiny_config(tiny_bert, data, epochs=1.0), tmp_path / "run",
+                progress=False).run_dir
+    data.unlink()
+    code, _, err = run_cli(capsys, "export", str(run), "--quantize", "int8", "--quiet")
+    assert code == 2 and err.startswith("error: int8 needs") and "file not found" in err
+    assert not (run / "onnx").exists()
+    code, _, err = run_cli(capsys, "export", str(run), "--quiet")  # fp32: said, not silent
+    assert code == 0 and err.startswith("warning: agreement measured on built-in sentences")

@@ -20,17 +20,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import assert_one_line_error, make_sentiment_frame, run_cli
+from conftest import assert_one_line_error, make_sentiment_frame, run_cli, tiny_config
 
 from sentitune.inference.classifier import length_batches
 from sentitune.run import Run
 from sentitune.server import ServeSettings, create_app, serve_in_thread
 
-# 216 training rows at batch 16: 14 steps an epoch, a checkpoint every 4 steps.
+# 216 training rows at batch 16: 14 steps an epoch, a checkpoint every 4 steps; batches of
+# similar length, in an order drawn afresh every epoch.
 STEPS_PER_EPOCH = 14
 TRAIN_FLAGS = ["--max-length", "32", "--epochs", "2", "--batch-size", "16",
                "--learning-rate", "1e-2", "--warmup-ratio", "0", "--seed", "7",
-               "--checkpoint-every", "4", "--quiet"]
+               "--checkpoint-every", "4", "--group-by-length", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,8 @@ def uninterrupted(tmp_path_factory, tiny_bert, reviews) -> Path:
     process = sentitune_process("train", *train_flags(tiny_bert, reviews), "--output", str(out))
     assert process.wait(timeout=600) == 0, process.stderr.read().decode()[-3000:]
     process.stderr.close()
+    # The run keeps its second epoch: a resume inside it must reproduce that epoch's batches.
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == 2
     return out
 
 
@@ -109,12 +112,17 @@ def test_killed_mid_epoch_resumes_from_a_step_checkpoint_to_identical_weights(
     half = checkpoints / f"checkpoint-{max(steps(checkpoints)) + 1}"
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"\0" * 10)
+    # As if killed while removing a newer one: its state file stayed, its weights went.
+    emptied = checkpoints / f"checkpoint-{max(steps(checkpoints)) + 1}"
+    shutil.copytree(checkpoints / f"checkpoint-{last}", emptied)
+    (emptied / "model.safetensors").unlink()
 
     code, _, err = run_cli(capsys, "train", *train_flags(tiny_bert, reviews), "--output",
                            str(out), "--resume")
     assert code == 0, err
     assert "taking over the lock" in err and "gone" in err
-    assert f"removing {half.name}" in err  # the Trainer would have picked it and failed
+    # The Trainer would have picked them and failed.
+    assert f"removing {half.name}" in err and f"removing {emptied.name}" in err
     assert weights(out) == weights(uninterrupted)  # byte for byte
     resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (out, uninterrupted))
     assert resumed["sessions"] == 2 and whole["sessions"] == 1
@@ -145,11 +153,82 @@ def test_killed_while_publishing_resumes_to_identical_weights(
     assert metrics["train_runtime_s"] > first_session["runtime_s"] > 0
 
 
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_with_other_settings_is_refused_naming_them(capsys, tmp_path, tiny_bert,
+                                                           reviews):
+    from transformers import TrainerCallback
+
+    from sentitune.training import train
+
+    class StopAtStep2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise Interrupt
+
+    out = tmp_path / "run"
+    config = tiny_config(tiny_bert, reviews, checkpoint_every="1")
+    with pytest.raises(Interrupt):
+        train(config, out, progress=False, callbacks=[StopAtStep2()])
+    flags = ["--data", str(reviews), "--model", str(tiny_bert), "--max-length", "32",
+             "--epochs", "2", "--batch-size", "16", "--warmup-ratio", "0", "--seed", "7",
+             "--quiet", "--output", str(out), "--resume"]
+    code, _, err = run_cli(capsys, "train", *flags, "--learning-rate", "1e-3",
+                           "--train-samples", "100", "--checkpoint-every", "1")
+    assert_one_line_error(code, err, "--resume", "--learning-rate 0.001 (was 0.01)",
+                          "--train-samples 100 (was none)")
+    assert "checkpoint-every" not in err  # how often to save does not touch the weights
+    assert (tmp_path / "run.partial" / "checkpoints").is_dir() and not out.exists()
+    # With its own settings it resumes (a changed checkpoint interval is fine).
+    code, _, err = run_cli(capsys, "train", *flags, "--learning-rate", "1e-2",
+                           "--checkpoint-every", "none")
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["sessions"] == 2
+
+
 @pytest.mark.parametrize("setting", ["0", "5x", "m", "1.5m"])
 def test_a_bad_checkpoint_interval_is_one_line(capsys, tmp_path, setting):
     code, _, err = run_cli(capsys, "train", "--checkpoint-every", setting, "--output",
                            str(tmp_path / "x"))
     assert_one_line_error(code, err, "--checkpoint-every", "10m")
+
+
+# --- tune: killed, resumed, never two at once ------------------------------------------------
+
+
+def test_a_second_search_is_refused_and_a_killed_ones_leftovers_go_with_the_next(
+        capsys, tmp_path, tiny_bert, reviews):
+    pytest.importorskip("optuna")
+    from conftest import read_trials_csv
+
+    out = tmp_path / "study"
+    flags = ["--data", str(reviews), "--model", str(tiny_bert), "--max-length", "32",
+             "--batch-size", "16", "--epochs", "1", "--seed", "7", "--quiet",
+             "--search", "learning_rate=1e-3:3e-2", "--output", str(out)]
+    first = sentitune_process("tune", *flags, "--trials", "1")
+    trial_run = out / "trials" / "trial-0.partial"
+
+    def training_a_trial() -> bool:
+        if not trial_run.is_dir():
+            return False
+        code, _, err = run_cli(capsys, "tune", *flags, "--trials", "1")
+        assert_one_line_error(code, err, str(out), f"pid {first.pid}", "wait for it")
+        return True
+
+    kill_when(first, training_a_trial, "a trial training")
+    assert trial_run.is_dir() and (tmp_path / "study.lock").exists()  # kill -9 left them
+
+    code, _, err = run_cli(capsys, "tune", *flags, "--trials", "3")
+    assert code == 0, err
+    assert "taking over the lock" in err
+    rows = read_trials_csv(out)
+    assert [r["state"] for r in rows][0] == "fail"  # the killed one
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[1] == pytest.approx(rates[0])  # the cut-off trial, tried again
+    assert rates[2] != pytest.approx(rates[0])  # a new trial draws new parameters
+    assert not any((out / "trials").iterdir()) and not (tmp_path / "study.lock").exists()
 
 
 # --- the run-directory lock -----------------------------------------------------------------
@@ -218,6 +297,53 @@ except SentituneError as exc:
     assert sorted(a.split()[0] for a in answers) == ["lost", "lost", "won"], answers
 
 
+RACE_ROUNDS = """
+import os, sys, time, warnings
+from pathlib import Path
+from sentitune.errors import SentituneError
+from sentitune.run import Run
+warnings.simplefilter("ignore")
+root, racers, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+def barrier(name):  # every racer waits here until all have come
+    (root / f"{name}-{os.getpid()}").touch()
+    deadline = time.time() + 120
+    while len(list(root.glob(f"{name}-*"))) < racers and time.time() < deadline:
+        time.sleep(0.001)
+
+for k in range(rounds):
+    barrier(f"ready{k}")
+    try:
+        staging = Run.stage(root / f"run-{k}", resume=True)
+    except SentituneError:
+        staging = None
+    print(k, "won" if staging else "lost", flush=True)
+    barrier(f"answered{k}")  # the winner holds the lock until every racer has tried
+    if staging:
+        staging.release()
+"""
+
+
+def test_of_six_writers_racing_for_a_dead_writers_lock_exactly_one_takes_it(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rounds = 20
+    for k in range(rounds):
+        (tmp_path / f"run-{k}.lock").write_text(json.dumps(
+            {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00",
+             "process_started": 1.0}))
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    racers = [subprocess.Popen([sys.executable, "-c", RACE_ROUNDS, str(tmp_path), "6",
+                                str(rounds)], env=env, stdout=subprocess.PIPE, text=True)
+              for _ in range(6)]
+    answers = [line.split() for racer in racers
+               for line in racer.communicate(timeout=120)[0].splitlines()]
+    winners = {k: sum(1 for round_, answer in answers if int(round_) == k and answer == "won")
+               for k in range(rounds)}
+    assert len(answers) == 6 * rounds
+    assert winners == dict.fromkeys(range(rounds), 1)
+
+
 # --- damaged run directories ----------------------------------------------------------------
 
 
@@ -235,6 +361,19 @@ def _pickle_weights_only(run: Path) -> None:
     (run / "model" / "model.safetensors").unlink()
 
 
+def _link_out(run: Path, name: str) -> None:
+    """Move a run file out of the run and leave a symbolic link to it in its place."""
+    inside = run / name
+    outside = run.parent / f"elsewhere-{inside.name}"
+    inside.rename(outside)
+    inside.symlink_to(outside)
+
+
+def _edit_json(run: Path, name: str, **changes) -> None:
+    payload = json.loads((run / name).read_text())
+    (run / name).write_text(json.dumps(payload | changes))
+
+
 DAMAGE = {
     "truncated weights": (_truncate_weights, ["model.safetensors", "cannot be loaded"]),
     "pickle weights only": (_pickle_weights_only, ["pytorch_model.bin", "safetensors only"]),
@@ -244,11 +383,28 @@ DAMAGE = {
                         ["config.yaml", "not valid YAML"]),
     "config a list": (lambda run: (run / "config.yaml").write_text("- data\n- model\n"),
                       ["config.yaml", "must hold a mapping"]),
+    "config empty": (lambda run: (run / "config.yaml").write_text(""),
+                     ["config.yaml", "holds no settings"]),
+    "labels of another model": (
+        lambda run: _edit_json(run, "labels.json", labels=["negative", "neutral", "positive"]),
+        ["labels.json", "3 labels", "2 outputs"]),
+    "labels not names": (lambda run: _edit_json(run, "labels.json", labels=[0, 0]),
+                         ["labels.json", "distinct label names"]),
+    "review threshold a word": (lambda run: _edit_json(run, "decision.json",
+                                                       review_threshold="high"),
+                                ["decision.json", "review_threshold", "'high'"]),
+    "temperature zero": (lambda run: _edit_json(run, "decision.json", temperature=0),
+                         ["decision.json", "temperature"]),
+    "weights a link out of the run": (
+        lambda run: _link_out(run, "model/model.safetensors"),
+        ["model.safetensors", "outside the run"]),
+    "config a link out of the run": (lambda run: _link_out(run, "config.yaml"),
+                                     ["config.yaml", "outside the run"]),
 }
 COMMANDS = {
     "predict": ["Loved it."],
     "evaluate": ["--no-behavioral"],
-    "export": [],
+    "export": ["--quiet"],  # its progress lines on stderr would precede the error
     "serve": ["--port", "0"],
 }
 
@@ -266,6 +422,55 @@ def test_damaged_runs_are_one_line_errors_in_every_command(capsys, tmp_path, tin
         assert_one_line_error(code, err, *expected)
         assert "Traceback" not in out + err
     assert not (run / "onnx").exists()  # nothing half-written
+
+
+def test_a_text_too_long_to_tokenize_is_one_line_in_train_and_predict(capsys, tmp_path,
+                                                                     tiny_run_dir, tiny_bert):
+    from sentitune.dataset.sources import MAX_CELL_CHARS
+
+    frame = make_sentiment_frame(40)
+    frame.loc[3, "text"] = "a" * (MAX_CELL_CHARS + 1)
+    source = tmp_path / "long.csv"
+    frame.to_csv(source, index=False)
+    code, _, err = run_cli(capsys, "train", "--data", str(source), "--model", str(tiny_bert),
+                           "--output", str(tmp_path / "run"), "--quiet")
+    assert_one_line_error(code, err, str(source), "row 4", "over the limit")
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "--input", str(source),
+                           "--output", str(tmp_path / "scored.jsonl"), "--quiet")
+    assert_one_line_error(code, err, str(source), "row 4", "over the limit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.csv"]
+
+
+def test_texts_that_are_not_text_or_only_invisible_are_answered_or_refused_clearly(
+        capsys, tiny_run_dir):
+    import sentitune
+
+    not_utf8 = b"caf\xe9 \xff good".decode("utf-8", "surrogateescape")  # as argv holds it
+    code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), not_utf8, "\ud800 fine")
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and "Traceback" not in err
+    assert len(sentitune.predict(tiny_run_dir, ["\ud800"])) == 1
+    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "\u200b\u200b \u2060")
+    assert_one_line_error(code, err, "empty")  # like a blank text
+    blank, invisible = sentitune.predict(tiny_run_dir, ["fine", ""]), sentitune.predict(
+        tiny_run_dir, ["fine", "\u200b"])
+    assert blank == invisible and len(blank) == 1
+
+
+def test_a_killed_exports_partial_folder_goes_with_the_next_export(capsys, tmp_path,
+                                                                   tiny_run_dir):
+    pytest.importorskip("onnxruntime")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    shutil.rmtree(run / "onnx", ignore_errors=True)
+    kill_when(sentitune_process("export", str(run)),
+              lambda: any(run.glob(".onnx.*.partial")), "a partial export")
+    leftovers = list(run.glob(".onnx.*.partial"))
+    assert len(leftovers) == 1 and not (run / "onnx").exists()
+    code, _, err = run_cli(capsys, "export", str(run))
+    assert code == 0, err
+    assert not leftovers[0].exists() and (run / "onnx" / "model.onnx").is_file()
+    assert not list(run.glob(".onnx.*"))
 
 
 # --- predict --output killed midway -------------------------------------------------------

@@ -118,7 +118,26 @@ def test_default_search_space_depends_on_the_method():
     assert full["learning_rate"].log and full["learning_rate"].high < lora["learning_rate"].high
 
 
+def test_an_explicit_setting_leaves_the_search():
+    full = {p.name for p in search_space(None, "full", fixed={"epochs", "seed"})}
+    assert "epochs" not in full and "learning_rate" in full
+
+
+@pytest.mark.filterwarnings("ignore:the model")  # one epoch: learning is not the point
+def test_tune_with_epochs_given_trains_that_many_epochs(tmp_path, tiny_bert, sentiment_csv,
+                                                        capsys):
+    """`tune --epochs 1` once ran 4 epochs per trial: the flag must hold in every trial."""
+    out = tmp_path / "tune"
+    code, _, _ = run_cli(capsys, "tune", *tiny_flags(tiny_bert, sentiment_csv), "--output",
+                         str(out), "--trials", "1", "--no-pruning")
+    assert code == 0
+    (row,) = read_trials(out)
+    assert "epochs" not in row and int(row["epochs_run"]) == 1
+    assert load_preset(str(out / "best.yaml")).training.epochs == 1
+
+
 @pytest.mark.parametrize(("flags", "message"), [
+    (["--search", "epochs=1:3"], "--epochs fixes epochs, and --search searches it"),
     (["--search", ","], "--search names no parameter"),
     (["--search", "learning_rate,dropout"], "unknown parameter 'dropout'"),
     (["--search", "lora_r"], "--search lora_r needs --method lora"),

@@ -94,6 +94,25 @@ def test_one_text_shows_label_probability_and_review_badge(browser, open_url, cl
     assert not element(browser, "error").is_displayed()
 
 
+def test_words_under_the_bars_are_shaded_by_their_attribution(browser, open_url, classifier):
+    from sentitune.inference.explanations import explain
+
+    browser.get(open_url)
+    text = "a lovely, charming film"
+    element(browser, "text").send_keys(text)
+    element(browser, "classify").click()
+    wait_for(browser, lambda: element(browser, "explanation").is_displayed())
+    words = browser.find_elements(By.CSS_SELECTOR, "#explanation-words .word")
+    assert [w.text for w in words] == ["a", "lovely", ",", "charming", "film"]
+    assert element(browser, "explanation-words").text == text
+    [expected] = explain(classifier, text)
+    titles = [float(w.get_attribute("title")) for w in words]
+    assert titles == pytest.approx([w["attribution"] for w in expected["words"]], abs=2e-3)
+    strongest = max(range(len(titles)), key=lambda i: abs(titles[i]))
+    assert "rgba" in words[strongest].value_of_css_property("background-color")
+    assert expected["label"] in element(browser, "explanation-legend").text
+
+
 def test_batch_mode_fills_a_table_in_input_order(browser, open_url, classifier):
     browser.get(open_url)
     lines = ["I loved it", "awful, just awful", "it was fine I guess"]

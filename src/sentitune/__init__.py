@@ -6,12 +6,13 @@
     sentitune.predict("runs/sst2", ["A quietly moving film."])
 
 Each CLI verb is a function of the same name with the same options (`train`, `data`,
-`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `select`,
-`presets`; `sentitune labels add|stats|export` are `add_texts`, `label_stats` and
-`export_labels`, over a `LabelStore`); `score_file` is predict's file scoring.
-`Classifier` keeps a loaded model for repeated scoring (`Classifier.from_pretrained` loads
-one run, or several as an ensemble), `InferenceConfig` says how it answers, and `Run` reads
-a run directory. No module is
+`evaluate`, `check`, `predict`, `export`, `serve`, `compare`, `tune`, `distill`, `audit`,
+`explain`, `select`, `presets`; `sentitune labels add|stats|export` are `add_texts`,
+`label_stats` and `export_labels`, over a `LabelStore`), spelled as the flags are
+(`quiet=True` for `--quiet`; `progress=False` works too); `score_file` is predict's file
+scoring. `Classifier` keeps a loaded model for repeated scoring (`Classifier.from_pretrained`
+loads one run, or several as an ensemble), `InferenceConfig` says how it answers, and `Run`
+reads a run directory. No module is
 named like a verb, so a function never gets replaced by a submodule of the same name.
 Heavy libraries (torch, transformers) load on first use, so `import sentitune` is quick.
 """
@@ -28,6 +29,7 @@ _EXPORTS = {
     "TuneConfig": "sentitune.config",
     "DistillConfig": "sentitune.config",
     "InferenceConfig": "sentitune.config",
+    "AuditConfig": "sentitune.config",
     "load_preset": "sentitune.config",
     "presets": "sentitune.config",
     "SentituneError": "sentitune.errors",
@@ -53,9 +55,14 @@ _EXPORTS = {
     "add_texts": "sentitune.labelstore.api",
     "label_stats": "sentitune.labelstore.api",
     "export_labels": "sentitune.labelstore.api",
+    "audit": "sentitune.auditing",
+    "explain": "sentitune.inference.explanations",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
+# The CLI verbs: each also takes the CLI's option names (sentitune.options).
+_VERBS = ("train", "data", "evaluate", "check", "predict", "score_file", "export", "serve",
+          "compare", "tune", "distill", "audit", "explain", "select", "presets")
 
 
 def __getattr__(name: str):
@@ -63,6 +70,10 @@ def __getattr__(name: str):
         import importlib
 
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        if name in _VERBS:
+            from sentitune.options import accepting_cli_names
+
+            value = accepting_cli_names(value)
         globals()[name] = value  # later look-ups skip this function
         return value
     raise AttributeError(f"module 'sentitune' has no attribute {name!r}")

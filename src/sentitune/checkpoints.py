@@ -4,7 +4,9 @@ A run's checkpoints live in `RUN_DIR.partial/checkpoints/` (see `sentitune.run`)
 the Trainer's one per epoch, `Interval` asks for one every N optimizer steps or N
 minutes (`checkpoint_every`), so a crash loses at most that much work; the Trainer's own
 resume restores weights, optimizer, scheduler and RNG states and skips the batches already
-consumed, so a resumed run ends with the weights an uninterrupted one would have.
+consumed (length-grouped batches come in an order fixed by seed and epoch,
+`EpochSeededLengthSampler`), so a resumed run ends with the weights an uninterrupted one
+would have.
 
 Every checkpoint also records the sessions (processes) that trained up to it
 (`sessions.json`: runtime and peak memory of each), so a resumed run reports its totals,
@@ -17,16 +19,23 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 
 SESSIONS_FILE = "sessions.json"
-_STATE_FILE = "trainer_state.json"  # the Trainer writes it last: its presence marks completion
+_STATE_FILE = "trainer_state.json"
+# What a resume needs besides the state: weights (full or LoRA) and the optimizer's and
+# scheduler's states. A kill while the Trainer writes, or while `publish` removes the
+# checkpoints, can leave a state file without them.
+_WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json",
+                  "adapter_model.safetensors")
+_NEEDED_FILES = ("optimizer.pt", "scheduler.pt")
 
 
 class Interval(TrainerCallback):
@@ -50,6 +59,24 @@ class Interval(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         self._last_save = time.monotonic()
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """Batches of similar length in an order drawn from (seed, epoch) alone.
+
+    The Trainer's own length-grouped sampler draws from the global RNG when an epoch's
+    first batch is asked for: a run resumed mid-epoch draws another order than the one the
+    interrupted run trained on (and then skips batches of the wrong order). The Trainer
+    and accelerate call `set_epoch` before every epoch, resumed or not.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + int(epoch))
 
 
 class SessionLog(TrainerCallback):
@@ -79,19 +106,20 @@ def _complete(checkpoint: Path) -> bool:
         json.loads((checkpoint / _STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return True
+    return (any((checkpoint / name).is_file() for name in _WEIGHTS_FILES)
+            and all((checkpoint / name).is_file() for name in _NEEDED_FILES))
 
 
 def resumable(folder: Path) -> Path | None:
-    """The newest complete checkpoint in `folder`; newer ones a crash left half-written are
-    removed (the Trainer would pick them and fail)."""
+    """The newest complete checkpoint in `folder`; newer ones a crash left half-written or
+    half-removed are removed (the Trainer would pick them and fail)."""
     found = sorted((p for p in folder.glob("checkpoint-*") if p.name[11:].isdigit()),
                    key=lambda p: int(p.name[11:]), reverse=True)
     for checkpoint in found:
         if _complete(checkpoint):
             return checkpoint
-        warnings.warn(f"removing {checkpoint.name}: the process was killed while writing it",
-                      stacklevel=2)
+        console.warn(f"removing {checkpoint.name}: it is incomplete (the process was killed "
+                     "while writing or removing it)")
         shutil.rmtree(checkpoint, ignore_errors=True)
     return None
 

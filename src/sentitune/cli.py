@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from sentitune import __version__
+from sentitune import __version__, console
 from sentitune.config import (
     LORA_SETTINGS,
     SECTIONS,
+    AuditConfig,
     DistillConfig,
     InferenceConfig,
     TuneConfig,
@@ -123,7 +126,7 @@ def _add_setting_flag(group, f: dataclasses.Field) -> None:
 
 # Typed settings of one verb that are not part of a run, given as flags the same way.
 FLAG_ONLY_SECTIONS = {"tune": TuneConfig, "distill": DistillConfig, "inference": InferenceConfig,
-                      "serve": ServeSettings}
+                      "serve": ServeSettings, "audit": AuditConfig}
 
 
 def _given(args: argparse.Namespace, section: type) -> dict[str, Any]:
@@ -169,14 +172,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from sentitune.dataset.explore import data
+    from sentitune.dataset.explore import data, summary
 
     settings = _settings(args)
     settings.pop("model")  # the tokenizer to measure with, not a run setting
     if args.dataset_positional:
         settings["dataset"] = args.dataset_positional
-    result = data(config=args.config, output=args.output, model=args.model, **settings)
-    _print_json(result.report)
+    result = data(config=args.config, output=args.output, model=args.model,
+                  progress=not args.quiet, **settings)
+    print("\n".join(summary(result.report)))  # everything else is in data_report.json
     print(f"report saved to {result.output}/data_report.json and {result.output}/lengths.png")
 
 
@@ -198,8 +202,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"review threshold {review['threshold']:.4f} ({review['source']}): accepts "
           f"{review['coverage']:.1%}, {review['queued']} to review")
     if "overall_failure_rate" in m["behavioral"]:
+        by_capability = ", ".join(f"{name} {rate:.0%}" for name, rate in
+                                  m["behavioral"].get("capabilities", {}).items())
         print(f"behavioural tests: {m['behavioral']['overall_failure_rate']:.1%} of cases fail "
-              "(details: `sentitune check`)")
+              f"({by_capability}; details: `sentitune check`)")
     if result.review_queue:
         print(f"review queue written to {result.review_queue}")
     print(f"evaluation saved to {result.output} (report.html, metrics.json, errors.jsonl)")
@@ -220,9 +226,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from sentitune.dataset.splits import replace_surrogates
     from sentitune.inference.scoring import predict, score_file
 
-    runs, texts = [args.run_dir], list(args.texts)
+    # Bytes on the command line that are not UTF-8 reach Python as lone surrogates, which
+    # nothing can print: they become U+FFFD, as in files.
+    runs, texts = [args.run_dir], [replace_surrogates(text) for text in args.texts]
     while texts and Run.looks_like_run(texts[0]):  # `predict RUN RUN2 "text"`: an ensemble
         runs.append(texts.pop(0))
     settings = _given(args, InferenceConfig)
@@ -247,6 +256,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
           f"{found.errors_file})")
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from sentitune.inference.explanations import explain, shown
+
+    found = explain(args.run_dir, args.texts, args.method, target=args.target,
+                    steps=args.steps, output=args.output, **_given(args, InferenceConfig))
+    print("\n".join(map(shown, found)))
+    if args.output:
+        print(f"explanations written to {args.output}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentitune.server.app import serve
 
@@ -258,7 +277,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from sentitune.exporting.run_export import export
 
-    _print_json(export(args.run_dir, quantize=args.quantize).report)
+    _print_json(export(args.run_dir, quantize=args.quantize, progress=not args.quiet).report)
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -332,10 +351,20 @@ def cmd_select(args: argparse.Namespace) -> None:
                                          if args.store else ""))
 
 
-def cmd_presets(_: argparse.Namespace) -> None:
-    from sentitune.config import presets  # one line naming the folder when none shipped
+def cmd_audit(args: argparse.Namespace) -> None:
+    from sentitune.auditing import audit, summary_lines
 
-    print("\n".join(presets()))
+    print("\n".join(summary_lines(audit(output=args.output, progress=not args.quiet,
+                                        **_given(args, AuditConfig)))))
+
+
+def cmd_presets(_: argparse.Namespace) -> None:
+    from sentitune.config import preset_purpose, presets  # an error when none shipped
+
+    names = presets()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {preset_purpose(name)}".rstrip())
 
 
 # ----------------------------------------------------------------- parser
@@ -359,7 +388,7 @@ def _run_writing_flags(parser) -> None:
 
 def _quiet_flag(parser) -> None:
     _flag(parser, "--quiet", action=argparse.BooleanOptionalAction, default=False,
-          help="no progress bars")
+          help="no progress output")
 
 
 def _run_dirs_argument(parser, what: str) -> None:
@@ -401,17 +430,42 @@ def _labels_parser(commands) -> None:
     p.set_defaults(func=cmd_labels)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations (`--epoch` is no `--epochs`), and a mistake is one `error:` line with
+    a "did you mean", not the usage: the same shape as every other user error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            known = [o for action in self._actions for o in action.option_strings]
+            close = [m for f in flags for m in difflib.get_close_matches(f.split("=")[0],
+                                                                          known, n=1)]
+            if close:
+                hint = f"; did you mean {' or '.join(close)}?"
+        elif (wrong := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)):
+            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        print(f"error: {message}{hint} (`{self.prog} --help` lists the options)",
+              file=sys.stderr)
+        self.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentitune",
         description="Fine-tune transformers into sentiment classifiers and put them to work.")
     parser.add_argument("--version", action="version", version=f"sentitune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_verb in (_train_parser, _data_parser, _evaluate_parser, _check_parser,
                      _predict_parser, _serve_parser, _export_parser, _compare_parser,
-                     _tune_parser, _distill_parser, _labels_parser, _select_parser):
+                     _tune_parser, _distill_parser, _labels_parser, _select_parser,
+                     _audit_parser, _explain_parser):
         add_verb(commands)
-    commands.add_parser("presets", help="list the YAML presets").set_defaults(
+    commands.add_parser("presets", help="list the YAML presets and what each is for").set_defaults(
         func=cmd_presets)
     return parser
 
@@ -434,6 +488,7 @@ def _data_parser(commands) -> None:
     _flag(p, "--output", help="folder for data_report.json and lengths.png "
                               "(default: runs/data-DATA)")
     _flag(p, "--model", default="minilm", help="tokenizer to measure lengths with")
+    _quiet_flag(p)
     _add_config_flags(p, ("data",))
     p.set_defaults(func=cmd_data)
 
@@ -445,7 +500,8 @@ def _evaluate_parser(commands) -> None:
     _flag(p, "--split", choices=SPLITS,
           help="split to score (default: test if the data has one, else the run's own "
                "validation rows; never its training rows unless asked)")
-    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT)")
+    _flag(p, "--output", help="folder for the results (default: RUN_DIR/eval-DATA-SPLIT, or "
+                              "RUN_DIR/eval-DATA for a plain file)")
     _flag(p, "--text-column", help="text column of --data (default: guessed)")
     _flag(p, "--label-column", help="label column of --data (default: guessed)")
     _flag(p, "--slice", action="append", default=[], metavar="NAME=REGEX",
@@ -503,6 +559,22 @@ def _predict_parser(commands) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _explain_parser(commands) -> None:
+    from sentitune.inference.explanations import METHODS
+
+    p = commands.add_parser("explain", help="which words made a run choose its label")
+    p.add_argument("run_dir", help="a run directory made by `sentitune train`")
+    p.add_argument("texts", nargs="+", help="texts to explain")
+    _flag(p, "--method", default="integrated-gradients", choices=METHODS,
+          help="integrated-gradients (captum; faithful), gradient-x-input (one backward "
+               "pass) or occlusion (leave one word out; any backend)")
+    _flag(p, "--target", help="label to explain (default: the predicted one)")
+    _flag(p, "--steps", type=int, default=32, help="integrated-gradients: path steps")
+    _flag(p, "--output", help="also write the explanations to this .jsonl file")
+    _add_config_flags(p, ("inference",), only=("backend", "batch_size"))
+    p.set_defaults(func=cmd_explain)
+
+
 def _serve_parser(commands) -> None:
     p = commands.add_parser("serve", help="HTTP API and web page for a run")
     _run_dirs_argument(p, "served")
@@ -520,6 +592,7 @@ def _export_parser(commands) -> None:
     p = commands.add_parser("export", help="export a run to ONNX for fast CPU inference")
     p.add_argument("run_dir", help="a run directory made by `sentitune train`")
     _flag(p, "--quantize", choices=QUANTIZE_CHOICES, help="also write an int8 model")
+    _quiet_flag(p)
     p.set_defaults(func=cmd_export)
 
 
@@ -597,6 +670,18 @@ def _select_parser(commands) -> None:
     p.set_defaults(func=cmd_select)
 
 
+
+def _audit_parser(commands) -> None:
+    p = commands.add_parser("audit", help="find training labels that look wrong (cleanlab on "
+                                          "out-of-fold probabilities) and conflicting "
+                                          "duplicates")
+    _flag(p, "--output", help="folder for label_issues.jsonl, summary.html, cleaned.csv "
+                              "(default: runs/audit-DATA)")
+    _quiet_flag(p)
+    _add_config_flags(p, ("audit",))
+    p.set_defaults(func=cmd_audit)
+
+
 def _boolean_flags(parser: argparse.ArgumentParser) -> set[str]:
     return {option for action in parser._actions if isinstance(action,
             argparse.BooleanOptionalAction) for option in action.option_strings
@@ -630,9 +715,12 @@ def _show_warning(message, *_args, **_kwargs) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else list(argv))
     try:
-        with warnings.catch_warnings():
+        args = parse(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a mistake already explained
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with warnings.catch_warnings(), console.cli_spelling():
             # Each warning once, as one line on stderr; library deprecations are not the
             # user's business.
             warnings.simplefilter("default")

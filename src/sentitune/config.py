@@ -39,6 +39,8 @@ LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "merge_
 # Inference engines (sentitune.inference.backends; named here so that building the CLI
 # never imports torch).
 BACKENDS = ("torch", "torch-bf16", "adapter", "onnx", "onnx-int8")
+# Word-attribution methods of sentitune.inference.explanations (predict --explain, explain).
+EXPLAIN_METHODS = ("integrated-gradients", "gradient-x-input", "occlusion")
 # Experiment trackers `--report-to` hands to the Trainer (sentitune.tracking adds the rest).
 TRACKERS = ("tensorboard", "mlflow", "wandb")
 # Optimizers `--optimizer` builds (sentitune.optim); SGD needs a rate ~100x AdamW's.
@@ -246,6 +248,10 @@ class InferenceConfig:
     review_truncated: bool | None = _help(
         "Send every text cut to max length to review; none: the run's decision (evaluate "
         "saves it in the run).")
+    explain: str | None = _help(
+        "Texts given directly: add word attributions for the predicted label by this "
+        "method (gradient methods need a torch backend); none: no explanation.", None,
+        EXPLAIN_METHODS)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -286,6 +292,35 @@ def _check_choices(section: Any) -> None:
                                      f"{', '.join(choices)}, not '{one}'")
 
 
+@dataclass(frozen=True)
+class AuditConfig:
+    """`sentitune audit`: which training labels look wrong (out-of-fold + cleanlab)."""
+
+    dataset: str | None = _help(
+        "Data to audit, as `train --data` takes it; none: the --run's own training rows.")
+    run: str | None = _help("A run directory whose training rows (and base model) to audit.")
+    text_column: str | None = _help("Column holding the text; none: guessed.")
+    label_column: str | None = _help("Column holding the label; none: guessed.")
+    task: str | None = _help("The task; none: inferred from the labels.", None, TASKS)
+    model: str | None = _help(
+        "Encoder: alias, hub id or local folder; none: the --run's base model, else minilm.")
+    folds: int = _help("Cross-validation folds: every row is scored by a model that never "
+                       "saw it.", 5)
+    finetune: bool = _help(
+        "Fine-tune the encoder in every fold (the training code, slower, sharper) instead "
+        "of a linear model on frozen mean-pooled embeddings.", False)
+    epochs: float = _help("--finetune: training epochs per fold.", 2.0)
+    max_length: int = _help("Longest input in tokens.", 128)
+    batch_size: int = _help("Texts per forward pass (and per training step).", 32)
+    near_duplicate: float = _help(
+        "Cosine similarity of embeddings from which two texts count as near duplicates.", 0.95)
+    fix: str | None = _help(
+        "Also write cleaned.csv that `train --data` reads: drop the suspected rows, or "
+        "relabel them with the suggested label; none: report only.", None, ("drop", "relabel"))
+    top: int = _help("Suspected issues shown in the summary.", 50)
+    seed: int = _help("Seed of the folds and the linear model.", 42)
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
@@ -323,6 +358,12 @@ def _apply(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_purpose(name: str) -> str:
+    """A shipped preset's one-line purpose: the first line of its leading comment."""
+    first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").split("\n", 1)[0]
+    return first.removeprefix("#").strip() if first.startswith("#") else ""
 
 
 def load_preset(name_or_path: str) -> RunConfig:

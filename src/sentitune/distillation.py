@@ -18,7 +18,7 @@ then see different tokens of a long text.
 
 from __future__ import annotations
 
-import warnings
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sentitune import console
 from sentitune.config import DistillConfig
 from sentitune.dataset.sources import BUILTINS, TEXT_COLUMNS, data_dir, read_table
 from sentitune.dataset.splits import Splits, clean_text
@@ -125,8 +126,10 @@ class Teaching:
     training set with soft targets, and the loss (the three hooks training calls)."""
 
     def __init__(self, teacher: Classifier, settings: DistillConfig, unlabeled: list[str],
-                 layers: int | None, batch_size: int, clean_html: bool) -> None:
+                 layers: int | None, batch_size: int, clean_html: bool,
+                 progress: bool = False) -> None:
         self.teacher = teacher
+        self.progress = progress
         self.clean_html = clean_html
         self.settings = settings
         self.unlabeled = unlabeled
@@ -145,11 +148,11 @@ class Teaching:
             kept = keep_layers(model, self.layers)
         same = self.teacher.encoder.vocabulary() == tokenizer.get_vocab()
         if not same:
-            warnings.warn("the student's tokenizer differs from the teachers': soft targets "
-                          "are computed on each teacher's own tokenization of a text (max "
-                          f"length {self.teacher.max_length}, truncation "
-                          f"{self.teacher.encoder.truncation}) and the student learns them "
-                          "from its own tokens of the same text", stacklevel=3)
+            console.warn("the student's tokenizer differs from the teachers': soft targets "
+                         "are computed on each teacher's own tokenization of a text (max "
+                         f"length {self.teacher.max_length}, truncation "
+                         f"{self.teacher.encoder.truncation}) and the student learns them "
+                         "from its own tokens of the same text")
         self.facts.update(kept_layers=kept, same_tokenizer=same)
         return model
 
@@ -195,8 +198,19 @@ class Teaching:
     # ------------------------------------------------------------- teachers
 
     def soft_targets(self, texts: Sequence[str]) -> np.ndarray:
-        """The teachers' probabilities at the distillation temperature."""
-        logits, _ = self.teacher.logits(texts, self.batch_size)
+        """The teachers' probabilities at the distillation temperature; with `progress`, a
+        line per tenth of the texts (the teachers may take minutes before training starts)."""
+        started = time.perf_counter()
+        step = max(len(texts) // 10, 1000)
+        console.say(self.progress, f"the teachers label {len(texts):,} texts for the student "
+                                   "(soft targets) ...")
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(self.teacher.logits(texts[start:start + step], self.batch_size)[0])
+            if start + step < len(texts):
+                console.say(self.progress, f"  {start + step:,} of {len(texts):,} texts "
+                                           f"({time.perf_counter() - started:.0f} s)")
+        logits = np.concatenate(parts) if parts else np.zeros((0, len(self.teacher.labels)))
         task = self.teacher.task
         return probabilities(logits.astype(np.float64) / self.settings.temperature, task)
 
@@ -294,8 +308,27 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                                            config.training.seed)
         distill_settings = replace(distill_settings, unlabeled_column=column)
     teaching = Teaching(teacher, distill_settings, unlabeled, layers,
-                        config.training.eval_batch_size, config.data.clean_html)
+                        config.training.eval_batch_size, config.data.clean_html, progress)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
+    teacher_dirs = " ".join(str(m.run.path) for m in getattr(teacher, "members", [teacher]))
     return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
-                 teaching=teaching)
+                 teaching=teaching, callbacks=[_resume_command(
+                     f"sentitune distill {teacher_dirs} --resume --output {output}")])
+
+
+def _resume_command(command: str):
+    """A callback that leaves `command` in the checkpoint folder: an unfinished student is
+    resumed with `sentitune distill`, not `train` (`Run.open` tells the user)."""
+    from transformers import TrainerCallback
+
+    from sentitune import files
+    from sentitune.run import RESUME_COMMAND
+
+    class ResumeCommand(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+                files.write_text(Path(args.output_dir) / RESUME_COMMAND, command + "\n")
+
+    return ResumeCommand()

@@ -2,8 +2,9 @@
 
 Every file sentitune publishes (run files, predictions, reports, figures) is written to a
 partial file beside its target and renamed over it only when complete. A partial file is
-named `.NAME.PID.partial`: a process killed midway leaves one behind, and the next write
-of the same target removes it once its writer is no longer alive. Published files get the
+named `.NAME.PID.partial` (a folder `.NAME.PID-ID.partial`): a process killed midway leaves
+one behind, and the next write of the same target removes it once its writer is no longer
+alive. Published files get the
 permissions the umask gives any new file, so a server running as another user can read
 the weights a training job wrote.
 """
@@ -33,12 +34,16 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_partials(path: Path) -> list[Path]:
-    """Delete `.NAME.PID.partial` leftovers of `path` whose writing process has died."""
+    """Delete `.NAME.PID.partial` files and `.NAME.PID-ID.partial` folders left beside
+    `path` by writers that have died."""
     removed = []
     for leftover in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
-        pid = leftover.name[len(path.name) + 2: -len(PARTIAL_SUFFIX)]
+        pid = leftover.name[len(path.name) + 2: -len(PARTIAL_SUFFIX)].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
 
@@ -92,10 +97,13 @@ def jsonable(value: Any) -> Any:
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty hidden folder beside `path`; on success it replaces `path` (an earlier
-    version is swapped out), on failure it is removed."""
+    version is swapped out), on failure it is removed. A killed writer's folder is removed
+    by the next writer of `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}")
+    remove_stale_partials(path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                             f"{PARTIAL_SUFFIX}")
     partial.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
     try:
         yield partial

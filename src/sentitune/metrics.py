@@ -98,6 +98,37 @@ def classification_metrics(
     return out
 
 
+# A model whose validation answers are this much one class, or whose score is within this of
+# the best answer that ignores the text, has not learned: a wrong learning rate, mostly.
+ONE_CLASS_SHARE = 0.95
+CHANCE_MARGIN = 0.02
+
+
+def learning_problem(validation: dict, task: str, labels: list[str]) -> str | None:
+    """Why `validation` (classification_metrics) shows a model that learned nothing from the
+    texts, as "the model ..."; None when it did learn. One rule for `train`'s warning and
+    `compare`'s verdicts."""
+    if task == "multilabel":
+        # Answering every label for every text scores F1 2p/(1+p) on a label of prevalence
+        # p: a macro-F1 no better than that carries nothing learned from the texts.
+        prevalence = np.array([validation["per_class"][name]["support"] for name in labels
+                               ]) / validation["n"]
+        constant = float(np.mean(2 * prevalence / (1 + prevalence)))
+        if validation["f1_macro"] <= constant + CHANCE_MARGIN:
+            return (f"the model is at chance: validation macro-F1 "
+                    f"{validation['f1_macro']:.3f} vs {constant:.3f} for answering every label")
+        return None
+    matrix = np.asarray(validation["confusion_matrix"])
+    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
+    top = int(predicted.argmax())
+    if predicted[top] >= ONE_CLASS_SHARE:
+        return f"the model predicts '{labels[top]}' for {predicted[top]:.0%} of validation rows"
+    if validation["accuracy"] <= true.max() + CHANCE_MARGIN:
+        return (f"the model is at chance: validation accuracy {validation['accuracy']:.3f} vs "
+                f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
+    return None
+
+
 def agreement(
     reference_probs: np.ndarray, candidate_probs: np.ndarray, *, multi_label: bool = False
 ) -> dict[str, Any]:

@@ -110,6 +110,16 @@ def load_tokenizer(name: str):
         raise _offline_error(name, exc) from None
 
 
+def load_encoder(name: str):
+    """The bare encoder of `name` (no classification head), in eval mode."""
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(resolve_model(name)).eval()
+    except (OSError, ValueError) as exc:
+        raise _offline_error(name, exc) from None
+
+
 def load_model(name: str, labels: list[str], task: str):
     """A sequence classifier whose config names its labels (never LABEL_0)."""
     from transformers import AutoModelForSequenceClassification

@@ -60,13 +60,17 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], path: Path) -> Pa
 
 
 def plot_lengths(lengths: dict[str, list[int]], max_length: int, path: Path) -> Path:
-    """Token-length histogram per split, with the truncation limit marked."""
+    """Token-length histogram per split, with the truncation limit marked. Each split is drawn
+    as shares of its own rows: in counts a small validation split would be invisible beside
+    the training split."""
     fig, ax = plt.subplots(figsize=(7, 4))
     top = max(max(v) for v in lengths.values() if v)
     bins = np.linspace(0, top, 50)
     for split, values in lengths.items():
-        ax.hist(values, bins=bins, alpha=0.5, label=split)
+        if values:
+            ax.hist(values, bins=bins, alpha=0.5, weights=np.full(len(values), 1 / len(values)),
+                    label=f"{split} ({len(values):,})")
     ax.axvline(max_length, color="red", linestyle="--", label=f"max_length={max_length}")
-    ax.set(xlabel="tokens", ylabel="texts", title="Token lengths")
+    ax.set(xlabel="tokens", ylabel="share of the split's texts", title="Token lengths")
     ax.legend()
     return save_figure(fig, path)

@@ -27,20 +27,30 @@ the lock of a writer that died is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
 import os
 import shutil
 import socket
 import time
-import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sentitune import files
-from sentitune.config import SECTIONS, TASKS, RunConfig, config_yaml, from_dict, read_yaml
+from sentitune import console, files
+from sentitune.config import (
+    SECTIONS,
+    TASKS,
+    RunConfig,
+    config_yaml,
+    from_dict,
+    plain,
+    read_yaml,
+)
 from sentitune.decision import Decision
 from sentitune.errors import SentituneError
 
@@ -54,6 +64,9 @@ TRACKING_FILE = "tracking.json"
 # The small files that describe a run (not its weights), e.g. for an experiment tracker.
 RECORD_FILES = ("config.yaml", "labels.json", "decision.json", "metrics.json", "history.csv",
                 "curves.png", "README.md")
+# In an unfinished run's checkpoints/, when `sentitune train` did not start it: the command
+# that resumes it (publishing removes checkpoints/ and it).
+RESUME_COMMAND = "resume-command.txt"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "val_f1_macro")
 
 
@@ -99,9 +112,11 @@ class Run:
         """A finished run; a SentituneError says what is missing or damaged."""
         path = Path(path)
         if path.name.endswith(".partial"):
-            raise SentituneError(
-                f"{path} is an unfinished run; resume it with `sentitune train --resume "
-                f"--output {path.with_name(path.name.removesuffix('.partial'))}`")
+            hint = path / "checkpoints" / RESUME_COMMAND  # by the verb that started it
+            command = (hint.read_text(encoding="utf-8").strip() if hint.is_file() else
+                       "sentitune train --resume --output "
+                       f"{path.with_name(path.name.removesuffix('.partial'))}")
+            raise SentituneError(f"{path} is an unfinished run; resume it with `{command}`")
         if not path.is_dir():
             raise SentituneError(f"{path} is not a directory; give a run made by "
                                  "`sentitune train`")
@@ -110,8 +125,10 @@ class Run:
             raise SentituneError(
                 f"{path} is not a sentitune run: missing {', '.join(missing) or 'model/'}; "
                 "train one with `sentitune train`")
+        _refuse_links_out(path)
         run = cls(path)
-        run.config, run.task  # noqa: B018  (a damaged file fails here, not mid-way)
+        # A damaged file fails here, once, with one line; not mid-way in a later stage.
+        run.config, run.labels, run.decision  # noqa: B018
         return run
 
     @classmethod
@@ -172,7 +189,12 @@ class Run:
 
     @cached_property
     def _config_file(self) -> dict:
-        return read_yaml(self.path / "config.yaml")
+        path = self.path / "config.yaml"
+        raw = read_yaml(path)
+        if not any(section in raw for section in SECTIONS):  # defaults would be a guess
+            raise SentituneError(f"{path} holds no settings (no {', '.join(SECTIONS)} "
+                                 "section); restore it or retrain the run")
+        return raw
 
     @cached_property
     def config(self) -> RunConfig:
@@ -187,12 +209,29 @@ class Run:
 
     @cached_property
     def _labels_file(self) -> dict:
+        path = self.path / "labels.json"
         payload = self._json("labels.json")
-        if not (isinstance(payload, dict) and isinstance(payload.get("labels"), list)
-                and payload.get("task") in TASKS):
-            raise SentituneError(f"{self.path / 'labels.json'} is damaged; restore it or "
+        labels = payload.get("labels") if isinstance(payload, dict) else None
+        if not (isinstance(labels, list) and payload.get("task") in TASKS and len(labels) >= 2
+                and all(isinstance(name, str) and name for name in labels)
+                and len(set(labels)) == len(labels)):
+            raise SentituneError(f"{path} is damaged (it needs a task of {', '.join(TASKS)} "
+                                 "and two or more distinct label names); restore it or "
                                  "retrain the run")
+        outputs = self._model_outputs()
+        if outputs is not None and outputs != len(labels):
+            raise SentituneError(f"{path} names {len(labels)} labels but the model has "
+                                 f"{outputs} outputs; restore labels.json or retrain the run")
         return payload
+
+    def _model_outputs(self) -> int | None:
+        """How many labels the saved model scores (from model/config.json), if it says."""
+        try:
+            saved = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None  # an adapter-only run; a damaged model fails when it loads
+        id2label = saved.get("id2label") if isinstance(saved, dict) else None
+        return len(id2label) if isinstance(id2label, dict) else None
 
     @property
     def task(self) -> str:
@@ -207,10 +246,17 @@ class Run:
         path = self.path / "decision.json"
         if not path.exists():
             return Decision()
+        payload = self._json("decision.json")
         try:
-            return Decision(**self._json("decision.json"))
+            decision = Decision(**payload) if isinstance(payload, dict) else None
         except TypeError:
-            raise SentituneError(f"{path} is damaged; restore it or retrain the run") from None
+            decision = None
+        problem = ("not an object of decision fields" if decision is None
+                   else decision_problem(decision, len(self.labels)))
+        if problem:
+            raise SentituneError(f"{path} is damaged ({problem}); restore it or retrain "
+                                 "the run")
+        return decision
 
     @cached_property
     def metrics(self) -> dict:
@@ -290,8 +336,13 @@ class Run:
 
         if "_splits" in self.__dict__:
             return self.__dict__["_splits"]
+        from sentitune.dataset.sources import data_dir
+
         config = self.config
-        splits = load_splits(config.data, config.training.seed)
+        # The folder its data was read from, when $SENTITUNE_DATA_DIR no longer says.
+        remembered = (self.facts.get("data_notes") or {}).get("data_dir")
+        root = Path(remembered) if remembered and data_dir() is None else None
+        splits = load_splits(config.data, config.training.seed, root)
         saved = self.facts.get("data_fingerprint")
         if saved and splits.fingerprint() != saved:
             raise SentituneError(
@@ -345,13 +396,81 @@ class Run:
         return self._json(TRACKING_FILE) if (self.path / TRACKING_FILE).exists() else {}
 
 
+# Settings a resumed run may change: they do not touch what the weights see.
+RESUMABLE_CHANGES = ("checkpoint_every", "report_to", "long_text", "stride")
+
+
+def check_resume(output: str | Path, config: RunConfig) -> None:
+    """Refuse to resume `output` with other settings than its interrupted run started with:
+    config.yaml would describe settings its weights never saw. `epochs` may change, to
+    extend or shorten a run, with a warning."""
+    output = Path(output)
+    staging = output.with_name(output.name + ".partial")
+    if not (staging / "config.yaml").is_file():
+        return  # nothing to resume: training starts afresh
+    before, now = _flat_settings(Run(staging).config), _flat_settings(config)
+    changed = [f"--{name.replace('_', '-')} {_shown(now[name])} (was {_shown(before[name])})"
+               for name in now if now[name] != before[name]
+               and name not in (*RESUMABLE_CHANGES, "epochs")]
+    if changed:
+        raise SentituneError(f"--resume with other settings than {staging} started with: "
+                             f"{', '.join(changed)}; resume with its settings, or train "
+                             "afresh without --resume (--overwrite if needed)")
+    if now["epochs"] != before["epochs"]:
+        console.warn(f"resuming with {console.option('epochs', now['epochs'])} (was "
+                     f"{before['epochs']:g}): the learning rate schedule changes from here "
+                     "on, so the weights will differ from an uninterrupted run's")
+
+
+def _flat_settings(config: RunConfig) -> dict[str, Any]:
+    return {name: value for section in plain(config.to_dict()).values()
+            for name, value in section.items()}
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def decision_problem(decision: Decision, n_labels: int) -> str | None:
+    """What makes a decision read from a file unusable, or None."""
+    if not (_number(decision.review_threshold) and 0 <= decision.review_threshold <= 1):
+        return f"review_threshold must be a number from 0 to 1, not {decision.review_threshold!r}"
+    if not (_number(decision.temperature) and decision.temperature > 0):
+        return f"temperature must be a positive number, not {decision.temperature!r}"
+    if not isinstance(decision.review_truncated, bool):
+        return f"review_truncated must be true or false, not {decision.review_truncated!r}"
+    cuts = decision.label_thresholds
+    if cuts is not None and not (isinstance(cuts, list) and len(cuts) == n_labels
+                                 and all(_number(c) and 0 <= c <= 1 for c in cuts)):
+        return f"label_thresholds must be {n_labels} numbers from 0 to 1"
+    return None
+
+
+def _refuse_links_out(path: Path) -> None:
+    """A run whose files are links to elsewhere would load (or overwrite) what is not the
+    run's: refuse any symbolic link inside it that leads out of the run directory."""
+    root = path.resolve()
+    for folder, subfolders, names in os.walk(path):
+        for name in subfolders + names:
+            entry = Path(folder) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise SentituneError(f"{entry} is a link to {os.readlink(entry)}, outside the "
+                                     "run; copy the file into the run instead")
+
+
 class RunLock:
     """`OUT.lock`: one writer per run directory.
 
     Holds the writer's pid, host and start time (and the process's own start time, so a
     reused pid is not mistaken for the writer). Created exclusively (O_EXCL), so of two
     writers starting together exactly one wins. A lock whose writer is gone (same host, pid
-    dead or reused) is stale: it is taken over with a warning.
+    dead or reused) is stale: it is taken over with a warning, by one of the writers that
+    find it so (`_takeover_guard`).
     """
 
     def __init__(self, path: Path, holder: dict) -> None:
@@ -361,7 +480,7 @@ class RunLock:
     @classmethod
     def acquire(cls, path: Path) -> RunLock:
         holder = _this_process()
-        for _ in range(2):  # a second try only after removing a stale lock
+        for _ in range(4):  # tries again only after a stale lock went or a lock was released
             try:
                 # Written whole, then linked into place: link() fails if the lock exists,
                 # and nobody ever reads a lock file half-written.
@@ -376,14 +495,16 @@ class RunLock:
                 if other == {}:
                     continue  # released meanwhile
                 if other is not None and not _is_stale(other):
-                    raise SentituneError(
-                        f"{path.with_suffix('')} is being written by pid {other['pid']} on "
-                        f"{other['host']} since {other['started']}; wait for it to finish or "
-                        "choose another --output") from None
-                warnings.warn(f"taking over the lock {path} of a writer that is gone "
-                              f"({_describe(other)}); its partial run is kept for --resume",
-                              stacklevel=3)
-                path.unlink(missing_ok=True)
+                    raise _held_by(path, other) from None
+                with _takeover_guard(path.parent):
+                    # Of several writers that found it stale, the first removes it; the
+                    # others find another lock (or none) here and look again.
+                    if _read_lock(path) != other:
+                        continue
+                    console.warn(f"taking over the lock {path} of a writer that is gone "
+                                 f"({_describe(other)}); its partial run is kept for "
+                                 f"{console.option('resume', True)}")
+                    path.unlink(missing_ok=True)
                 continue
             return cls(path, holder)
         raise SentituneError(f"{path} was taken by another writer just now; try again")
@@ -391,6 +512,27 @@ class RunLock:
     def release(self) -> None:
         if _read_lock(self.path) == self.holder:  # never remove a lock someone took over
             self.path.unlink(missing_ok=True)
+
+
+def _held_by(path: Path, holder: dict) -> SentituneError:
+    return SentituneError(
+        f"{path.with_suffix('')} is being written by pid {holder['pid']} on {holder['host']} "
+        f"since {holder['started']}; wait for it to finish or choose another --output")
+
+
+@contextlib.contextmanager
+def _takeover_guard(folder: Path) -> Iterator[None]:
+    """One process at a time may remove a stale lock in `folder` (an advisory lock on the
+    folder itself, so nothing is left behind): removing is only safe if the lock removed is
+    the stale one that was read, not one a faster writer has just taken."""
+    import fcntl
+
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the flock
 
 
 def _process_started(pid: int) -> float | None:

@@ -13,17 +13,21 @@ and of a multi-label run:
 per overlapping window of a text over max_length (their logits averaged).
 
 `score` is always the confidence that `needs_review` is judged on: the probability of
-`label` (it equals `probabilities[label]`), or for multi-label runs the distance of the
-label probability nearest its decision threshold. Probabilities and scores are rounded to
-`DIGITS` decimals. Evaluation records add `true_label` (or `true_labels`), `correct` and
-`slices`.
+`label` (it equals `probabilities[label]`), or for multi-label runs the margin of the
+least certain label decision: min over labels of |probability - that label's threshold|.
+That multi-label score is no probability: 0.001 says some label sits on its threshold (a
+coin-flip decision, so the text goes to review), whichever labels were chosen; a label can
+be the most probable and still absent from `labels` when it stays under its own threshold.
+Probabilities and scores are rounded to `DIGITS` decimals. Evaluation records add
+`true_label` (or `true_labels`), `correct` and `slices`.
 
-A text that cannot be scored (empty or only whitespace; in a file also a cell that is not
-text or bytes that are not UTF-8) still gets its record, so results line up with the
-input one to one: `unscored` gives it the same fields with no answer (`label` null, or
-`labels` empty; `score` null; every probability null; `windows` 0), `needs_review` true
-and an `error` saying why. Only such records carry `error` in the Python API; predict's
-output files have an `error` column on every row (empty when the row was scored).
+A text that cannot be scored (empty, only whitespace or zero-width characters; in a file
+also a cell that is not text or bytes that are not UTF-8) still gets its record, so results
+line up with the input one to one: `unscored` gives it the same fields with no answer
+(`label` null, or `labels` empty; `score` null; every probability null; `windows` 0),
+`needs_review` true and an `error` saying why. Only such records carry `error` in the Python
+API; predict's output files have an `error` column on every row (empty when the row was
+scored).
 
 In CSV files lists are joined with `|` and `probabilities` become one
 `p_LABEL` column per label (`flat_row`).
@@ -55,8 +59,9 @@ class SingleLabelPrediction(BaseModel):
 class MultiLabelPrediction(BaseModel):
     text: str
     labels: list[str] = Field(description="every label at or over its threshold; may be empty")
-    score: float = Field(description="distance of the label probability nearest its "
-                                     "decision threshold")
+    score: float = Field(description="margin of the least certain label decision: min "
+                                     "over labels of |probability - threshold|; near 0: a "
+                                     "label on its threshold (not a probability)")
     probabilities: dict[str, float] = Field(description="every label's probability")
     needs_review: bool = Field(description="some label is too close to its threshold")
     truncated: bool = Field(description="the text was cut to the model's max_length tokens")

@@ -13,7 +13,6 @@ import copy
 import json
 import math
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentitune import distributed, files
+from sentitune import console, distributed, files
 from sentitune.card import model_card
 from sentitune.config import (
     LORA_SETTINGS,
@@ -34,11 +33,17 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.dataset.augment import augmented_copies
-from sentitune.dataset.splits import Splits, load_splits
-from sentitune.decision import CARDINALITY_FACTOR, Decision, fit_label_thresholds
+from sentitune.dataset.splits import Splits, data_problems, load_splits
+from sentitune.decision import Decision, fit_label_thresholds
 from sentitune.errors import SentituneError
-from sentitune.hardware import BF16_AGREEMENT_ROWS, cpu_bf16_flags, resolve_precision
-from sentitune.metrics import agreement, classification_metrics, multi_hot, probabilities
+from sentitune.fitting import (
+    _warn_if_not_learned,
+    bf16_agreement,
+    fit_decision,
+    validation_logits,
+)
+from sentitune.hardware import cpu_bf16_flags, resolve_precision
+from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.model import (
     apply_lora,
     check_max_length,
@@ -49,7 +54,7 @@ from sentitune.model import (
 )
 from sentitune.optim import build_optimizer
 from sentitune.plots import plot_curves
-from sentitune.run import Run, versions
+from sentitune.run import Run, check_resume, versions
 from sentitune.tracking import Tracker
 from sentitune.truncation import transformers_encoding
 
@@ -141,19 +146,17 @@ def _warn_unused_lora(settings: TrainingConfig) -> None:
         if name != "merge_lora" and getattr(settings, name) != getattr(defaults, name)
     ]
     if settings.method == "full" and changed:
-        warnings.warn(
-            f"{', '.join('--' + c.replace('_', '-') for c in changed)} ignored: "
-            "--method is full (use --method lora)", stacklevel=2,
-        )
+        console.warn(f"{', '.join(console.option(c) for c in changed)} ignored: "
+                     f"{console.option('method')} is full (use "
+                     f"{console.option('method', 'lora')})")
 
 
 def _warn_unweighted_multilabel(task: str, settings: TrainingConfig) -> None:
     if task == "multilabel" and settings.class_weights == "none":
-        warnings.warn(
+        console.warn(
             "multi-label training without class weights often learns only the frequent labels "
             "(GoEmotions on MiniLM: test macro-F1 0.08 without, 0.28 with); "
-            "add --class-weights auto", stacklevel=2,
-        )
+            f"add {console.option('class_weights', 'auto')}")
 
 
 def _history(log_history: list[dict]) -> list[dict]:
@@ -257,6 +260,36 @@ def train(
             run.release()
 
 
+@dataclass(frozen=True)
+class _Session:
+    """What every step of one `train` call shares: the settings and where it runs."""
+
+    config: RunConfig
+    output: Path
+    precision: Any  # hardware.Precision
+    tracker: Tracker
+    teaching: Any  # distillation.Teaching or None
+    processes: Any  # accelerate's PartialState
+    world: int
+    is_main: bool
+    backend: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The data, tokenized, and the model ready to train."""
+
+    splits: Splits
+    weights: np.ndarray | None
+    tokenizer: Any
+    model: Any
+    train_set: Any  # datasets.Dataset
+    val_set: Any
+    trainable: int
+    total: int
+    augmentation: dict  # what --augment added (empty when off), saved in config.yaml
+
+
 def _train(
     config: RunConfig | str | Path | None,
     output: str | Path | None,
@@ -270,91 +303,127 @@ def _train(
     teaching: Any = None,
     **overrides: Any,
 ) -> TrainResult:
+    """Settings -> data and model -> staged run -> Trainer -> fitted model -> published run."""
     import torch
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        PrinterCallback,
-        Trainer,
-        TrainingArguments,
-        set_seed,
-    )
 
     from sentitune import checkpoints
 
-    config = resolved(make_config(config, **overrides))
-    settings, data_config = config.training, config.data
+    session = _start(resolved(make_config(config, **overrides)), output, resume, overwrite,
+                     teaching)
+    # Main process first: a hub download or cache fill happens once, the others reuse it.
+    with distributed.peer_failures(), session.processes.main_process_first():
+        prepared = _prepare(session, on_data)
+    staging = distributed.on_main(lambda: _stage(session, resume, overwrite),
+                                  "staging the run")
+    if session.is_main:  # the other ranks hold a copy of the object, not the lock
+        staged.append(staging)
+    trainer, resume_from, sessions, rss = _trainer(session, prepared, staging, resume, progress,
+                                                   callbacks)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with rss, distributed.peer_failures():
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    session_totals = checkpoints.totals(sessions.sessions(),
+                                        trainer.state.epoch * len(prepared.train_set))
+    # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
+    # them by default, whatever precision training ran in. Mixed precision left the model's
+    # forward wrapped in autocast: unwrap it, for these logits and for the caller.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    run_dir, metrics, temperature = distributed.on_main(
+        lambda: _finish(session, prepared, model, trainer, staging, session_totals),
+        "writing the run")
+    if not session.is_main and temperature != 1.0:
+        from sentitune.model import scale_logits
+
+        scale_logits(model, 1.0 / temperature)  # every rank returns the saved model
+    return TrainResult(run_dir, metrics, model)
+
+
+def _start(config: RunConfig, output: str | Path | None, resume: bool, overwrite: bool,
+           teaching: Any) -> _Session:
+    """Check what can be checked before any data or model loads; start the processes."""
+    import torch
+
+    settings = config.training
     _warn_unused_lora(settings)
     precision = resolve_precision(settings.precision)
     quiet_transformers()
     output = Path(output) if output is not None else default_output(config)
     if output.exists() and not overwrite:  # checked again when staging, after the data loads
         raise SentituneError(f"{output} already exists; choose another --output or --overwrite")
+    if resume:
+        check_resume(output, config)
     tracker = Tracker(settings.report_to, output.name)  # a missing extra fails before the data
-
     processes = distributed.start(cpu=not torch.cuda.is_available())
     # TrainingArguments renews accelerate's shared state: read what we need now.
-    world, is_main, backend = (processes.num_processes, processes.is_main_process,
-                               processes.backend or "none")
-    # Main process first: a hub download or cache fill happens once, the others reuse it.
-    with distributed.peer_failures(), processes.main_process_first():
-        splits = load_splits(data_config, settings.seed)
-        if world > len(splits.train):
-            raise SentituneError(f"{world} training processes for {len(splits.train)} "
-                                 f"training rows; launch at most {len(splits.train)} "
-                                 "processes or train on more rows")
-        if on_data is not None and is_main:
-            on_data(splits)
-        if is_main:
-            _warn_unweighted_multilabel(splits.task, settings)
-        weights = class_weights(splits, settings.class_weights)
-        tokenizer = load_tokenizer(config.model.model)
-        set_seed(settings.seed)  # the new classification head is initialised from this seed
-        model = load_model(config.model.model, splits.labels, splits.task)
-        if teaching is not None:
-            model = teaching.prepare_model(model, tokenizer)
-        check_max_length(data_config.max_length, model, tokenizer)
-        if settings.method == "lora":
-            model = apply_lora(model, settings)
-        trainable, total = parameter_counts(model)
+    return _Session(config, output, precision, tracker, teaching, processes,
+                    processes.num_processes, processes.is_main_process,
+                    processes.backend or "none")
 
-        pad_to_max = not settings.dynamic_padding
-        n = len(splits.labels)
-        copies, sources, augmentation = augmented_copies(
-            list(splits.train["text"]), model, tokenizer, settings, teaching is not None)
-        train_rows = splits.train
-        if copies and teaching is None:  # a copy keeps its source's label (dataset.augment)
-            train_rows = pd.concat([splits.train[["text", "label"]], pd.DataFrame({
-                "text": copies, "label": list(splits.train["label"].iloc[sources])})],
-                ignore_index=True)
-        train_set = tokenize(train_rows, tokenizer, data_config.max_length, splits.task, n,
-                             pad_to_max, data_config.truncation)
-        val_set = tokenize(splits.validation, tokenizer, data_config.max_length, splits.task,
-                           n, pad_to_max, data_config.truncation)
-        if teaching is not None:  # unlabeled rows are tokenized alike; their label is unused
-            train_set = teaching.train_set(train_set, splits, lambda texts: tokenize(
-                pd.DataFrame({"text": texts, "label": 0}), tokenizer, data_config.max_length,
-                "binary", n, pad_to_max, data_config.truncation), augmented=copies)
 
-    staging = distributed.on_main(
-        lambda: Run.stage(output, resume=resume, overwrite=overwrite), "staging the run")
-    if is_main:  # the other ranks hold a copy of the object, not the lock
-        staged.append(staging)
-    metric = settings.metric
+def _prepare(session: _Session, on_data: Callable[[Splits], None] | None) -> _Prepared:
+    """Load and split the data, load the model (LoRA-wrapped, cut by a teaching), tokenize."""
+    from transformers import set_seed
 
-    def compute_metrics(prediction) -> dict:
-        logits = prediction.predictions
-        probs = probabilities(np.asarray(logits, dtype=np.float64), splits.task)
-        # Multi-label decisions use thresholds fitted on validation (fit_decision): score
-        # every epoch that way, so early stopping and the best epoch judge the model as it
-        # will decide, not at a 0.5 cut that rare labels never reach early on.
-        thresholds = (fit_label_thresholds(probs, prediction.label_ids).thresholds
-                      if splits.task == "multilabel" else None)
-        found = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
-                                       thresholds)
-        return {k: v for k, v in found.items() if isinstance(v, float)}
+    settings, data_config, teaching = (session.config.training, session.config.data,
+                                       session.teaching)
+    splits = load_splits(data_config, settings.seed)
+    if session.world > len(splits.train):
+        raise SentituneError(f"{session.world} training processes for {len(splits.train)} "
+                             f"training rows; launch at most {len(splits.train)} "
+                             "processes or train on more rows")
+    if on_data is not None and session.is_main:
+        on_data(splits)
+    if session.is_main:
+        _warn_unweighted_multilabel(splits.task, settings)
+        for problem in data_problems(splits, data_config):
+            console.warn(problem)
+    weights = class_weights(splits, settings.class_weights)
+    tokenizer = load_tokenizer(session.config.model.model)
+    set_seed(settings.seed)  # the new classification head is initialised from this seed
+    model = load_model(session.config.model.model, splits.labels, splits.task)
+    if teaching is not None:
+        model = teaching.prepare_model(model, tokenizer)
+    check_max_length(data_config.max_length, model, tokenizer)
+    if settings.method == "lora":
+        model = apply_lora(model, settings)
+    trainable, total = parameter_counts(model)
 
-    args = TrainingArguments(
+    def encode(frame, task: str):
+        return tokenize(frame, tokenizer, data_config.max_length, task, len(splits.labels),
+                        not settings.dynamic_padding, data_config.truncation)
+
+    copies, sources, augmentation = augmented_copies(
+        list(splits.train["text"]), model, tokenizer, settings, teaching is not None)
+    train_rows = splits.train
+    if copies and teaching is None:  # a copy keeps its source's label (dataset.augment)
+        train_rows = pd.concat([splits.train[["text", "label"]], pd.DataFrame({
+            "text": copies, "label": list(splits.train["label"].iloc[sources])})],
+            ignore_index=True)
+    train_set = encode(train_rows, splits.task)
+    val_set = encode(splits.validation, splits.task)
+    if teaching is not None:  # unlabeled rows are tokenized alike; their label is unused
+        train_set = teaching.train_set(train_set, splits, lambda texts: encode(
+            pd.DataFrame({"text": texts, "label": 0}), "binary"), augmented=copies)
+    return _Prepared(splits, weights, tokenizer, model, train_set, val_set, trainable, total,
+                     augmentation or {})
+
+
+def _stage(session: _Session, resume: bool, overwrite: bool) -> Run:
+    """The locked staging run; it records its settings at once, so that `--resume` can
+    refuse other ones (see `check_resume`)."""
+    staging = Run.stage(session.output, resume=resume, overwrite=overwrite)
+    if not (staging.path / "config.yaml").is_file():
+        staging.write_config(session.config, {})
+    return staging
+
+
+def _training_arguments(session: _Session, staging: Run, progress: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    settings = session.config.training
+    return TrainingArguments(
         output_dir=str(staging.checkpoints),
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
@@ -371,245 +440,176 @@ def _train(
         save_strategy="epoch",
         logging_strategy="epoch",
         load_best_model_at_end=True,
-        metric_for_best_model=metric,
-        greater_is_better=metric != "loss",
+        metric_for_best_model=settings.metric,
+        greater_is_better=settings.metric != "loss",
         save_total_limit=2,
-        report_to=tracker.report_to,
-        disable_tqdm=not progress,
+        report_to=session.tracker.report_to,
+        disable_tqdm=True,  # sentitune.console prints one line per epoch instead
         ddp_timeout=distributed.timeout_s(),
         ddp_find_unused_parameters=False,  # every trainable weight is used each step
         use_cpu=not torch.cuda.is_available(),
-        **precision.trainer_flags(),
+        **session.precision.trainer_flags(),
     )
-    early_stopping = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
+
+
+def _metrics_of(splits: Splits) -> Callable[[Any], dict]:
+    """The Trainer's `compute_metrics`: every validation metric of an epoch's logits."""
+
+    def compute_metrics(prediction) -> dict:
+        probs = probabilities(np.asarray(prediction.predictions, dtype=np.float64),
+                              splits.task)
+        # Multi-label decisions use thresholds fitted on validation (fit_decision): score
+        # every epoch that way, so early stopping and the best epoch judge the model as it
+        # will decide, not at a 0.5 cut that rare labels never reach early on.
+        thresholds = (fit_label_thresholds(probs, prediction.label_ids).thresholds
+                      if splits.task == "multilabel" else None)
+        found = classification_metrics(prediction.label_ids, probs, splits.task, splits.labels,
+                                       thresholds)
+        return {k: v for k, v in found.items() if isinstance(v, float)}
+
+    return compute_metrics
+
+
+def _trainer_class():
+    """The transformers Trainer, with length-grouped batches in an order that a resumed run
+    draws again (see `checkpoints.EpochSeededLengthSampler`)."""
+    from transformers import Trainer
+
+    from sentitune import checkpoints
+
+    class SentituneTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            # The dataset as given: the one passed here has lost its `length` column.
+            lengths = self.args.length_column_name
+            if (self.args.train_sampling_strategy != "group_by_length"
+                    or lengths not in self.train_dataset.column_names):
+                return super()._get_train_sampler(train_dataset)
+            return checkpoints.EpochSeededLengthSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                list(self.train_dataset[lengths]), self.args.data_seed)
+
+    return SentituneTrainer
+
+
+def _trainer(session: _Session, prepared: _Prepared, staging: Run, resume: bool,
+             progress: bool, callbacks: Sequence[Any]):
+    """The Trainer, the checkpoint to resume from (None: from the start), the session log
+    its checkpoints carry and the memory sampler."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback
+
+    from sentitune import checkpoints
+
+    settings, splits, teaching = session.config.training, prepared.splits, session.teaching
+    args = _training_arguments(session, staging, progress)  # renews accelerate's state first
     resume_from = distributed.on_main(
         lambda: checkpoints.resumable(staging.checkpoints) if resume else None,
         "finding a checkpoint to resume")
+    early_stopping = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
     rss = _PeakRss()
     sessions = checkpoints.SessionLog(checkpoints.earlier_sessions(resume_from),
                                       lambda: _peak_memory_mb(rss))
     saving = [checkpoints.Interval(*checkpoint_interval(settings.checkpoint_every)), sessions]
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        optimizers=(build_optimizer(model, settings), None),  # the schedule: from args
-        compute_loss_func=(teaching.loss(splits.task, weights) if teaching is not None
-                           else None if weights is None else _weighted_loss(weights,
-                                                                            splits.task)),
-        callbacks=[*early_stopping, *saving, *callbacks],
-    )
-
-    tracker.attach(trainer, staging)
-    if not progress:
-        trainer.remove_callback(PrinterCallback)  # no per-epoch log dicts on stdout
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    with rss, distributed.peer_failures():
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    session_totals = checkpoints.totals(sessions.sessions(),
-                                        trainer.state.epoch * len(train_set))
-
-    # The decision and the final metrics are fitted on fp32 logits, as `predict` computes
-    # them by default, whatever precision training ran in. Mixed precision left the model's
-    # forward wrapped in autocast: unwrap it, for these logits and for the caller.
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-
-    def finish() -> tuple[Path, dict, float]:
-        """Rank 0 alone: fit the decision on every validation row, write and publish."""
-        logits = validation_logits(model, val_set, tokenizer, settings.eval_batch_size)
-        label_ids = np.asarray(val_set["labels"])
-        decision, calibration = fit_decision(model, logits, label_ids, splits.task)
-        probs = probabilities(logits / decision.temperature, splits.task)
-        thresholds = decision.label_thresholds
-        validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
-                                            None if thresholds is None else np.asarray(thresholds))
-        _warn_if_not_learned(validation, splits.task, splits.labels, settings)
-        history = _history(trainer.state.log_history)
-        best_epoch = _best_epoch(history, metric)
-
-        _save_model(model, tokenizer, staging.path, settings)
-        files.follow_umask(staging.path)
-        staging.write_labels(splits.task, splits.labels)
-        staging.write_decision(decision)
-        staging.write_config(config, {
-            "data_fingerprint": splits.fingerprint(),
-            "rows": {"train": len(splits.train), "validation": len(splits.validation)},
-            "data_notes": splits.notes,
-            "precision": precision.as_dict(),
-            "distributed": {
-                "world_size": world,
-                "backend": backend,
-                # What one optimizer step sees: per-device batch x processes x accumulation.
-                "effective_batch_size": (settings.batch_size * world
-                                         * settings.gradient_accumulation),
-            },
-            "versions": versions(),
-            **({"augmentation": augmentation} if augmentation else {}),
-            **({"distillation": teaching.record()} if teaching is not None else {}),
-        })
-        staging.write_history(history)
-        plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
-                    f"{Path(data_config.dataset).name}")
-        tokens_seen = int(sum(train_set["length"])) * settings.epochs
-        metrics = {
-            "validation": validation,
-            "selection_metric": metric,
-            "best_epoch": best_epoch,
-            "epochs_run": len(history),
-            **session_totals,  # train_runtime_s, train_samples_per_s, peak_memory_mb, sessions
-            "train_tokens": tokens_seen,
-            "trainable_params": trainable,
-            "total_params": total,
-            "calibration": {} if splits.task == "multilabel" else calibration,
-            **({"threshold_fit": calibration} if splits.task == "multilabel" else {}),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            **({"distilled_from": teaching.record()["teachers"]} if teaching is not None
-               else {}),
-        }
-        if precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is only slower
-            metrics["bf16_agreement"] = bf16_agreement(
-                model, val_set, tokenizer, settings.eval_batch_size, probs, splits.task)
-        staging.write_metrics(metrics)
-        staging.write_card(model_card(config, splits, metrics, output.name))
-        tracker.log_run(trainer, staging)
-        return staging.publish().path, metrics, decision.temperature
-
-    run_dir, metrics, temperature = distributed.on_main(finish, "writing the run")
-    if not is_main and temperature != 1.0:
-        from sentitune.model import scale_logits
-
-        scale_logits(model, 1.0 / temperature)  # every rank returns the saved model
-    return TrainResult(run_dir, metrics, model)
-
-
-
-def validation_logits(model, dataset, tokenizer, batch_size: int, *,
-                      bf16: bool = False) -> np.ndarray:
-    """Logits of every row of `dataset`, in its order: in fp32, or under bf16 autocast.
-
-    Not through `Trainer.predict`, which would run in the training's own precision.
-    Rows go in length order so each batch pads little.
-    """
-    import inspect
-
-    import torch
-    from transformers import DataCollatorWithPadding
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    accepted = inspect.signature(base.forward).parameters
-    inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids")
-              if name in dataset.column_names and name in accepted]
-    collate = DataCollatorWithPadding(tokenizer)
-    device = next(model.parameters()).device
-    order = np.argsort(dataset["length"], kind="stable")
-    out = np.zeros((len(dataset), model.config.num_labels), dtype=np.float64)
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-        for start in range(0, len(order), batch_size):
-            picked = order[start:start + batch_size]
-            rows = dataset.select(picked)
-            batch = collate([{name: row[name] for name in inputs} for row in rows])
-            logits = model(**{name: t.to(device) for name, t in batch.items()}).logits
-            out[picked] = logits.float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def bf16_agreement(model, val_set, tokenizer, batch_size: int, fp32_probs: np.ndarray,
-                   task: str) -> dict:
-    """How often bf16 inference gives the fp32 label (and, single-label, whether its
-    probabilities stay as calibrated), on up to BF16_AGREEMENT_ROWS validation rows."""
-    from sentitune.calibration import expected_calibration_error
-
-    n = min(len(val_set), BF16_AGREEMENT_ROWS)
-    rows = val_set.select(range(n))
-    bf16_probs = probabilities(validation_logits(model, rows, tokenizer, batch_size, bf16=True),
-                               task)
-    report = agreement(fp32_probs[:n], bf16_probs, multi_label=task == "multilabel")
-    if task != "multilabel":
-        labels = np.asarray(rows["labels"], dtype=int)
-        report["ece_fp32"] = expected_calibration_error(fp32_probs[:n], labels)
-        report["ece_bf16"] = expected_calibration_error(bf16_probs, labels)
-    return report
-
-
-# A run whose validation answers are this much one class, or whose accuracy is within this
-# of always answering the commonest class, has not learned: a wrong learning rate, mostly.
-ONE_CLASS_SHARE = 0.95
-CHANCE_MARGIN = 0.02
-
-
-def _warn_if_not_learned(validation: dict, task: str, labels: list[str],
-                         settings: TrainingConfig) -> None:
-    if task == "multilabel":
-        true, predicted = validation["label_cardinality_true"], validation[
-            "label_cardinality_pred"]
-        if not true / CARDINALITY_FACTOR <= predicted <= true * CARDINALITY_FACTOR:
-            warnings.warn(f"validation answers carry {predicted:.2f} labels on average against "
-                          f"{true:.2f} in truth: the decision thresholds do not fit this data "
-                          "(more validation rows, --class-weights auto or another "
-                          "--learning-rate may help)", stacklevel=4)
-        return
-    matrix = np.asarray(validation["confusion_matrix"])
-    predicted, true = matrix.sum(axis=0) / matrix.sum(), matrix.sum(axis=1) / matrix.sum()
-    top = int(predicted.argmax())
-    if predicted[top] >= ONE_CLASS_SHARE:
-        problem = f"predicts '{labels[top]}' for {predicted[top]:.0%} of validation rows"
-    elif validation["accuracy"] <= true.max() + CHANCE_MARGIN:
-        problem = (f"is at chance: validation accuracy {validation['accuracy']:.3f} vs "
-                   f"{true.max():.3f} for always answering '{labels[int(true.argmax())]}'")
+    if teaching is not None:
+        loss = teaching.loss(splits.task, prepared.weights)
     else:
-        return
-    warnings.warn(f"the model {problem}; it has not learned at learning rate "
-                  f"{settings.learning_rate:g} with --method {settings.method}: try another "
-                  "--learning-rate, more --epochs or more data", stacklevel=4)
+        loss = None if prepared.weights is None else _weighted_loss(prepared.weights,
+                                                                     splits.task)
+    trainer = _trainer_class()(
+        model=prepared.model,
+        args=args,
+        train_dataset=prepared.train_set,
+        eval_dataset=prepared.val_set,
+        processing_class=prepared.tokenizer,
+        data_collator=DataCollatorWithPadding(prepared.tokenizer),
+        compute_metrics=_metrics_of(splits),
+        compute_loss_func=loss,
+        optimizers=(build_optimizer(prepared.model, settings), None),  # the schedule: from args
+        callbacks=[*early_stopping, *saving, *callbacks,
+                   *([console.epoch_callback(settings.metric)] if progress and session.is_main
+                     else [])],
+    )
+    session.tracker.attach(trainer, staging)
+    trainer.remove_callback(PrinterCallback)  # no raw log dicts on stdout
+    return trainer, resume_from, sessions, rss
 
 
-def fit_decision(model, logits: np.ndarray, y_true: np.ndarray,
-                 task: str) -> tuple[Decision, dict]:
-    """Fit on validation how probabilities become decisions.
+def _finish(session: _Session, prepared: _Prepared, model, trainer, staging: Run,
+            session_totals: dict) -> tuple[Path, dict, float]:
+    """Rank 0 alone: fit the decision on every validation row, write and publish."""
+    settings, splits = session.config.training, prepared.splits
+    val_set = prepared.val_set
+    logits = validation_logits(model, val_set, prepared.tokenizer, settings.eval_batch_size)
+    label_ids = np.asarray(val_set["labels"])
+    decision, calibration = fit_decision(model, logits, label_ids, splits.task)
+    probs = probabilities(logits / decision.temperature, splits.task)
+    thresholds = decision.label_thresholds
+    validation = classification_metrics(label_ids, probs, splits.task, splits.labels,
+                                        None if thresholds is None else np.asarray(thresholds))
+    _warn_if_not_learned(validation, splits.task, splits.labels, settings)
+    history = _history(trainer.state.log_history)
 
-    Single-label: a temperature (Guo et al. 2017) folded into the model's head, so the
-    saved model itself gives calibrated probabilities, but only when it lowers the
-    validation NLL it was fitted for without raising the ECE (a LoRA run once folded
-    T = 6.9 while its ECE rose 0.011 -> 0.018); both are reported either way.
-    Multi-label: one decision threshold per label (see `fit_label_thresholds`: per-label
-    F1 cuts shifted jointly until answers carry within 2x the true labels per row); the
-    second value is then the fit's report (metrics.json's ``threshold_fit``).
-    """
-    from sentitune.calibration import expected_calibration_error, fit_temperature, nll
-    from sentitune.model import scale_logits
+    _save_model(model, prepared.tokenizer, staging.path, settings)
+    files.follow_umask(staging.path)
+    _write_records(session, prepared, staging, decision, history)
+    metrics = _run_metrics(session, prepared, history, validation, calibration,
+                           session_totals)
+    if session.precision.device == "cuda" or cpu_bf16_flags():  # emulated bf16 is slower
+        metrics["bf16_agreement"] = bf16_agreement(
+            model, val_set, prepared.tokenizer, settings.eval_batch_size, probs, splits.task)
+    staging.write_metrics(metrics)
+    staging.write_card(model_card(session.config, splits, metrics, session.output.name))
+    session.tracker.log_run(trainer, staging)
+    return staging.publish().path, metrics, decision.temperature
 
-    if task == "multilabel":
-        fit = fit_label_thresholds(probabilities(logits, task), y_true)
-        return (Decision(label_thresholds=[round(float(t), 6) for t in fit.thresholds]),
-                fit.report())
-    labels = np.asarray(y_true, dtype=int)
-    fitted = round(float(fit_temperature(logits, labels)), 6)
-    before = {"nll": nll(logits, labels, 1.0),
-              "ece": expected_calibration_error(probabilities(logits, task), labels)}
-    after = {"nll": nll(logits, labels, fitted),
-             "ece": expected_calibration_error(probabilities(logits / fitted, task), labels)}
-    applied = (after["nll"] < before["nll"] and after["ece"] <= before["ece"]
-               and scale_logits(model, 1.0 / fitted))
-    temperature = fitted if applied else 1.0
-    calibration = {
-        "temperature": temperature,
-        "fitted_temperature": fitted,
-        "applied": bool(applied),
-        "ece": before["ece"],
-        "ece_after_temperature": after["ece"] if applied else before["ece"],
-        "ece_with_fitted_temperature": after["ece"],
-        "nll": before["nll"],
-        "nll_with_fitted_temperature": after["nll"],
+
+def _write_records(session: _Session, prepared: _Prepared, staging: Run, decision: Decision,
+                   history: list[dict]) -> None:
+    """labels.json, decision.json, config.yaml (with the facts), history.csv, curves.png."""
+    config, splits, settings = session.config, prepared.splits, session.config.training
+    staging.write_labels(splits.task, splits.labels)
+    staging.write_decision(decision)
+    staging.write_config(config, {
+        "data_fingerprint": splits.fingerprint(),
+        "rows": {"train": len(splits.train), "validation": len(splits.validation)},
+        "data_notes": splits.notes,
+        "precision": session.precision.as_dict(),
+        "distributed": {
+            "world_size": session.world,
+            "backend": session.backend,
+            # What one optimizer step sees: per-device batch x processes x accumulation.
+            "effective_batch_size": (settings.batch_size * session.world
+                                     * settings.gradient_accumulation),
+        },
+        "versions": versions(),
+        **({"augmentation": prepared.augmentation} if prepared.augmentation else {}),
+        **({"distillation": session.teaching.record()} if session.teaching is not None
+           else {}),
+    })
+    staging.write_history(history)
+    plot_curves(history, staging.path / "curves.png", title=f"{config.model.model} on "
+                f"{Path(config.data.dataset).name}")
+
+
+def _run_metrics(session: _Session, prepared: _Prepared, history: list[dict],
+                 validation: dict, calibration: dict, session_totals: dict) -> dict:
+    """metrics.json: validation, the best epoch, cost over every session, parameters."""
+    import torch
+
+    settings, task, teaching = session.config.training, prepared.splits.task, session.teaching
+    return {
+        "validation": validation,
+        "selection_metric": settings.metric,
+        "best_epoch": _best_epoch(history, settings.metric),
+        "epochs_run": len(history),
+        **session_totals,  # train_runtime_s, train_samples_per_s, peak_memory_mb, sessions
+        "train_tokens": int(sum(prepared.train_set["length"])) * settings.epochs,
+        "trainable_params": prepared.trainable,
+        "total_params": prepared.total,
+        "calibration": {} if task == "multilabel" else calibration,
+        **({"threshold_fit": calibration} if task == "multilabel" else {}),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        **({"distilled_from": teaching.record()["teachers"]} if teaching is not None else {}),
     }
-    return Decision(temperature=temperature), calibration
 
 
 def _best_epoch(history: list[dict], metric: str) -> int | None:

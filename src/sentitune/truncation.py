@@ -161,6 +161,16 @@ class Truncator:
             truncated.append(len(text_ids) > self.room)
         return ids, type_ids, truncated
 
+    def pieces(self, text: str) -> tuple[list[int], list[int], list[tuple[int, int] | None]]:
+        """One text as `encode` cuts it: (token ids, token type ids, each token's character
+        span in `text`; None for the special tokens)."""
+        found = self._tokenizer.encode(text, add_special_tokens=False)
+        kept = keep(list(range(len(found.ids))), self.room, self.truncation)
+        row, types = self._template.wrap([found.ids[i] for i in kept])
+        spans = ([None] * len(self._template.prefix) + [found.offsets[i] for i in kept]
+                 + [None] * len(self._template.suffix))
+        return row, types, spans
+
     def windows(self, texts: Sequence[str], stride: int | None
                 ) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
         """Every window of each text (neighbours share `stride` tokens; None: a quarter of

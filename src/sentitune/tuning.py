@@ -12,9 +12,12 @@ at that epoch is pruned (a Trainer callback reports each epoch to Optuna).
       trials.csv        one row per trial: state, score, accuracy, time, parameters
       score_vs_lr.png   validation score against learning rate, pruned trials marked
 
-A search interrupted mid-trial resumes with that trial's parameters tried again. Trial runs
-are trained in TUNE_DIR/trials/ and removed once scored: the preset, not the weights, is
-the result (train it once more to get the model).
+A search interrupted mid-trial resumes with that trial's parameters tried again (the
+sampler's seed moves on with the trials done, so new trials draw new parameters). Trial
+runs are trained in TUNE_DIR/trials/ and removed once scored, or by the next search after
+a kill: the preset, not the weights, is the result (train it once more to get the model).
+While a search runs, TUNE_DIR.lock names it (as `sentitune train` does): a second search
+of the same TUNE_DIR is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import json
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from sentitune.config import (
     resolved,
 )
 from sentitune.errors import SentituneError
-from sentitune.run import Run
+from sentitune.run import Run, RunLock
 
 STUDY_FILE = "study.db"
 STUDY_NAME = "sentitune"
@@ -91,11 +94,15 @@ OPT_IN = ("layer_decay", "optimizer")
 INTEGER_SETTINGS = ("epochs", "batch_size", "lora_r", "lora_alpha")
 
 
-def search_space(search: str | None, method: str) -> list[Param]:
-    """The parameters of `--search` (None: every default one of `method`)."""
+def search_space(search: str | None, method: str, fixed: Collection[str] = ()) -> list[Param]:
+    """The parameters of `--search` (None: every default one of `method` but those `fixed`:
+    a setting given explicitly, `--epochs 1`, holds in every trial)."""
     if search is None:
         names = [n for n in DEFAULT_SPACE
-                 if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN]
+                 if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN and n not in fixed]
+        if not names:
+            raise SentituneError("every searchable parameter is fixed by a flag; drop one of "
+                                 f"--{', --'.join(n.replace('_', '-') for n in fixed)}")
         return [_with_default_range(DEFAULT_SPACE[n], method) for n in names]
     items = [item.strip() for item in search.split(",") if item.strip()]
     if not items:
@@ -113,6 +120,10 @@ def search_space(search: str | None, method: str) -> list[Param]:
         if name in space:
             raise SentituneError(f"--search names '{name}' twice; give it once")
         space[name] = _parse_param(name, spec, method)
+        if name in fixed:
+            flag = "--" + name.replace("_", "-")
+            raise SentituneError(f"{flag} fixes {name}, and --search searches it; give one "
+                                 "of the two")
     return list(space.values())
 
 
@@ -215,9 +226,19 @@ def tune(
     settings = TuneConfig(trials=trials, timeout=timeout, search=search, pruning=pruning)
     _check_budget(settings)
     base = make_config(config, **overrides)
-    space = search_space(settings.search, base.training.method)
+    space = search_space(settings.search, base.training.method, fixed=overrides)
     optuna = _import_optuna()
     output = Path(output) if output is not None else default_output(base)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(output.with_name(output.name + ".lock"))  # one search per study
+    try:
+        return _search(optuna, output, base, space, settings, overwrite, progress)
+    finally:
+        lock.release()
+
+
+def _search(optuna, output: Path, base: RunConfig, space: Sequence[Param],
+            settings: TuneConfig, overwrite: bool, progress: bool) -> TuneResult:
     study = _open_study(optuna, output, base, space, settings, overwrite)
     metric = base.training.metric
 
@@ -263,8 +284,7 @@ def _open_study(optuna, output: Path, base: RunConfig, space: Sequence[Param],
               if settings.pruning else optuna.pruners.NopPruner())
     study = optuna.create_study(
         storage=f"sqlite:///{study_path.resolve()}", study_name=STUDY_NAME,
-        load_if_exists=True, direction=direction, pruner=pruner,
-        sampler=optuna.samplers.TPESampler(seed=base.training.seed))
+        load_if_exists=True, direction=direction, pruner=pruner)
     record = _settings_record(base, space, settings)
     saved = study.user_attrs.get("settings")
     if saved is None:
@@ -273,10 +293,15 @@ def _open_study(optuna, output: Path, base: RunConfig, space: Sequence[Param],
         raise SentituneError(f"{output} holds a study with other settings (config, search "
                              "space or pruning); resume it with the same flags, or choose "
                              "another --output or --overwrite")
-    # A trial cut off by an interrupted search is failed and tried again first.
+    # A trial cut off by an interrupted search is failed and tried again first; its
+    # half-trained run is removed (this search holds the lock: no trial is running).
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(trial.params)
+    shutil.rmtree(output / "trials", ignore_errors=True)
+    # Seeded, but not alike in every session: a resumed search would draw again the
+    # parameters its first session drew.
+    study.sampler = optuna.samplers.TPESampler(seed=base.training.seed + len(study.trials))
     return study
 
 

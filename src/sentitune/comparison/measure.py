@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sentitune.comparison.verify import METHOD_SETTINGS, ComparedRun
+from sentitune.metrics import learning_problem
 from sentitune.run import INT8_NAME, ONNX_NAME
 
 LATENCY_TEXTS = 64
@@ -94,7 +95,12 @@ def summarise(group: list[ComparedRun], latency: dict[tuple[Path, str], dict[int
         "train_runtime_s": _stats([run.metrics["train_runtime_s"] for run in group]),
         "train_samples_per_s": _stats([run.metrics["train_samples_per_s"] for run in group]),
         "val_accuracy": _stats([run.metrics["validation"]["accuracy"] for run in group]),
-        "val_f1": _stats([run.metrics["validation"]["f1"] for run in group]),
+        # The runs' own selection metric (f1_macro by default), not the positive class's F1.
+        "val_metric": (metric := first.metrics["selection_metric"]),
+        "val_score": _stats([run.metrics["validation"][metric] for run in group]),
+        # Seeds whose model learned nothing from the texts (metrics.learning_problem).
+        "not_learned": [problem for run in group if (problem := learning_problem(
+            run.metrics["validation"], run.run.task, run.run.labels)) is not None],
         "best_epoch": [run.metrics["best_epoch"] for run in group],
         "checkpoint": f"{checkpoint}/",
         "checkpoint_mb": round(_weights_mb(first.path / checkpoint), 3),

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from sentitune import console
 from sentitune.config import LORA_SETTINGS, METHODS, RunConfig, TrainingConfig, validate
 from sentitune.errors import SentituneError
 from sentitune.model import model_label
@@ -93,16 +94,19 @@ def train_isolated(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
 
     context = multiprocessing.get_context("spawn")  # a fresh interpreter, nothing inherited
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(_train_metrics, config, run_dir, overwrite).result()
+        return pool.submit(_train_metrics, config, run_dir, overwrite,
+                           console.spelling_is_cli()).result()
 
 
-def _train_metrics(config: RunConfig, run_dir: Path, overwrite: bool) -> dict:
+def _train_metrics(config: RunConfig, run_dir: Path, overwrite: bool, cli: bool) -> dict:
+    import contextlib
     import warnings
 
     from sentitune.training import train
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecations, as the CLI
-    return train(config, run_dir, overwrite=overwrite, progress=False).metrics
+    with console.cli_spelling() if cli else contextlib.nullcontext():  # as the parent spoke
+        return train(config, run_dir, overwrite=overwrite, progress=False).metrics
 
 
 def say(progress: bool, message: str) -> None:

@@ -39,7 +39,7 @@ def summary_table(report: dict) -> list[str]:
     memory = _memory_kind(report)
     lines = [
         f"| compared | learning rate | trainable params | total params | {memory} (MB) | "
-        "train time (s) | samples/s | val accuracy | val F1 | checkpoint (MB) | "
+        f"train time (s) | samples/s | val accuracy | val {_metric(report)} | checkpoint (MB) | "
         "ms/text, batch 1 | ms/text, batch 32 | texts/s, batch 32 | architecture |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -52,10 +52,14 @@ def summary_table(report: dict) -> list[str]:
             f"({m['trainable_pct']:.2f}%) | {m['total_params']:,} | "
             f"{_pm(m['peak_memory_mb'], 0)} | {_pm(m['train_runtime_s'], 1)} | "
             f"{_pm(m['train_samples_per_s'], 1)} | {_pm(m['val_accuracy'], 4)} | "
-            f"{_pm(m['val_f1'], 4)} | {m['checkpoint_mb']:.2f} ({m['checkpoint']}) | "
+            f"{_pm(m['val_score'], 4)} | {m['checkpoint_mb']:.2f} ({m['checkpoint']}) | "
             f"{_pm(latency['batch_1'], 2)} | {_pm(latency['batch_32'], 2)} | {speeds} | "
             f"{m['model_type']} |")
     return lines
+
+
+def _metric(report: dict) -> str:
+    return next(iter(report["variants"].values()))["val_metric"]
 
 
 def tradeoffs(report: dict) -> str:
@@ -97,7 +101,7 @@ def _method_sentences(m: dict, base: dict) -> list[str]:
         _ratio_sentence("Peak training memory", m["peak_memory_mb"]["mean"],
                         base["peak_memory_mb"]["mean"], "MB", label, base_label),
         sentence + ".",
-        _accuracy_sentence(m["val_accuracy"], base["val_accuracy"]),
+        _score_sentence(m, base, label, base_label),
         f"Stored per task: {m['checkpoint_mb']:.2f} MB ({m['checkpoint']}) against "
         f"{base['checkpoint_mb']:.2f} MB ({base['checkpoint']}).",
         _latency_sentence(m, base),
@@ -116,7 +120,7 @@ def _model_sentences(name: str, m: dict, base_name: str, base: dict) -> list[str
         f"{base['train_samples_per_s']['mean']:.1f} ({speed:.2f}x).",
         _ratio_sentence("Peak training memory", m["peak_memory_mb"]["mean"],
                         base["peak_memory_mb"]["mean"], "MB", name, base_name),
-        _accuracy_sentence(m["val_accuracy"], base["val_accuracy"]),
+        _score_sentence(m, base, name, base_name),
     ]
     shared = [b for b in _texts_per_s(m) if b in _texts_per_s(base)]
     speeds = [f"{b} {_texts_per_s(m)[b]['mean']:.0f} against {_texts_per_s(base)[b]['mean']:.0f} "
@@ -145,9 +149,21 @@ def _ratio_sentence(what: str, value: float, reference: float, unit: str, label:
             f"{base_label} ({value / reference:.2f}x).")
 
 
-def _accuracy_sentence(stats: dict, base: dict) -> str:
+def _score_sentence(m: dict, base: dict, label: str, base_label: str) -> str:
+    """The validation comparison; none between models that learned nothing, whose equal
+    scores (two arms answering one class everywhere) would read as a tie."""
+    failed = [f"{name} has not learned in {len(v['not_learned'])} of {len(v['seeds'])} "
+              f"seeds ({v['not_learned'][0]})"
+              for name, v in ((label, m), (base_label, base)) if v["not_learned"]]
+    if not failed:
+        return _accuracy_sentence(m["val_score"], base["val_score"], m["val_metric"])
+    return (f"No score comparison: {'; '.join(failed)}; retrain with another learning rate "
+            "before comparing.")
+
+
+def _accuracy_sentence(stats: dict, base: dict, metric: str = "accuracy") -> str:
     diff = 100 * (stats["mean"] - base["mean"])
-    text = (f"Validation accuracy was {stats['mean']:.2%} against {base['mean']:.2%} "
+    text = (f"Validation {metric} was {stats['mean']:.2%} against {base['mean']:.2%} "
             f"({diff:+.1f} points")
     if stats["n"] < 2 or base["n"] < 2:
         return text + ") from a single seed, so the seed-to-seed spread is unknown."
@@ -273,7 +289,7 @@ def plot_comparison(report: dict, runs: Sequence[ComparedRun], path: Path) -> Pa
                        [latency[f"batch_{s}"]["mean"] for s in LATENCY_BATCH_SIZES], width,
                        yerr=[latency[f"batch_{s}"]["std"] for s in LATENCY_BATCH_SIZES],
                        color=colors[name], label=name, capsize=4)
-        scores = [variants[name][k] for k in ("val_accuracy", "val_f1")]
+        scores = [variants[name][k] for k in ("val_accuracy", "val_score")]
         axes[1, 1].bar(np.arange(2) + offset, [s["mean"] for s in scores], width,
                        yerr=[s["std"] for s in scores], color=colors[name], label=name,
                        capsize=4)
@@ -282,9 +298,9 @@ def plot_comparison(report: dict, runs: Sequence[ComparedRun], path: Path) -> Pa
     axes[1, 0].set(title="Inference latency, torch (merged model)", ylabel="ms per text",
                    xticks=range(len(LATENCY_BATCH_SIZES)),
                    xticklabels=[f"batch {s}" for s in LATENCY_BATCH_SIZES])
-    lowest = min(variants[n][k]["mean"] for n in names for k in ("val_accuracy", "val_f1"))
+    lowest = min(variants[n][k]["mean"] for n in names for k in ("val_accuracy", "val_score"))
     axes[1, 1].set(title="Validation (mean ± std over seeds)", xticks=[0, 1],
-                   xticklabels=["accuracy", "F1"], ylim=(max(0.0, lowest - 0.1), 1.0))
+                   xticklabels=["accuracy", _metric(report)], ylim=(max(0.0, lowest - 0.1), 1.0))
     for ax in (axes[0, 3], axes[1, 0], axes[1, 1]):
         ax.legend(fontsize="small")
     for key, ax, title in (("val_loss", axes[1, 2], "Validation loss"),

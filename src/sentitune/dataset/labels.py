@@ -91,14 +91,11 @@ def label_names_for(values: Sequence[object]) -> list[str]:
     keys = sorted({_label_key(v) for v in values})
     lowered = {k.lower() for k in keys}
     known = _NEGATIVE | _POSITIVE | _NEUTRAL
-    if len(keys) <= 2 and lowered <= (_NEGATIVE | _POSITIVE) and not (
-        lowered <= _NEGATIVE or lowered <= _POSITIVE
-    ):
+    if _spellings_of(lowered, (_NEGATIVE, _POSITIVE)):
         return list(BINARY_NAMES)
     if all(re.fullmatch(r"-?\d+", k) for k in keys):
         return [str(k) for k in sorted(int(k) for k in keys)]
-    if len(keys) == 3 and lowered <= known and all(lowered & group for group in
-                                                    (_NEGATIVE, _POSITIVE, _NEUTRAL)):
+    if _spellings_of(lowered, (_NEGATIVE, _NEUTRAL, _POSITIVE)):
         return list(SENTIMENT_NAMES)
     sentimentish = lowered & known
     unknown = [k for k in keys if k.lower() not in known]
@@ -108,6 +105,16 @@ def label_names_for(values: Sequence[object]) -> list[str]:
             "fix them or map them to positive/negative"
         )
     return keys
+
+
+def _spellings_of(keys: set[str], groups: tuple[set[str], ...]) -> bool:
+    """Whether `keys` spell exactly these sentiment classes, each at least once, however
+    mixed (0, 1, "negative", "positive" is two classes). Two numbers in one class (-1 and 0)
+    are not spellings of it: such numbers are classes of their own."""
+    if not (keys <= set().union(*groups) and all(keys & group for group in groups)):
+        return False
+    return all(sum(bool(re.fullmatch(r"-?\d+", k)) for k in keys & group) <= 1
+               for group in groups)
 
 
 def encode_labels(frame: pd.DataFrame, names: list[str], task: str, source: str) -> pd.DataFrame:

@@ -92,6 +92,10 @@ def data_dir() -> Path | None:
 
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt")
+# The longest cell an input file may hold. Tokenizers read a whole text before truncating
+# it: a 100 MB line took 13 GB in train and predict. A novel is about a million characters;
+# the longest IMDb review 13,700.
+MAX_CELL_CHARS = 1_000_000
 
 
 def _table_kind(path: Path) -> str:
@@ -110,7 +114,8 @@ def iter_table(path: Path, chunk_size: int | None = None, *,
 
     A .txt file holds one text per line (column `text`). Missing cells are NaN. With
     `encoding_errors="replace"` bytes that are not UTF-8 become U+FFFD instead of failing
-    the whole file (batch scoring reports those rows).
+    the whole file (batch scoring reports those rows). A cell over MAX_CELL_CHARS
+    characters fails the file, before anything tokenizes it.
     """
     path = Path(path)
     if not path.exists():
@@ -118,6 +123,26 @@ def iter_table(path: Path, chunk_size: int | None = None, *,
     if path.is_dir():
         raise SentituneError(f"{path} is a folder; give a data file or an aclImdb/ folder")
     kind = _table_kind(path)
+    rows = 0
+    for frame in _read_frames(path, kind, chunk_size, encoding_errors):
+        _check_cell_sizes(frame, path, rows)
+        rows += len(frame)
+        yield frame
+
+
+def _check_cell_sizes(frame: pd.DataFrame, path: Path, first_row: int) -> None:
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column].dtype):
+            continue
+        for row, cell in enumerate(frame[column]):
+            if isinstance(cell, str) and len(cell) > MAX_CELL_CHARS:
+                raise SentituneError(
+                    f"{path}: row {first_row + row + 1}, column '{column}' holds {len(cell):,} "
+                    f"characters, over the limit of {MAX_CELL_CHARS:,}; split or shorten it")
+
+
+def _read_frames(path: Path, kind: str, chunk_size: int | None,
+                 encoding_errors: str) -> Iterator[pd.DataFrame]:
     compression = "gzip" if path.suffix.lower() == ".gz" else None
     try:
         if kind == ".parquet":
@@ -193,9 +218,19 @@ def is_aclimdb(path: Path) -> bool:
     return path.is_dir() and (path / "train" / "pos").is_dir()
 
 
-def _read_builtin(name: str) -> tuple[dict[str, pd.DataFrame], BuiltinDataset]:
+def local_builtin_root(name: str, root: Path | None = None) -> Path | None:
+    """The folder a built-in dataset is read from (`root`, else $SENTITUNE_DATA_DIR) when it
+    holds the dataset's files; None when it would come from the hub."""
+    root = root or data_dir()
+    if root is not None and (root / BUILTINS[name].local_files["train"]).exists():
+        return root.resolve()
+    return None
+
+
+def _read_builtin(name: str, root: Path | None = None
+                  ) -> tuple[dict[str, pd.DataFrame], BuiltinDataset]:
     spec = BUILTINS[name]
-    root = data_dir()
+    root = root or data_dir()
     if root is not None and (root / spec.local_files["train"]).exists():
         frames = {
             split: read_table(root / rel)
@@ -265,14 +300,16 @@ def available_splits(source: str) -> list[str]:
 
 
 def read_source(
-    source: str, text_column: str | None = None, label_column: str | None = None
+    source: str, text_column: str | None = None, label_column: str | None = None,
+    root: Path | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[str] | None, bool]:
-    """Raw splits of a source as frames with `text` and `label` columns.
+    """Raw splits of a source as frames with `text` and `label` columns; a built-in one
+    from `root` when given (a run's remembered data folder), else as `data_dir()` says.
 
     Returns (splits, label names if the source defines them, multilabel flag of the source).
     """
     if source in BUILTINS:
-        frames, spec = _read_builtin(source)
+        frames, spec = _read_builtin(source, root)
         labels = spec.labels
         text_column = text_column or spec.text_column
         label_column = label_column or spec.label_column

@@ -6,11 +6,13 @@ and the ONNX path all apply it, as the run's config says (`clean_html`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -23,7 +25,7 @@ from sentitune.dataset.labels import (
     infer_task,
     label_names_for,
 )
-from sentitune.dataset.sources import read_source
+from sentitune.dataset.sources import BUILTINS, local_builtin_root, read_source
 from sentitune.errors import SentituneError
 
 
@@ -52,14 +54,40 @@ class Splits:
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _SPACE = re.compile(r"\s+")
+# Lone surrogates: bytes that were not UTF-8 (a command line's, kept by Python as
+# surrogate escapes) or a broken "\ud800" escape. No tokenizer or encoder takes them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str, strip_html: bool = True) -> str:
-    """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, squash spaces."""
-    text = unicodedata.normalize("NFKC", text)
+    """Unicode-normalise, drop HTML tags (IMDb's `<br />`), unescape entities, drop invisible
+    format characters (zero-width spaces, soft hyphens, BOMs), squash spaces. Characters
+    that are not text (lone surrogates) become U+FFFD, as undecodable bytes in files do."""
+    text = unicodedata.normalize("NFKC", replace_surrogates(text))
     if strip_html:
         text = html.unescape(_TAG.sub(" ", text))
+    if not text.isascii():
+        text = _format_characters().sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+@functools.cache
+def _format_characters() -> re.Pattern:
+    """Unicode's invisible format characters (category Cf), found once per process."""
+    found = "".join(chr(code) for code in range(0x110000)
+                    if unicodedata.category(chr(code)) == "Cf")
+    return re.compile(f"[{re.escape(found)}]")
+
+
+def replace_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (an undecodable byte, a broken escape) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def is_blank(text: str) -> bool:
+    """Whether nothing is left of `text` to classify once cleaned: empty, whitespace, or
+    only invisible characters such as zero-width spaces."""
+    return not clean_text(text, strip_html=False)
 
 
 # ---------------------------------------------------------------- cleaning and splitting
@@ -119,36 +147,11 @@ def overlap_count(a: pd.DataFrame, b: pd.DataFrame | None) -> int:
     return 0 if b is None else len(set(a["text"]) & set(b["text"]))
 
 
-def load_splits(config: DataConfig, seed: int) -> Splits:
-    """Read, clean, label-encode and split a source as `config` asks."""
-    raw, names, multilabel_source = read_source(
-        config.dataset, config.text_column, config.label_column
-    )
-    if config.validation_data:
-        extra, _, _ = read_source(config.validation_data, config.text_column, config.label_column)
-        raw["validation"] = extra["train"]
-    notes: dict = {"text_column": raw["train"].attrs.get("text_column"), "dropped_rows": {}}
-    cleaned = {}
-    for split, frame in raw.items():
-        cleaned[split], notes["dropped_rows"][split] = clean_frame(
-            frame, config.clean_html, f"{config.dataset} ({split})"
-        )
-
-    all_labels = pd.concat([f["label"] for f in cleaned.values()], ignore_index=True)
-    task = config.task or infer_task(all_labels, multilabel_source)
-    if names is None:
-        names = label_names_for(
-            [x for cell in all_labels for x in cell_labels(cell, task, config.dataset)]
-        )
-        if task == "multilabel":
-            check_multilabel_names(names, config.dataset)
-    encoded = {
-        split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
-        for split, frame in cleaned.items()
-    }
+def load_splits(config: DataConfig, seed: int, data_root: Path | None = None) -> Splits:
+    """Read, clean, label-encode and split a source as `config` asks (a built-in dataset
+    from `data_root` when given, else $SENTITUNE_DATA_DIR or the hub)."""
+    encoded, names, task, notes = load_encoded(config, data_root)
     train = encoded["train"]
-    _check_classes(train, names, task, config.dataset)
-
     notes["duplicates_in_train"] = int(train["text"].duplicated().sum())
     if config.drop_duplicates:
         train = train.drop_duplicates("text").reset_index(drop=True)
@@ -167,6 +170,72 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     notes["train_validation_overlap"] = overlap_count(train, validation)
     notes["train_test_overlap"] = overlap_count(train, test)
     return Splits(train, validation, test, names, task, notes)
+
+
+def load_encoded(config: DataConfig, data_root: Path | None = None
+                 ) -> tuple[dict[str, pd.DataFrame], list[str], str, dict]:
+    """Every split of a source cleaned and label-encoded, in source order (not yet split or
+    sampled): (splits, label names, task, notes); the training split has two classes."""
+    raw, names, multilabel_source = read_source(
+        config.dataset, config.text_column, config.label_column, data_root
+    )
+    if config.validation_data:
+        extra, _, _ = read_source(config.validation_data, config.text_column, config.label_column)
+        raw["validation"] = extra["train"]
+    notes: dict = {"text_column": raw["train"].attrs.get("text_column"), "dropped_rows": {}}
+    if config.dataset in BUILTINS and (root := local_builtin_root(config.dataset, data_root)):
+        notes["data_dir"] = str(root)  # where a later export or evaluate finds it again
+    cleaned = {}
+    for split, frame in raw.items():
+        cleaned[split], notes["dropped_rows"][split] = clean_frame(
+            frame, config.clean_html, f"{config.dataset} ({split})"
+        )
+
+    all_labels = pd.concat([f["label"] for f in cleaned.values()], ignore_index=True)
+    task = config.task or infer_task(all_labels, multilabel_source)
+    if names is None:
+        names = label_names_for(
+            [x for cell in all_labels for x in cell_labels(cell, task, config.dataset)]
+        )
+        if task == "multilabel":
+            check_multilabel_names(names, config.dataset)
+        elif config.task is None:  # spellings of one class (1, "positive") are one label
+            task = "binary" if len(names) <= 2 else "multiclass"
+    encoded = {
+        split: encode_labels(frame, names, task, f"{config.dataset} ({split})")
+        for split, frame in cleaned.items()
+    }
+    _check_classes(encoded["train"], names, task, config.dataset)
+    return encoded, names, task, notes
+
+
+def data_problems(splits: Splits, config: DataConfig) -> list[str]:
+    """What a user should hear about the data before training on it, one sentence each:
+    dropped rows, duplicates, and texts shared between splits (`splits.notes` keeps the
+    counts)."""
+    from sentitune.console import option
+
+    notes, problems = splits.notes, []
+    dropped = {split: n for split, n in notes.get("dropped_rows", {}).items() if n}
+    if dropped:
+        problems.append("rows without a text or a label were dropped: " + ", ".join(
+            f"{n:,} from {split}" for split, n in dropped.items()))
+    duplicates = notes.get("duplicates_in_train", 0)
+    if duplicates:
+        what = ("were removed" if config.drop_duplicates else
+                f"are kept ({option('drop_duplicates', True)} removes them)")
+        problems.append(f"{duplicates:,} training texts repeat an earlier one and {what}")
+    shared = notes.get("train_validation_overlap", 0)
+    if shared:
+        problems.append(
+            f"{shared:,} of {len(splits.validation):,} validation texts also appear in "
+            "training, so validation scores flatter the model; deduplicate the data "
+            f"({option('drop_duplicates', True)} does it before the hold-out) or give a separate "
+            f"{option('validation_data')}")
+    if notes.get("train_test_overlap", 0) and splits.test is not None:
+        problems.append(f"{notes['train_test_overlap']:,} of {len(splits.test):,} test texts "
+                        "also appear in training, so test scores flatter the model")
+    return problems
 
 
 def _check_classes(train: pd.DataFrame, names: list[str], task: str, source: str) -> None:

@@ -31,7 +31,6 @@ binary prediction; multi-label runs fit no temperature, so both ECE values are e
 from __future__ import annotations
 
 import shutil
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentitune import files, schema
+from sentitune import console, files, schema
 from sentitune.calibration import expected_calibration_error, reliability_bins
 from sentitune.config import InferenceConfig, inference_config
 from sentitune.dataset.sources import available_splits
@@ -55,6 +54,8 @@ from sentitune.decision import (
 from sentitune.errors import SentituneError
 from sentitune.evaluation.behavioral import positive_index, run_behavioral_tests
 from sentitune.evaluation.report import (
+    MAX_ERRORS,
+    MAX_TEXT_CHARS,
     plot_coverage_accuracy,
     plot_error_lengths,
     plot_reliability,
@@ -173,7 +174,7 @@ def evaluate(
     summary = {"run": str(run.path) if len(members) == 1 else [str(m.path) for m in members],
                "data": data, "split": split}
     queue_path = _write_results(out_dir, run, classifier, summary | found, scores, bins,
-                                lengths, record, review_queue, accepted)
+                                lengths, record, review_queue, accepted, config.batch_size)
     changes = {"review_threshold": threshold} if target_accuracy is not None else {}
     if decision.review_truncated != run.decision.review_truncated:
         changes["review_truncated"] = decision.review_truncated
@@ -233,8 +234,10 @@ def _measure(classifier: Classifier, texts: list[str], scores: _Scores,
 
 def _output_dir(output: str | Path | None, members: list[Run], classifier: Classifier,
                 data: str, split: str) -> Path:
-    """OUTPUT, else RUN_DIR/eval-DATA-SPLIT (an ensemble's beside its first member)."""
-    name = f"eval-{Path(data).stem.replace('.', '-')}-{split}"
+    """OUTPUT, else RUN_DIR/eval-DATA-SPLIT (a whole plain file: eval-DATA; an ensemble's
+    beside its first member)."""
+    name = f"eval-{Path(data).stem.replace('.', '-')}" + ("" if split == WHOLE_FILE
+                                                          else f"-{split}")
     if output:
         return Path(output)
     if len(members) > 1:  # not inside one member: it is none of theirs
@@ -245,13 +248,16 @@ def _output_dir(output: str | Path | None, members: list[Run], classifier: Class
 def _write_results(out_dir: Path, run: Run, classifier: Classifier, found: dict,
                    scores: _Scores, bins: list[dict], lengths: list[int],
                    record: Callable[[int], dict], review_queue: str | Path | None,
-                   accepted: np.ndarray) -> Path | None:
+                   accepted: np.ndarray, batch_size: int) -> Path | None:
     """metrics.json, errors.jsonl, the figures and the report (and the review queue, when
     asked for: its path)."""
     mistakes = [{"kind": "confident_mistake", **record(i)} for i in
                 _by_confidence(scores, ~scores.correct, descending=True)[:ERRORS_PER_KIND]]
     uncertain = [{"kind": "uncertain_correct", **record(i)}
                  for i in _by_confidence(scores, scores.correct)[:ERRORS_PER_KIND]]
+
+    queue_head = [record(i) for i in _by_confidence(scores, ~accepted)[:MAX_ERRORS]]
+    _attach_explanations(classifier, mistakes[:MAX_ERRORS] + queue_head, batch_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = _figures(run, out_dir, found, classifier.labels, scores, bins, lengths)
     files.write_jsonl(out_dir / "errors.jsonl", mistakes + uncertain)
@@ -264,18 +270,36 @@ def _write_results(out_dir: Path, run: Run, classifier: Classifier, found: dict,
     shown = (run.path.name if len(classifier.members) == 1
              else f"ensemble {classifier.name}")
     write_report(out_dir, found, figures, f"{shown} on {found['data']} ({found['split']})",
-                 _report_summary(run, found), mistakes)
+                 _report_summary(run, found), mistakes, queue_head)
     return queue_path
+
+
+def _attach_explanations(classifier: Classifier, records: list[dict], batch_size: int) -> None:
+    """Word attributions (leave-one-word-out occlusion: any backend, an ensemble too) for
+    the label each record predicted, under its `explanation`, for the report to highlight;
+    only the words of the part of each text the report shows."""
+    from sentitune.inference.explanations import BULK_METHOD, explain
+
+    if not records:
+        return
+    found = explain(classifier, [r["text"] for r in records], BULK_METHOD,
+                    batch_size=batch_size, within_chars=MAX_TEXT_CHARS)
+    for record, explanation in zip(records, found, strict=True):
+        record["explanation"] = {k: explanation[k] for k in ("label", "method", "words")}
 
 
 def _warn_unshared_validation(members: list[Run]) -> None:
     """The first member's validation rows may be another member's training rows."""
     prints = {m.facts.get("data_fingerprint") for m in members}
     if len(prints) > 1:
-        warnings.warn("the ensemble's members were trained on different rows, so the first "
-                      "member's validation rows may be training rows of another: evaluate "
-                      "on a test split or a file none of them saw (--data, --split test)",
-                      stacklevel=3)
+        console.warn("the ensemble's members were trained on different rows, so the first "
+                     "member's validation rows may be training rows of another: evaluate on a "
+                     f"test split or a file none of them saw ({console.option('data')}, "
+                     f"{console.option('split', 'test')})")
+
+
+# The `split` of a plain file evaluated whole (a file has no train/validation/test of its own).
+WHOLE_FILE = "all rows"
 
 
 def evaluation_rows(run: Run, data: str | None, split: str | None,
@@ -296,15 +320,16 @@ def evaluation_rows(run: Run, data: str | None, split: str | None,
         if split == "validation":
             return run.rebuilt_splits().validation, data, split
         if split == "train":
-            warnings.warn(f"evaluating on {data} (train): these rows include the ones "
-                          f"{run.path} was trained on, so the metrics are optimistic",
-                          stacklevel=3)
+            console.warn(f"evaluating on {data} (train): these rows include the ones "
+                          f"{run.path} was trained on, so the metrics are optimistic")
         text_column = text_column or settings.text_column
         label_column = label_column or settings.label_column
     frame, split = load_eval_split(data, split, run.labels, run.task, text_column,
                                    label_column, strip_html=settings.clean_html)
     if frame.empty:
         raise SentituneError(f"{data} ({split}) has no rows to evaluate; give a labelled file")
+    if not own and available_splits(data) == ["train"]:
+        split = WHOLE_FILE  # a plain file has no splits: its one "train" split is all of it
     return frame, data, split
 
 
@@ -345,7 +370,7 @@ def check_summary(results: dict) -> list[str]:
     lines = []
     for test in results["tests"]:
         lines.append(f"{test['failure_rate']:6.1%}  {test['failures']:>3}/{test['n']:<3} "
-                     f"{test['kind']:<3}  {test['name']}")
+                     f"{test['kind']:<3}  {test['name']} [{test.get('capability', '')}]")
         for e in test["examples"]:
             if "variant" in e:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
@@ -354,6 +379,9 @@ def check_summary(results: dict) -> list[str]:
             else:
                 lines.append(f"          {e['text']!r} -> {e['predicted']} "
                              f"({e['p_positive']:.2f}), expected {e['expected']}")
+    if results.get("capabilities"):
+        lines.append("by capability: " + ", ".join(
+            f"{name} {rate:.1%}" for name, rate in results["capabilities"].items()))
     lines.append(f"overall failure rate {results['overall_failure_rate']:.1%}")
     return lines
 
@@ -411,9 +439,8 @@ def _choose_threshold(classifier: Classifier, scores: _Scores, texts: list[str],
     delivered = review_stats(val_scores.review, val_scores.correct, threshold, task)
     reached = (delivered["accuracy_accepted"] or 0.0) >= target - 1e-12
     if not reached:
-        warnings.warn(f"no review threshold reaches accuracy {target} on the run's "
-                      "validation split; the saved threshold sends all of it to review",
-                      stacklevel=3)
+        console.warn(f"no review threshold reaches accuracy {target} on the run's "
+                      "validation split; the saved threshold sends all of it to review")
     return threshold, {"source": "target accuracy on the run's validation split",
                        "target_accuracy": target, "reached": reached,
                        **{f"validation_{key}": value for key, value in delivered.items()}}

@@ -15,6 +15,7 @@ import base64
 import html
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,60 @@ PERCENT_KEYS = ("share", "coverage", "failure_rate")
 MAX_ERRORS = 25
 MAX_BEHAVIOURAL_EXAMPLES = 3
 MAX_TEXT_CHARS = 300
+# Below this many texts a slice's accuracy is too noisy to read as a weakness (one text of
+# 29 is 3.4 points).
+SMALL_SLICE = 30
 
 # ("h1" | "h2" | "p", text) | ("table", headers, rows) | ("figure", caption, path)
 Block = tuple
+HIGHLIGHTED_IN_MARKDOWN = 3  # words set in bold per text in report.md
+
+
+@dataclass(frozen=True)
+class Highlighted:
+    """A table cell holding a text and its word attributions (`sentitune.inference.explanations`):
+    report.html shades each word (green for, red against the label), report.md sets the
+    strongest supporting words in bold."""
+
+    text: str
+    words: tuple[dict, ...]
+
+    def html(self) -> str:
+        largest = max((abs(w["attribution"]) for w in self.words), default=0) or 1.0
+        parts, at = [], 0
+        for w in self.words:
+            if w["end"] > MAX_TEXT_CHARS:
+                break
+            strength = 0.6 * abs(w["attribution"]) / largest
+            rgb = "31,157,85" if w["attribution"] >= 0 else "180,35,24"
+            parts += [html.escape(self.text[at:w["start"]]),
+                      f'<span style="background:rgba({rgb},{strength:.3f})" '
+                      f'title="{w["attribution"]:+.3f}">{html.escape(w["word"])}</span>']
+            at = w["end"]
+        rest = self.text[at:MAX_TEXT_CHARS] + ("…" if len(self.text) > MAX_TEXT_CHARS else "")
+        return "".join(parts) + html.escape(rest)
+
+    def markdown(self) -> str:
+        strongest = sorted(self.words, key=lambda w: -w["attribution"])
+        bold = {id(w) for w in strongest[:HIGHLIGHTED_IN_MARKDOWN] if w["attribution"] > 0}
+        parts, at = [], 0
+        for w in self.words:
+            if w["end"] > MAX_TEXT_CHARS:
+                break
+            word = _md_text(w["word"])
+            parts += [_md_text(self.text[at:w["start"]]),
+                      f"**{word}**" if id(w) in bold else word]
+            at = w["end"]
+        parts.append(_md_text(self.text[at:MAX_TEXT_CHARS])
+                     + ("…" if len(self.text) > MAX_TEXT_CHARS else ""))
+        return " ".join("".join(parts).split())
+
+
+def _highlighted(record: dict, column: str) -> Highlighted | None:
+    explanation = record.get("explanation")
+    if column != "text" or not explanation:
+        return None
+    return Highlighted(record["text"], tuple(explanation["words"]))
 
 
 def plot_reliability(bins: Sequence[dict], path: str | os.PathLike) -> Path:
@@ -168,13 +220,19 @@ def _slice_blocks(metrics: dict) -> list[Block]:
     if not slices:
         return []
     columns = ["count", "share", "accuracy", "f1_macro", "errors"]
-    rows = [[name, *(_fmt(m.get(c), c) for c in columns)] for name, m in slices.items()]
+    small = {name for name, m in slices.items() if m.get("count", 0) < SMALL_SLICE}
+    rows = [[name + (" (small sample)" if name in small else ""),
+             *(_fmt(m.get(c), c) for c in columns)] for name, m in slices.items()]
+    caveat = (f" Slices of fewer than {SMALL_SLICE} texts are marked small sample: there one "
+              "text moves accuracy by several points, so their numbers are hints, not "
+              "findings." if small else "")
     return [
         ("h2", "Slices"),
         ("p", "Accuracy on subsets of the evaluation set; a slice much below 'all' is a weak "
-              "spot. Slices overlap; empty slices are left out."),
+              "spot. Slices overlap; empty slices are left out." + caveat),
         ("table", ["Slice", *columns], rows),
     ]
+
 
 
 def _calibration_blocks(metrics: dict) -> list[Block]:
@@ -182,12 +240,20 @@ def _calibration_blocks(metrics: dict) -> list[Block]:
     calibration = metrics.get("calibration")
     if not calibration:
         return []
+    temperature = calibration.get("temperature", 1.0)
+    # The probabilities the run returns come after its temperature: their ECE leads.
+    rows = [[f"ECE of the probabilities the run returns (temperature {temperature:g})",
+             _fmt(calibration["ece_after_temperature"], "ece")]]
+    if temperature != 1.0:
+        rows.append(["ECE of the raw model, before the temperature",
+                     _fmt(calibration["ece"], "ece")])
     return [
         ("h2", "Calibration"),
         ("p", "Expected calibration error (ECE) is the average gap between confidence and "
               "accuracy; 0 is perfect. Temperature scaling divides logits by T (T > 1: the "
-              "model was overconfident)."),
-        _key_value_table(calibration, ("ece", "ece_after_temperature", "temperature")),
+              "model was overconfident); the run applies it to every probability it returns."
+              + (f" {calibration['note']}." if calibration.get("note") else "")),
+        ("table", ["Metric", "Value"], rows),
     ]
 
 
@@ -217,17 +283,24 @@ def _behavioral_blocks(metrics: dict) -> list[Block]:
         return []
     tests = behavioral["tests"]
     rows = [
-        [t["name"], t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
-         _fmt(t["failure_rate"], "failure_rate"), t.get("description", "")]
+        [t["name"], t.get("capability", ""), t["kind"], _fmt(t["n"]), _fmt(t["failures"]),
+         _fmt(t["failure_rate"], "failure_rate"), _fmt(t.get("mean_abs_change")),
+         t.get("description", "")]
         for t in tests
     ]
     blocks: list[Block] = [
         ("h2", "Behavioural tests"),
         ("p", "Generated CheckList-style cases: MFT = expected label, INV = prediction must "
-              "not change, DIR = p(positive) must move the expected way. Overall failure "
+              "not change, DIR = p(positive) must move the expected way; mean |Δp|: how far "
+              "p(positive) moves between a case and its variant. Overall failure "
               f"rate {_fmt(behavioral.get('overall_failure_rate'), 'failure_rate')}."),
-        ("table", ["Test", "Kind", "Cases", "Failures", "Failure rate", "Description"], rows),
+        ("table", ["Test", "Capability", "Kind", "Cases", "Failures", "Failure rate",
+                   "Mean |Δp|", "Description"], rows),
     ]
+    if behavioral.get("capabilities"):
+        blocks.append(("table", ["Capability", "Failure rate"],
+                       [[name, _fmt(rate, "failure_rate")]
+                        for name, rate in behavioral["capabilities"].items()]))
     examples = [
         [t["name"], e["text"], e.get("variant", e.get("expected", "")),
          _fmt(e.get("predicted")) + (f" → {e['variant_predicted']}" if "variant" in e else "")]
@@ -255,9 +328,28 @@ def _error_blocks(errors: list[dict] | None) -> list[Block]:
     def cell(value: Any, column: str) -> str:
         return _fmt(", ".join(value) if isinstance(value, list) else value, column)
 
-    rows = [[cell(e.get(c), c) for c in columns] for e in errors[:MAX_ERRORS]]
+    rows = [[_highlighted(e, c) or cell(e.get(c), c) for c in columns]
+            for e in errors[:MAX_ERRORS]]
     shown = f"the first {MAX_ERRORS} of {len(errors)}" if len(errors) > MAX_ERRORS else "all"
-    return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})."),
+    return [("h2", "Errors"), ("p", f"Misclassified examples ({shown})." + _WHY),
+            ("table", columns, rows)]
+
+
+_WHY = (" Shaded words: how much each moved the predicted label's probability (green: for "
+        "it, red: against it; leave-one-word-out occlusion).")
+QUEUE_COLUMNS = ("text", "label", "labels", "score", "true_label", "true_labels")
+
+
+def _queue_blocks(queue: list[dict] | None) -> list[Block]:
+    """The head of the review queue: the most uncertain answers, words highlighted."""
+    if not queue:
+        return []
+    columns = [c for c in QUEUE_COLUMNS if any(c in e for e in queue)]
+    rows = [[_highlighted(e, c) or _fmt(", ".join(e[c]) if isinstance(e.get(c), list)
+                                        else e.get(c), c) for c in columns]
+            for e in queue[:MAX_ERRORS]]
+    return [("h2", "Review queue, most uncertain first"),
+            ("p", f"The first {len(rows)} answers below the review threshold." + _WHY),
             ("table", columns, rows)]
 
 
@@ -282,7 +374,7 @@ def _summary_blocks(summary: dict | None) -> list[Block]:
 
 def _report_blocks(
     metrics: dict, figures: dict[str, Path], title: str, summary: dict | None,
-    errors: list[dict] | None
+    errors: list[dict] | None, queue: list[dict] | None = None
 ) -> list[Block]:
     """The whole report as blocks, with each figure placed after its section."""
     sections = [
@@ -290,7 +382,7 @@ def _report_blocks(
         _headline_blocks(metrics),
         _slice_blocks(metrics),
         _calibration_blocks(metrics),
-        _review_blocks(metrics),
+        _review_blocks(metrics) + _queue_blocks(queue),
         _behavioral_blocks(metrics),
         _error_blocks(errors),
     ]
@@ -325,7 +417,8 @@ def _render_markdown(blocks: list[Block], out_dir: Path) -> str:
             headers, rows = rest
             lines.append("| " + " | ".join(map(_md_text, headers)) + " |")
             lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(map(_md_text, row)) + " |" for row in rows]
+            lines += ["| " + " | ".join(c.markdown() if isinstance(c, Highlighted)
+                                        else _md_text(c) for c in row) + " |" for row in rows]
             lines.append("")
         else:
             name, path = rest
@@ -358,7 +451,8 @@ def _render_html(blocks: list[Block]) -> str:
             headers, rows = rest
             head = "".join(f"<th>{esc(str(h))}</th>" for h in headers)
             body = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows
+                "<tr>" + "".join(f"<td>{c.html() if isinstance(c, Highlighted) else esc(str(c))}"
+                                 "</td>" for c in row) + "</tr>" for row in rows
             )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         else:
@@ -382,17 +476,25 @@ def write_report(
     title: str,
     summary: dict | None = None,
     errors: list[dict] | None = None,
+    queue: list[dict] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into `out_dir`.
 
     `figures` maps a name to a PNG; the known names (learning_curves, confusion_matrix,
     reliability, coverage_accuracy, slice_accuracy, error_lengths) are placed in their
     sections. `summary` (run, model, data, date) opens the report; `errors` are records
-    in the prediction schema with their truth. Returns both paths.
+    in the prediction schema with their truth, `queue` the head of the review queue (both
+    with their words highlighted where a record has an `explanation`). Returns both paths.
     """
+    return write_document(out_dir, _report_blocks(metrics, figures, title, summary, errors,
+                                                  queue))
+
+
+def write_document(out_dir: str | os.PathLike, blocks: list[Block],
+                   stem: str = "report") -> tuple[Path, Path]:
+    """Render `blocks` (the first an h1 title) to STEM.md and a self-contained STEM.html."""
     out_dir = Path(out_dir)
-    blocks = _report_blocks(metrics, figures, title, summary, errors)
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path, html_path = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
     for path, text in ((md_path, _render_markdown(blocks, out_dir)),
                        (html_path, _render_html(blocks))):
         with files.atomic_path(path) as tmp:

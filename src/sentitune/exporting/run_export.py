@@ -9,7 +9,6 @@ INT8_MIN_AGREEMENT a warning says to serve fp32 instead.
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sentitune import files
+from sentitune.console import option, say, warn
 from sentitune.errors import SentituneError
 from sentitune.exporting.int8 import CALIBRATION_TEXTS, quantize_int8
 from sentitune.exporting.onnx import (
@@ -65,6 +65,7 @@ def export_onnx(
     calibration_texts: Sequence[str] | None = None,
     max_length: int | None = None,
     truncation: str = "head",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Export `model_dir` to `out_dir/model.onnx` (and `model.int8.onnx`), verified against torch.
 
@@ -85,6 +86,7 @@ def export_onnx(
     multi_label = model.config.problem_type == "multi_label_classification"
 
     with files.atomic_dir(out_dir) as tmp:
+        say(progress, f"exporting {out_dir / ONNX_NAME} (fp32) and checking it against torch ...")
         example = encode(tokenizer, SAMPLE_TEXTS[1:3], input_names)
         export_fp32(model, example, tmp / ONNX_NAME, opset)
         batches = verification_batches(tokenizer, input_names)
@@ -109,6 +111,7 @@ def export_onnx(
         }
         if quantize == "int8":
             texts = list(calibration_texts or SAMPLE_TEXTS)[:CALIBRATION_TEXTS]
+            say(progress, f"quantizing to int8, calibrated on {len(texts):,} texts ...")
             calibration = [encode(tokenizer, texts[start:start + 32], input_names, max_length,
                                   truncation)
                            for start in range(0, len(texts), 32)]
@@ -127,12 +130,15 @@ def export_onnx(
 
 
 def export(run_dir: str | Path, *, quantize: str | None = None,
-           max_texts: int = AGREEMENT_TEXTS) -> ExportResult:
-    """Export a run's model/ to RUN_DIR/onnx and measure agreement with the torch model.
+           max_texts: int = AGREEMENT_TEXTS, progress: bool = True) -> ExportResult:
+    """Export a run's model/ to RUN_DIR/onnx and measure agreement with the torch model;
+    `progress` says each step on stderr.
 
     Agreement is measured on (up to `max_texts` of) the run's own validation texts, rebuilt
-    from its config; on built-in sample sentences only when its data is no longer readable.
-    The int8 calibration texts are sampled from the run's training rows.
+    from its config (a built-in dataset from the folder training read it from); on built-in
+    sample sentences only when its data is no longer readable, with a warning. The int8
+    calibration texts are sampled from the run's training rows: without them int8 is
+    refused, never calibrated on a handful of built-in sentences.
     """
     from sentitune.inference.classifier import Classifier
 
@@ -142,10 +148,15 @@ def export(run_dir: str | Path, *, quantize: str | None = None,
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise SentituneError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, "
                              f"not '{quantize}'")
+    say(progress, f"reading {run.config.data.dataset}: the run's texts, to calibrate and check "
+                  "the export ...")
     try:
         splits = run.rebuilt_splits()
     except SentituneError as error:
-        warnings.warn(f"agreement measured on built-in sentences: {error}", stacklevel=2)
+        if quantize:
+            raise SentituneError(f"int8 needs {run.path}'s training texts to calibrate on, "
+                                 f"and they cannot be read: {error}") from None
+        warn(f"agreement measured on built-in sentences: {error}")
         splits = None
     if splits is not None:
         texts = list(splits.validation["text"])[:max_texts]
@@ -158,7 +169,8 @@ def export(run_dir: str | Path, *, quantize: str | None = None,
                    if quantize else None)
     report = export_onnx(run.model_dir, run.onnx_dir, quantize=quantize,
                          calibration_texts=calibration, max_length=run.max_length,
-                         truncation=run.config.data.truncation)
+                         truncation=run.config.data.truncation, progress=progress)
+    say(progress, f"measuring agreement with torch on {len(texts):,} texts ...")
     reference = Classifier.from_pretrained(run, device="cpu").predict_proba(texts)
     backends = ["onnx"] + (["onnx-int8"] if quantize else [])
     multi_label = run.task == "multilabel"
@@ -170,7 +182,7 @@ def export(run_dir: str | Path, *, quantize: str | None = None,
     report["agreement_texts"] = source
     int8 = report["agreement"].get("onnx-int8")
     if int8 is not None and int8["label_agreement"] < INT8_MIN_AGREEMENT:
-        warnings.warn(f"the int8 model gives the torch label on only "
-                      f"{int8['label_agreement']:.1%} of {int8['n']} texts of {source}; "
-                      "serve this run with --backend onnx (fp32) instead", stacklevel=2)
+        warn(f"the int8 model gives the torch label on only {int8['label_agreement']:.1%} of "
+             f"{int8['n']} texts of {source}; serve this run with "
+             f"{option('backend', 'onnx')} (fp32) instead")
     return ExportResult(run.onnx_dir, report)

@@ -27,6 +27,7 @@ import numpy as np
 
 from sentitune import schema
 from sentitune.config import LONG_TEXT_MODES, InferenceConfig, inference_config
+from sentitune.dataset.splits import is_blank
 from sentitune.decision import (
     Decision,
     accept_cut,
@@ -321,7 +322,8 @@ class Classifier:
     def predict(self, texts: Sequence[str] | str, *, max_batch_tokens: int | None = None,
                 **settings: Any) -> list[dict]:
         """One record per text, in input order (fields: `sentitune.schema`); a text with
-        nothing to score (empty or only whitespace) gets `schema.unscored`'s record.
+        nothing to score (`is_blank`: empty, whitespace or zero-width only) gets
+        `schema.unscored`'s record.
 
         `settings` change this call's batch_size, review_threshold, threshold (multi-label)
         or review_truncated (None: as loaded); `max_batch_tokens` bounds the padded tokens
@@ -335,7 +337,7 @@ class Classifier:
                                  "them to Classifier.from_pretrained")
         config = self.config.replace(**settings)
         decision = self.decision if config == self.config else self.decision_for(config)
-        blank = [not (isinstance(t, str) and t.strip()) for t in texts]
+        blank = [not isinstance(t, str) or is_blank(t) for t in texts]
         scorable = [t for t, b in zip(texts, blank, strict=True) if not b]
         logits, truncated, windows = self.scored(scorable, config.batch_size, max_batch_tokens)
         answers = self.decide(logits, truncated, decision)

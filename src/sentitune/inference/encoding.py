@@ -51,6 +51,11 @@ class TextEncoder:
         """(token ids, token type ids, truncated) per text."""
         return self._truncator.encode(texts)
 
+    def pieces(self, text: str) -> tuple[list[int], list[int], list[tuple[int, int] | None]]:
+        """(token ids, token type ids, character span of each token, None for special
+        tokens) of one text, cut as `encode` cuts it."""
+        return self._truncator.pieces(text)
+
     def windows(self, texts: Sequence[str], stride: int | None
                 ) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
         """Every window of each text: (token ids, token type ids, owning text's index)."""

@@ -26,6 +26,7 @@ import pandas as pd
 
 from sentitune import files, schema
 from sentitune.dataset.sources import TABLE_SUFFIXES
+from sentitune.dataset.splits import is_blank
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.inference.columns import passthrough_columns
@@ -82,7 +83,7 @@ def row_problem(cell) -> str | None:
     """Why a text cell cannot be scored, or None."""
     if not isinstance(cell, str):
         return "empty text" if cell is None or pd.isna(cell) else "not text"
-    if not cell.strip():
+    if is_blank(cell):
         return "empty text"
     if "\ufffd" in cell:
         return "not valid UTF-8"

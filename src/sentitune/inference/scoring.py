@@ -48,9 +48,29 @@ def predict(run_dir: RunDirs | Classifier, texts: Sequence[str] | str, *,
     if not texts:
         raise SentituneError("give texts to classify or --input FILE")
     if isinstance(run_dir, Classifier):
+        classifier = run_dir
+        explain = settings.pop("explain", None) or (config or classifier.config).explain
         per_call = {k: getattr(config, k) for k in PER_CALL} if config else {}
-        return run_dir.predict(texts, **(per_call | settings))
-    return Classifier.from_pretrained(run_dir, config, **settings).predict(texts)
+        found = classifier.predict(texts, **(per_call | settings))
+    else:
+        classifier = Classifier.from_pretrained(run_dir, config, **settings)
+        explain = classifier.config.explain
+        found = classifier.predict(texts)
+    if explain is not None:
+        _attach_explanations(classifier, found, explain, settings.get("batch_size"))
+    return found
+
+
+def _attach_explanations(classifier: Classifier, found: list[dict], method: str,
+                         batch_size: int | None) -> None:
+    """Each scored record's word attributions for its label, under `explanation`."""
+    from sentitune.inference.explanations import explain as explain_texts
+
+    scored = [r for r in found if "error" not in r]
+    why = explain_texts(classifier, [r["text"] for r in scored], method,
+                        batch_size=batch_size or classifier.config.batch_size)
+    for record, one in zip(scored, why, strict=True):
+        record["explanation"] = {k: one[k] for k in ("label", "method", "words")}
 
 
 def score_file(run_dir: RunDirs | Classifier, input: str | Path, output: str | Path, *,
@@ -66,6 +86,9 @@ def score_file(run_dir: RunDirs | Classifier, input: str | Path, output: str | P
     `engine="ray"` scores with Ray Data on a local Ray of `ray_cpus` CPUs or the cluster
     at `address`, with `actors` model replicas (`sentitune.inference.ray_engine`).
     """
+    if settings.get("explain") is not None or (config is not None and config.explain):
+        raise SentituneError("--explain explains texts given directly; for a file, use "
+                             "`sentitune explain` or evaluate's report")
     if engine not in ENGINES:
         raise SentituneError(f"--engine must be one of {', '.join(ENGINES)}, not '{engine}'")
     if engine == "local" and (address, ray_cpus, actors) != (None, None, None):

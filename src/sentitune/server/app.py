@@ -56,7 +56,14 @@ from sentitune.server.docs import mount_docs
 from sentitune.server.gate import KEY_HEADER, RequestGate, error_body, key_matches
 from sentitune.server.limits import uvicorn_options
 from sentitune.server.metrics import ServeMetrics
-from sentitune.server.models import BatchResponse, ErrorResponse, InfoResponse, request_models
+from sentitune.server.models import (
+    BatchResponse,
+    ErrorResponse,
+    Explanation,
+    InfoResponse,
+    explain_request_model,
+    request_models,
+)
 from sentitune.server.settings import ServeSettings, read_api_key_file
 
 # Carries the run directory and settings to `uvicorn --workers` processes, which import
@@ -313,6 +320,15 @@ def _add_routes(app: FastAPI, classifier: Classifier, settings: ServeSettings,
         metrics.observe_predictions(predictions)
         return {"predictions": predictions}
 
+    explainer = _ExplainRoute(classifier)
+    ExplainRequest = explain_request_model(settings, explainer.methods)
+
+    @app.post("/explain", response_model=Explanation, dependencies=protected, responses=errors)
+    async def explain_text(body: ExplainRequest) -> dict[str, Any]:
+        """Word attributions for the predicted label of one text (slower than /predict:
+        integrated gradients make about 32 forward and backward passes)."""
+        return await explainer(body.text, body.method)
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -345,6 +361,26 @@ def _add_routes(app: FastAPI, classifier: Classifier, settings: ServeSettings,
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_CSP})
+
+
+class _ExplainRoute:
+    """POST /explain: one text at a time, in a thread, so the event loop stays free."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        from sentitune.inference.explanations import BULK_METHOD, GRADIENT_METHODS, METHODS
+
+        self.classifier = classifier
+        gradients = classifier.model is not None and len(classifier.members) == 1
+        self.methods = METHODS if gradients else (BULK_METHOD,)
+        self.default = GRADIENT_METHODS[0] if gradients else BULK_METHOD
+
+    async def __call__(self, text: str, method: str | None) -> dict[str, Any]:
+        import asyncio
+
+        from sentitune.inference.explanations import explain
+
+        return (await asyncio.to_thread(explain, self.classifier, text,
+                                        method or self.default))[0]
 
 
 def _asset_endpoint(content: str, media_type: str) -> Callable[[], Awaitable[Response]]:

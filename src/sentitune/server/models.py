@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API; predictions use `sentitune.schema`."""
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -68,14 +68,48 @@ class InfoResponse(BaseModel):
     serving: ServingInfo
 
 
-def request_models(settings: ServeSettings) -> tuple[type[BaseModel], type[BaseModel]]:
-    """Request bodies, built per app because their limits come from the settings."""
-    Text = Annotated[
+class WordAttribution(BaseModel):
+    word: str
+    start: int = Field(description="character offset in `text`")
+    end: int
+    attribution: float = Field(description="share of the label's probability the word "
+                                           "accounts for; positive: it supports the label")
+
+
+class Explanation(BaseModel):
+    text: str = Field(description="the text as the model saw it (after preprocessing)")
+    label: str = Field(description="the label explained: the predicted one")
+    score: float = Field(description="its probability")
+    method: str
+    words: list[WordAttribution]
+
+
+def _text_type(settings: ServeSettings) -> Any:
+    return Annotated[
         str,
         StringConstraints(min_length=1, max_length=settings.max_text_chars),
         AfterValidator(_not_blank),
         Field(json_schema_extra={"pattern": NOT_BLANK}),
     ]
+
+
+def explain_request_model(settings: ServeSettings, methods: tuple[str, ...]) -> type[BaseModel]:
+    """The body of POST /explain: a text and, optionally, the method."""
+    Text = _text_type(settings)
+    Method = Literal[methods]  # type: ignore[valid-type]
+
+    class ExplainRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: Text
+        method: Method | None = Field(default=None, description=(
+            "default: integrated-gradients on a torch backend, occlusion otherwise"))
+
+    return ExplainRequest
+
+
+def request_models(settings: ServeSettings) -> tuple[type[BaseModel], type[BaseModel]]:
+    """Request bodies, built per app because their limits come from the settings."""
+    Text = _text_type(settings)
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -98,6 +98,43 @@ function renderSingle(prediction) {
   $("result").hidden = false;
 }
 
+// Word attributions under the bars: green words support the answer, red ones speak
+// against it; the stronger, the deeper the colour (scaled to the text's largest).
+function renderExplanation(explanation) {
+  const box = $("explanation-words");
+  box.replaceChildren();
+  const largest = Math.max(1e-9, ...explanation.words.map((w) => Math.abs(w.attribution)));
+  let at = 0;
+  for (const word of explanation.words) {
+    box.append(document.createTextNode(explanation.text.slice(at, word.start)));
+    const span = document.createElement("span");
+    span.textContent = word.word;
+    const strength = Math.abs(word.attribution) / largest;
+    const rgb = word.attribution >= 0 ? "31, 157, 85" : "180, 35, 24";
+    span.style.backgroundColor = `rgba(${rgb}, ${(0.6 * strength).toFixed(3)})`;
+    span.title = `${word.attribution >= 0 ? "+" : ""}${word.attribution.toFixed(3)}`;
+    span.className = "word";
+    box.append(span);
+    at = word.end;
+  }
+  box.append(document.createTextNode(explanation.text.slice(at)));
+  $("explanation-legend").textContent =
+    `Why "${explanation.label}" (${explanation.method}): green words support it, red ` +
+    "words speak against it.";
+  $("explanation").hidden = false;
+}
+
+async function explainText(text) {
+  $("explanation").hidden = true;
+  try {
+    renderExplanation(await call("POST", "/explain", { text }));
+  } catch (error) {
+    $("explanation-legend").textContent = `No explanation: ${error.message}`;
+    $("explanation-words").replaceChildren();
+    $("explanation").hidden = false;
+  }
+}
+
 function renderBatch(predictions) {
   const body = $("batch-table").tBodies[0];
   body.replaceChildren();
@@ -145,7 +182,9 @@ async function loadInfo() {
 $("single-form").addEventListener("submit", (event) => {
   event.preventDefault();
   submitting($("classify"), async () => {
-    renderSingle(await call("POST", "/predict", { text: $("text").value }));
+    const text = $("text").value;
+    renderSingle(await call("POST", "/predict", { text }));
+    explainText(text); // after the answer, which should not wait for it
   });
 });
 
