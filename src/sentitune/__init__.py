@@ -60,7 +60,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 # The CLI verbs: each also takes the CLI's option names (sentitune.options).
 _VERBS = ("train", "data", "evaluate", "check", "predict", "export", "serve", "compare", "tune",
-          "distill", "presets")
+          "distill", "audit", "explain", "select", "presets")
 
 
 def __getattr__(name: str):
