@@ -129,3 +129,18 @@ def test_make_demo_installs_quietly():
     demo = re.search(r"^demo: .*\n((?:\t.*\n)+)", makefile, re.M)[1]
     assert all(line.startswith("\t@") or line.startswith("\t  ") for line in demo.splitlines())
     assert "[tool.distutils" not in (REPO / "pyproject.toml").read_text()
+
+
+def test_output_piped_into_head_ends_quietly():
+    """`sentitune presets | head -1`: the reader closes the pipe early; the user sees the
+    first line, no BrokenPipeError traceback, and exit status 0 as other Unix tools give."""
+    import subprocess
+    import sys
+
+    shell = (f"{sys.executable} -c 'import sys; from sentitune.cli import main; "
+             f"sys.exit(main())' presets | head -1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split()[0] == "emotion-minilm"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr

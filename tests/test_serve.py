@@ -141,6 +141,7 @@ BAD_INPUT = [
     # (path, request keyword arguments, status, words the detail must contain)
     ("/predict", {"json": {"text": ""}}, 422, "at least 1 character"),
     ("/predict", {"json": {"text": " \n\t "}}, 422, "empty or only whitespace"),
+    ("/predict", {"json": {"text": "\u200b\u200b\u2060"}}, 422, "empty or only whitespace"),
     ("/predict", {"json": {"text": "x" * 501}}, 422, "at most 500 characters"),
     ("/predict", {"json": {"text": 42}}, 422, "valid string"),
     ("/predict", {"json": {"text": None}}, 422, "valid string"),

@@ -4,6 +4,8 @@ every one of them is trained on and none leaks into validation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
 from sentitune.config import DataConfig
@@ -21,11 +23,12 @@ def _read(source: str) -> pd.DataFrame:
     return read_source(source)[0]["train"]
 
 
-def with_extra_rows(train: pd.DataFrame, config: DataConfig, names: list[str], task: str
-                    ) -> tuple[pd.DataFrame, dict[str, int]]:
+def with_extra_rows(train: pd.DataFrame, config: DataConfig, names: list[str], task: str,
+                    clean_frame: Callable) -> tuple[pd.DataFrame, dict[str, int]]:
     """`train` plus every extra source's rows (labels mapped to the run's names); a
-    training row whose text a person labelled again is replaced by that label."""
-    from sentitune.dataset.splits import clean_frame
+    training row whose text a person labelled again is replaced by that label.
+    `clean_frame` is splits' cleaning, passed in so that data flows one way (splits calls
+    this module, never the reverse)."""
     from sentitune.labelstore.store import shown_url
 
     frames, counts = [], {}

@@ -166,7 +166,8 @@ def load_splits(config: DataConfig, seed: int, data_root: Path | None = None) ->
     if config.extra_data:
         from sentitune.dataset.extra import with_extra_rows
 
-        train, notes["extra_data"] = with_extra_rows(train, config, names, task)
+        train, notes["extra_data"] = with_extra_rows(train, config, names, task,
+                                                     clean_frame)
     notes["train_validation_overlap"] = overlap_count(train, validation)
     notes["train_test_overlap"] = overlap_count(train, test)
     return Splits(train, validation, test, names, task, notes)

@@ -22,6 +22,15 @@ from typing import Any
 
 from sentitune.errors import SentituneError
 
+
+def _schema():
+    """The tables: schema.py needs SQLAlchemy (the `labels` extra), so it is imported on
+    first use and `is_store` and friends work without it."""
+    import sentitune.labelstore.schema as schema
+
+    return schema
+
+
 TASKS = ("binary", "multiclass", "multilabel")
 MAX_ANNOTATOR_CHARS = 200
 
@@ -126,7 +135,7 @@ class LabelStore:
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import inspect
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         where = shown_url(url)
         try:
@@ -155,7 +164,7 @@ class LabelStore:
     def _create(engine, labels: list[str], task: str) -> None:
         from sqlalchemy import exc as sa_exc
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         if task not in TASKS:
             raise SentituneError(f"task must be one of {', '.join(TASKS)}, not '{task}'")
@@ -177,7 +186,7 @@ class LabelStore:
     def _read_meta(engine, where: str) -> tuple[list[str], str]:
         from sqlalchemy import select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         with engine.connect() as connection:
             found = {row.key: row.value for row in connection.execute(
@@ -199,7 +208,7 @@ class LabelStore:
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         rows, empty = {}, 0
         for record in records:
@@ -246,7 +255,7 @@ class LabelStore:
     def hashes(self) -> set[str]:
         from sqlalchemy import select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         with self.engine.connect() as connection:
             return set(connection.scalars(select(schema.items.c.text_hash)))
@@ -280,7 +289,7 @@ class LabelStore:
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         annotator = self.check_annotator(annotator)
         chosen = None if labels is None else json.dumps(self.check_labels(labels))
@@ -312,7 +321,7 @@ class LabelStore:
         """Delete `annotator`'s latest annotation (label or skip); its item id, or None."""
         from sqlalchemy import delete, select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         annotator = self.check_annotator(annotator)
         table = schema.annotations
@@ -331,7 +340,7 @@ class LabelStore:
         (the text an undo brought back)."""
         from sqlalchemy import and_, select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         annotator = self.check_annotator(annotator)
         items, table = schema.items, schema.annotations
@@ -360,7 +369,7 @@ class LabelStore:
     def progress(self, annotator: str) -> dict[str, int]:
         from sqlalchemy import func, select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         table = schema.annotations
         with self.engine.connect() as connection:
@@ -375,7 +384,7 @@ class LabelStore:
         """Every annotation with its text and model answer, oldest first."""
         from sqlalchemy import select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         items, table = schema.items, schema.annotations
         query = (select(table.c.item_id, table.c.annotator, table.c.labels, table.c.skipped,
@@ -392,7 +401,7 @@ class LabelStore:
     def item_count(self) -> int:
         from sqlalchemy import func, select
 
-        from sentitune.labelstore import schema
+        schema = _schema()
 
         with self.engine.connect() as connection:
             return int(connection.scalar(select(func.count()).select_from(schema.items)))

@@ -6,21 +6,23 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from sentitune.dataset.splits import is_blank
 from sentitune.schema import Prediction
 from sentitune.server.settings import ServeSettings
 
 # A text needs one character that is not whitespace, whitespace being what Python's
 # str.isspace() or JavaScript's \s calls so (they differ: \x1c-\x1f, \ufeff), spelled
 # out so that every regex engine (schemathesis, generated clients, this server) reads the
-# published pattern the same way.
-_WHITESPACE = (r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029"
-               r"\u202f\u205f\u3000\ufeff")
+# published pattern the same way. Zero-width characters count too: cleaning removes them,
+# so a text of only those is as blank as an empty one (issue 26).
+_WHITESPACE = (r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200d\u2028\u2029"
+               r"\u202f\u205f\u2060\u3000\ufeff")
 NOT_BLANK = f"[^{_WHITESPACE}]"
 _not_blank_pattern = re.compile(NOT_BLANK)
 
 
 def _not_blank(text: str) -> str:
-    if not _not_blank_pattern.search(text):
+    if not _not_blank_pattern.search(text) or is_blank(text):
         raise PydanticCustomError("blank_text", "text is empty or only whitespace")
     return text
 

@@ -392,7 +392,9 @@ def _mount_server_routes(route: Callable, protected: list[Depends],
         `{"ready": true}` lists only ready models."""
         body = await request.body()
         try:
-            options = json.loads(body) if body.strip() else {}
+            # Only a body that is absent is no options: whitespace or stray control bytes
+            # are not JSON (schemathesis sent b"\x0b", which strip() had called empty).
+            options = json.loads(body) if body else {}
         except ValueError:
             options = None
         if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
