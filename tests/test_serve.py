@@ -477,13 +477,14 @@ def test_fuzzed_requests_never_get_a_5xx(server, request):
 def test_serve_flags_come_from_the_settings_dataclasses():
     """Every documented ServeSettings and InferenceConfig field is a `serve` flag; only the
     flags given leave their defaults."""
-    from sentitune.cli import _given, parse
+    from sentitune.cli import parse
+    from sentitune.cli.flags import given
     from sentitune.config import InferenceConfig
 
     args = parse(["serve", "runs/x", "--max-text-chars", "50", "--batching", "false",
                   "--review-threshold", "0.9", "--long-text", "chunk", "--port", "9001"])
-    settings = ServeSettings.from_options(**_given(args, ServeSettings),
-                                          **_given(args, InferenceConfig))
+    settings = ServeSettings.from_options(**given(args, ServeSettings),
+                                          **given(args, InferenceConfig))
     assert (settings.max_text_chars, settings.micro_batching, settings.port) == (50, False, 9001)
     assert settings.inference == InferenceConfig(review_threshold=0.9, long_text="chunk")
     assert settings.max_batch_size == ServeSettings().max_batch_size  # not given: default

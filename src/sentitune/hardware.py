@@ -1,4 +1,5 @@
-"""What the machine can compute fast, and the numeric precision chosen from it.
+"""What the machine can compute fast, the numeric precision chosen from it, and the memory a
+training used.
 
 bf16 halves the bytes of every activation and, on CPUs with bf16 instructions, runs matrix
 products on them: the demo MiniLM scored batch-32 SST-2 sentences 2.3x faster under
@@ -10,6 +11,7 @@ fp32, so `auto` only picks it where they exist.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,3 +98,49 @@ def resolve_precision(setting: str, *, cuda: bool | None = None,
     if setting == "auto":
         return Precision(setting, "bf16" if flags else "fp32", "cpu", f"auto; {found}")
     return Precision(setting, setting, "cpu", f"as requested; {found}")
+
+
+class PeakRss:
+    """Peak resident memory above its level at the start, sampled in a background thread.
+
+    Not ru_maxrss: that is the process's lifetime high-water mark, so a second run in the
+    same process (a test session, a notebook) would report no increase at all.
+    """
+
+    def __init__(self, interval_s: float = 0.02):
+        import psutil
+
+        self._process = psutil.Process()
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.start_mb = self.peak_mb = self._rss_mb()
+
+    def _rss_mb(self) -> float:
+        return self._process.memory_info().rss / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    @property
+    def increase_mb(self) -> float:
+        return self.peak_mb - self.start_mb
+
+
+def peak_memory_mb(rss: PeakRss) -> float:
+    """This session's peak: GPU memory allocated on CUDA, else the rise in resident memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return rss.increase_mb

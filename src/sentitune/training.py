@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from sentitune.fitting import (
     fit_decision,
     validation_logits,
 )
-from sentitune.hardware import cpu_bf16_flags, resolve_precision
+from sentitune.hardware import PeakRss, cpu_bf16_flags, peak_memory_mb, resolve_precision
 from sentitune.metrics import classification_metrics, multi_hot, probabilities
 from sentitune.model import (
     apply_lora,
@@ -173,52 +172,6 @@ def _history(log_history: list[dict]) -> list[dict]:
         row.update({"val_" + key.removeprefix("eval_"): value for key, value in entry.items()
                     if key.startswith("eval_") and isinstance(value, float)})
     return [rows[k] for k in sorted(rows) if "val_loss" in rows[k]]
-
-
-class _PeakRss:
-    """Peak resident memory above its level at the start, sampled in a background thread.
-
-    Not ru_maxrss: that is the process's lifetime high-water mark, so a second run in the
-    same process (a test session, a notebook) would report no increase at all.
-    """
-
-    def __init__(self, interval_s: float = 0.02):
-        import psutil
-
-        self._process = psutil.Process()
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self.start_mb = self.peak_mb = self._rss_mb()
-
-    def _rss_mb(self) -> float:
-        return self._process.memory_info().rss / 2**20
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.peak_mb = max(self.peak_mb, self._rss_mb())
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._rss_mb())
-
-    @property
-    def increase_mb(self) -> float:
-        return self.peak_mb - self.start_mb
-
-
-def _peak_memory_mb(rss: _PeakRss) -> float:
-    """This session's peak: GPU memory allocated on CUDA, else the rise in resident memory."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return rss.increase_mb
 
 
 def default_output(config: RunConfig) -> Path:
@@ -505,9 +458,9 @@ def _trainer(session: _Session, prepared: _Prepared, staging: Run, resume: bool,
         lambda: checkpoints.resumable(staging.checkpoints) if resume else None,
         "finding a checkpoint to resume")
     early_stopping = [EarlyStoppingCallback(settings.patience)] if settings.patience else []
-    rss = _PeakRss()
+    rss = PeakRss()
     sessions = checkpoints.SessionLog(checkpoints.earlier_sessions(resume_from),
-                                      lambda: _peak_memory_mb(rss))
+                                      lambda: peak_memory_mb(rss))
     saving = [checkpoints.Interval(*checkpoint_interval(settings.checkpoint_every)), sessions]
     if teaching is not None:
         loss = teaching.loss(splits.task, prepared.weights)

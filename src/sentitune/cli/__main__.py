@@ -1,0 +1,7 @@
+"""`python -m sentitune.cli VERB ...`, as the `sentitune` script."""
+
+import sys
+
+from sentitune.cli import main
+
+sys.exit(main())
