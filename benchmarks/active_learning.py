@@ -16,6 +16,7 @@ set grows; no validation split, which a 100-label project would not have either)
 Resumable: every finished round is saved, a rerun continues from the last one.
 
     nohup flock /work/jobs/cpu.lock python benchmarks/active_learning.py \
+        --strategies margin random diverse --pool 2000 \
         --output benchmarks/results/active_learning-minilm-cpu.json > /work/jobs/al.log 2>&1 &
 """
 
@@ -264,8 +265,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = (pool, dev)
     output = Path(args.output)
-    settings = {k: getattr(args, k) for k in ("strategies", "seeds", "start", "step",
-                                              "rounds", "pool", "dev", "model")}
+    # Arms of other strategies and seeds can join a result; other sizes start it afresh.
+    settings = {k: getattr(args, k) for k in ("start", "step", "rounds", "pool", "dev", "model")}
     result = files_read(output)
     if result.get("settings") != settings:
         result = {"settings": settings, "starts": {}, "arms": {}}
@@ -275,6 +276,9 @@ def main() -> None:
         "epochs": "max(3, min(10, ceil(1000 / labelled))), the last epoch's model kept",
         "pool": f"{args.pool} SST-2 train sentences of 6+ words (seeded sample)",
         "dev": f"{len(dev)} SST-2 dev sentences", "oracle": "the true labels"}
+    if "entropy" not in args.strategies:
+        # Two classes: entropy and margin both order rows by the top probability alone.
+        result["setup"]["entropy"] = "not run: with two classes it picks exactly margin's rows"
     load_start = os.getloadavg()
     started = time.perf_counter()
 
@@ -284,8 +288,9 @@ def main() -> None:
         result["summary"] = summarise(result, args)
         files.write_json(output, result)
 
-    for seed in args.seeds:
-        for strategy in args.strategies:
+    # Strategy by strategy, so a session that ends early leaves whole curves behind.
+    for strategy in args.strategies:
+        for seed in args.seeds:
             run_arm(result, strategy, seed, args, data, work, save)
     save()
     plot(result["summary"], output.with_suffix(".png"))
