@@ -106,7 +106,10 @@ def _found(rows, probs, flipped: np.ndarray, clean: np.ndarray) -> tuple[dict, n
     }, flagged
 
 
-def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
+def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args,
+               result: dict | None = None) -> dict:
+    """One seed's flipped labels, audited by each of args.modes that `result` (an earlier
+    session's, for this seed) lacks; the last mode's flags clean the data."""
     from sentitune.auditing.scores import finetuned_oof, linear_oof
     from sentitune.config import AuditConfig
 
@@ -115,8 +118,10 @@ def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
     flipped[rng.choice(len(clean), round(FLIP_SHARE * len(clean)), replace=False)] = True
     noisy = np.where(flipped, 1 - clean, clean)
     rows = _rows(frame, noisy, args.model)
-    result: dict = {"seed": seed, "flipped": int(flipped.sum()), "modes": {}}
+    result = result or {"seed": seed, "flipped": int(flipped.sum()), "modes": {}}
     for mode in args.modes:
+        if mode in result["modes"] and mode != args.modes[-1]:  # the last one cleans
+            continue
         started = time.perf_counter()
         if mode == "fast":
             probs = linear_oof(rows, embeddings, 5, seed)
@@ -127,6 +132,7 @@ def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
         result["modes"][mode]["seconds"] = round(time.perf_counter() - started, 1)
     keep = ~flagged  # the last mode's flags clean the data
     result["cleaned_by"] = args.modes[-1]
+    cleaned_run = f"cleaned-{seed}-{args.modes[-1]}"
     result["dev_accuracy_linear"] = {
         "original": _linear_dev(embeddings, clean, dev_x, dev_y, seed),
         "noisy": _linear_dev(embeddings, noisy, dev_x, dev_y, seed),
@@ -134,7 +140,7 @@ def noisy_seed(seed: int, frame, clean, embeddings, dev_x, dev_y, args) -> dict:
     if args.epochs > 0:
         result["dev_accuracy_finetuned"] = {
             "noisy": _finetuned_dev(frame, noisy, f"noisy-{seed}", args),
-            "cleaned": _finetuned_dev(frame[keep], noisy[keep], f"cleaned-{seed}", args)}
+            "cleaned": _finetuned_dev(frame[keep], noisy[keep], cleaned_run, args)}
     return result
 
 
@@ -197,9 +203,10 @@ def main() -> None:
         result["original"] = {"dev_accuracy_finetuned": _finetuned_dev(frame, clean,
                                                                        "original", args)}
     for seed in args.seeds:
-        if str(seed) not in result["seeds"]:
+        earlier = result["seeds"].get(str(seed))
+        if earlier is None or not set(args.modes) <= set(earlier["modes"]):
             result["seeds"][str(seed)] = noisy_seed(seed, frame, clean, embeddings, dev_x,
-                                                    dev_y, args)
+                                                    dev_y, args, earlier)
             emit(result, args.output)
     if args.real_rows != "skip" and "real_sst2" not in result:
         result["real_sst2"] = real_sst2(args)
@@ -217,22 +224,25 @@ def summarize(result: dict) -> dict:
     seeds = list(result["seeds"].values())
     mean = lambda values: round(float(np.mean(values)), 4)  # noqa: E731
     summary: dict = {}
-    for mode in seeds[0]["modes"]:
-        found = [s["modes"][mode] for s in seeds]
+    for mode in dict.fromkeys(m for s in seeds for m in s["modes"]):
+        found = [s["modes"][mode] for s in seeds if mode in s["modes"]]
         summary[mode] = {
+            "seeds": len(found),
             "precision": mean([f["precision"] for f in found]),
             "recall": mean([f["recall"] for f in found]),
             "precision_at_recall_0.6": mean([f["precision_at_recall_0.6"]["precision"]
                                              for f in found])}
     for kind in ("linear", "finetuned"):
-        arms = [s.get(f"dev_accuracy_{kind}") for s in seeds]
-        if not all(arms):
+        arms = [s[f"dev_accuracy_{kind}"] for s in seeds if f"dev_accuracy_{kind}" in s]
+        if not arms:
             continue
         original = (result["original"]["dev_accuracy_finetuned"] if kind == "finetuned"
                     else mean([a["original"] for a in arms]))
         noisy, cleaned = mean([a["noisy"] for a in arms]), mean([a["cleaned"] for a in arms])
         cost = original - noisy
         summary[f"dev_accuracy_{kind}"] = {
+            "seeds": len(arms), "cleaned_by": sorted({s["cleaned_by"] for s in seeds
+                                                      if f"dev_accuracy_{kind}" in s}),
             "original": original, "noisy": noisy, "cleaned": cleaned,
             "share_of_noise_cost_recovered": round((cleaned - noisy) / cost, 3) if cost > 0
             else None}
