@@ -450,11 +450,14 @@ def test_texts_that_are_not_text_or_only_invisible_are_answered_or_refused_clear
     assert code == 0, err
     assert len(out.splitlines()) == 2 and "Traceback" not in err
     assert len(sentitune.predict(tiny_run_dir, ["\ud800"])) == 1
-    code, _, err = run_cli(capsys, "predict", str(tiny_run_dir), "\u200b\u200b \u2060")
-    assert_one_line_error(code, err, "empty")  # like a blank text
+    # Only invisible characters: answered as a blank text is, one record marked "empty text".
+    code, out, err = run_cli(capsys, "predict", str(tiny_run_dir), "\u200b\u200b \u2060")
+    assert code == 0 and "Traceback" not in err
+    assert json.loads(out)["error"] == "empty text"
     blank, invisible = sentitune.predict(tiny_run_dir, ["fine", ""]), sentitune.predict(
         tiny_run_dir, ["fine", "\u200b"])
-    assert blank == invisible and len(blank) == 1
+    assert len(blank) == len(invisible) == 2 and blank[0] == invisible[0]
+    assert blank[1]["error"] == invisible[1]["error"] == "empty text"
 
 
 def test_a_killed_exports_partial_folder_goes_with_the_next_export(capsys, tmp_path,

@@ -74,9 +74,27 @@ def clean_text(text: str, strip_html: bool = True) -> str:
 @functools.cache
 def _format_characters() -> re.Pattern:
     """Unicode's invisible format characters (category Cf), found once per process."""
-    found = "".join(chr(code) for code in range(0x110000)
-                    if unicodedata.category(chr(code)) == "Cf")
-    return re.compile(f"[{re.escape(found)}]")
+    return re.compile(f"[{re.escape(_invisible())}]")
+
+
+@functools.cache
+def _invisible() -> str:
+    return "".join(chr(code) for code in range(0x110000)
+                   if unicodedata.category(chr(code)) == "Cf")
+
+
+# JavaScript's \s, which also names U+FEFF (a Cf) but not Python's \x1c-\x1f and \x85.
+_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    map(chr, range(0x2000, 0x200B)))
+
+
+@functools.cache
+def blank_characters() -> str:
+    """Every character that is blank on its own (`is_blank`): whitespace as Python's
+    str.isspace() or JavaScript's \s calls it, and the invisible format characters that
+    cleaning removes. The server publishes this set in its schema's pattern."""
+    spaces = {chr(code) for code in range(0x110000) if chr(code).isspace()}
+    return "".join(sorted(spaces | set(_JS_SPACE) | set(_invisible())))
 
 
 def replace_surrogates(text: str) -> str:

@@ -6,18 +6,33 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from sentitune.dataset.splits import is_blank
+from sentitune.dataset.splits import blank_characters, is_blank
 from sentitune.schema import Prediction
 from sentitune.server.settings import ServeSettings
 
-# A text needs one character that is not whitespace, whitespace being what Python's
-# str.isspace() or JavaScript's \s calls so (they differ: \x1c-\x1f, \ufeff), spelled
-# out so that every regex engine (schemathesis, generated clients, this server) reads the
-# published pattern the same way. Zero-width characters count too: cleaning removes them,
-# so a text of only those is as blank as an empty one (issue 26).
-_WHITESPACE = (r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200d\u2028\u2029"
-               r"\u202f\u205f\u2060\u3000\ufeff")
-NOT_BLANK = f"[^{_WHITESPACE}]"
+
+def _character_class(characters: str) -> str:
+    """`characters` as the body of a regex class: ranges, BMP ones \\u-escaped so every
+    regex engine (schemathesis, generated clients, this server) reads them alike."""
+    codes = sorted(map(ord, characters))
+    spans: list[list[int]] = []
+    for code in codes:
+        if spans and code == spans[-1][1] + 1:
+            spans[-1][1] = code
+        else:
+            spans.append([code, code])
+
+    def one(code: int) -> str:
+        return f"\\u{code:04x}" if code < 0x10000 else re.escape(chr(code))
+
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in spans)
+
+
+# A text needs one character that is not blank: whitespace (Python's or JavaScript's) or an
+# invisible format character such as a zero-width space or a soft hyphen, which cleaning
+# removes, so a text of only those is as blank as an empty one (issue 26). The published
+# pattern spells out that same set (`blank_characters`).
+NOT_BLANK = f"[^{_character_class(blank_characters())}]"
 _not_blank_pattern = re.compile(NOT_BLANK)
 
 
