@@ -154,9 +154,12 @@ def run_arm(result: dict, strategy: str, seed: int, args, data, work: Path, save
     labelled = list(result["starts"][str(seed)]["picked"])
     for finished in arm["rounds"]:
         labelled += finished["picked"]
+    blind = strategy == "random"  # picks without the model's scores: the pool goes unscored
     while len(arm["rounds"]) < args.rounds:
         unlabeled = np.setdiff1d(np.arange(len(pool)), labelled)
-        if scores is None:  # resumed mid-arm: the last round's model, trained again
+        if blind:
+            scores = {"probs": np.full((len(unlabeled), len(LABELS)), 1 / len(LABELS))}
+        elif scores is None:  # resumed mid-arm: the last round's model, trained again
             scores = train_and_measure(pool.iloc[labelled], data, seed, unlabeled, args.model)
         elif len(scores["probs"]) == len(pool):  # the start model scored the whole pool
             scores = {k: v[unlabeled] for k, v in scores.items() if k != "dev_accuracy"}
@@ -166,7 +169,7 @@ def run_arm(result: dict, strategy: str, seed: int, args, data, work: Path, save
         picked = [int(i) for i in unlabeled[local]]
         labelled += picked
         last = len(arm["rounds"]) + 1 == args.rounds
-        rest = None if last else np.setdiff1d(np.arange(len(pool)), labelled)
+        rest = None if last or blind else np.setdiff1d(np.arange(len(pool)), labelled)
         scores = train_and_measure(pool.iloc[labelled], data, seed, rest, args.model)
         arm["rounds"].append({"labels": len(labelled),
                               "dev_accuracy": round(scores["dev_accuracy"], 4),
