@@ -152,6 +152,21 @@ def test_label_with_keys_and_buttons_skip_and_undo(browser, served):
 
 
 @needs_browser
+def test_the_words_that_drove_the_answer_are_shaded_in_the_text(browser, served):
+    from selenium.webdriver.common.by import By
+
+    url, _ = served
+    start(browser, url, "reader")
+    wait_for(browser, lambda: element(browser, "explanation").is_displayed())
+    assert "Shaded: the words that make this server's model say" in element(
+        browser, "explanation").text
+    words = element(browser, "label-text").find_elements(By.CSS_SELECTOR, "span.word")
+    assert [w.text for w in words] == ["a", "quietly", "moving", "film"]
+    assert all(w.get_attribute("title") for w in words)  # each carries its attribution
+    assert shown_text(browser) == "a quietly moving film"  # the text itself is unchanged
+
+
+@needs_browser
 def test_a_second_annotator_gets_every_text_and_agreement_is_reported(browser, served):
     url, store = served
     for name, keys in (("ann", "221"), ("bob", "211")):

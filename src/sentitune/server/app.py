@@ -69,7 +69,7 @@ from sentitune.server.settings import ServeSettings, read_api_key_file
 # Carries the run directory and settings to `uvicorn --workers` processes, which import
 # the app by name and so cannot be handed Python objects.
 _WORKER_CONFIG_ENV = "SENTITUNE_SERVE_WORKER_CONFIG"
-_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+_ASSETS = {"app.js": "text/javascript", "words.js": "text/javascript", "style.css": "text/css"}
 # Same-origin only: the page loads nothing from elsewhere and runs no inline script.
 _PAGE_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 

@@ -98,26 +98,9 @@ function renderSingle(prediction) {
   $("result").hidden = false;
 }
 
-// Word attributions under the bars: green words support the answer, red ones speak
-// against it; the stronger, the deeper the colour (scaled to the text's largest).
+// Word attributions under the bars (words.js shades them).
 function renderExplanation(explanation) {
-  const box = $("explanation-words");
-  box.replaceChildren();
-  const largest = Math.max(1e-9, ...explanation.words.map((w) => Math.abs(w.attribution)));
-  let at = 0;
-  for (const word of explanation.words) {
-    box.append(document.createTextNode(explanation.text.slice(at, word.start)));
-    const span = document.createElement("span");
-    span.textContent = word.word;
-    const strength = Math.abs(word.attribution) / largest;
-    const rgb = word.attribution >= 0 ? "31, 157, 85" : "180, 35, 24";
-    span.style.backgroundColor = `rgba(${rgb}, ${(0.6 * strength).toFixed(3)})`;
-    span.title = `${word.attribution >= 0 ? "+" : ""}${word.attribution.toFixed(3)}`;
-    span.className = "word";
-    box.append(span);
-    at = word.end;
-  }
-  box.append(document.createTextNode(explanation.text.slice(at)));
+  shadeWords($("explanation-words"), explanation);
   $("explanation-legend").textContent =
     `Why "${explanation.label}" (${explanation.method}): green words support it, red ` +
     "words speak against it.";

@@ -90,12 +90,30 @@ function renderItem(payload) {
     $("model-answer").textContent =
       `The model (${item.model_run || "unknown run"}) says ${answer}${probability}.`;
   }
-  const words = item.explanation;
-  $("explanation").hidden = !words;
-  if (words) $("explanation").textContent = `Words that drove it: ${words.join(", ")}`;
+  explainItem(item); // the answer first; the shading follows when it comes
   document.querySelectorAll("#choices input").forEach((box) => {
     box.checked = Array.isArray(item.model_answer) && item.model_answer.includes(box.dataset.label);
   });
+}
+
+// The words that drove this server's model, shaded in the text itself (POST /explain, as
+// the prediction page does). An explanation that arrives after the person moved on is
+// dropped.
+async function explainItem(item) {
+  $("explanation").hidden = true;
+  let legend;
+  try {
+    const explanation = await call("POST", "/explain", { text: item.text });
+    if (state.item !== item) return;
+    shadeWords($("label-text"), explanation);
+    legend = `Shaded: the words that make this server's model say "${explanation.label}" ` +
+      `(${explanation.method}; green for it, red against).`;
+  } catch (error) {
+    if (state.item !== item) return;
+    legend = `No explanation: ${error.message}`;
+  }
+  $("explanation").textContent = legend;
+  $("explanation").hidden = false;
 }
 
 async function loadNext(item) {
