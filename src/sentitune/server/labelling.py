@@ -2,8 +2,9 @@
 
 Every text the server flags for review (`needs_review`, on /predict, /predict/batch and
 /v2) is added to the label store, and people label the store's texts at /label: one text
-at a time with the model's answer and probability, a button and a key per label (check
-boxes for multi-label runs), skip and undo. The page is static and local; its API
+at a time with the model's answer and probability and the words that drove it (shaded by
+the page from POST /explain), a button and a key per label (check boxes for multi-label
+runs), skip and undo. The page is static and local; its API
 (/label/api/...) is behind the API key when one is set.
 
     GET  /label/api/task            labels, task, the run
