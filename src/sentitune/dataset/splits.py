@@ -83,18 +83,14 @@ def _invisible() -> str:
                    if unicodedata.category(chr(code)) == "Cf")
 
 
-# JavaScript's \s, which also names U+FEFF (a Cf) but not Python's \x1c-\x1f and \x85.
-_JS_SPACE = "\t\n\v\f\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
-    map(chr, range(0x2000, 0x200B)))
-
-
 @functools.cache
 def blank_characters() -> str:
-    """Every character that is blank on its own (`is_blank`): whitespace as Python's
-    str.isspace() or JavaScript's \s calls it, and the invisible format characters that
-    cleaning removes. The server publishes this set in its schema's pattern."""
+    """Every character that is blank on its own (`is_blank`): whitespace (str.isspace(),
+    which covers JavaScript's \\s but for U+FEFF) and the invisible format characters (Cf,
+    U+FEFF among them) that cleaning removes. The server publishes this set in its
+    schema's pattern."""
     spaces = {chr(code) for code in range(0x110000) if chr(code).isspace()}
-    return "".join(sorted(spaces | set(_JS_SPACE) | set(_invisible())))
+    return "".join(sorted(spaces | set(_invisible())))
 
 
 def replace_surrogates(text: str) -> str:
