@@ -206,9 +206,11 @@ def summarise(result: dict, args) -> dict:
         reach[strategy] = {"labels_to_reach_random_final": hit,
                            "share_of_random_labels": None if hit is None
                            else round(hit / random_labels, 3)}
+    # Fewest labels to reach random's final accuracy; a tie goes to the better final one.
     best = min((s for s in reach if s != "random"
                 and reach[s]["share_of_random_labels"] is not None),
-               key=lambda s: reach[s]["share_of_random_labels"], default=None)
+               key=lambda s: (reach[s]["share_of_random_labels"], -curves[s]["mean"][-1]),
+               default=None)
     share = reach[best]["share_of_random_labels"] if best else None
     summary |= {"random_final_accuracy": target, "reach": reach, "best_strategy": best,
                 "goal": "best strategy reaches random's final accuracy with <= 60% of its "
