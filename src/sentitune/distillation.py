@@ -311,7 +311,7 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                         config.training.eval_batch_size, config.data.clean_html, progress)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
-    teacher_dirs = " ".join(str(m.run.path) for m in getattr(teacher, "members", [teacher]))
+    teacher_dirs = " ".join(str(m.run.path) for m in teacher.members)
     return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
                  teaching=teaching, callbacks=[_resume_command(
                      f"sentitune distill {teacher_dirs} --resume --output {output}")])
