@@ -187,6 +187,10 @@ class Run:
             raise SentituneError(f"{path} is damaged (not JSON); restore it or retrain the "
                                  "run") from None
 
+    @property
+    def has_config(self) -> bool:
+        return (self.path / "config.yaml").is_file()
+
     @cached_property
     def _config_file(self) -> dict:
         path = self.path / "config.yaml"

@@ -366,7 +366,7 @@ def _stage(session: _Session, resume: bool, overwrite: bool) -> Run:
     """The locked staging run; it records its settings at once, so that `--resume` can
     refuse other ones (see `check_resume`)."""
     staging = Run.stage(session.output, resume=resume, overwrite=overwrite)
-    if not (staging.path / "config.yaml").is_file():
+    if not staging.has_config:
         staging.write_config(session.config, {})
     return staging
 
