@@ -23,6 +23,7 @@ Resumable: every finished round is saved, a rerun continues from the last one.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -272,7 +273,7 @@ def main() -> None:
     output = Path(args.output)
     # Arms of other strategies and seeds can join a result; other sizes start it afresh.
     settings = {k: getattr(args, k) for k in ("start", "step", "rounds", "pool", "dev", "model")}
-    result = files_read(output)
+    result = json.loads(output.read_text()) if output.exists() else {}
     if result.get("settings") != settings:
         result = {"settings": settings, "starts": {}, "arms": {}}
     result["setup"] = {
@@ -300,12 +301,6 @@ def main() -> None:
     save()
     plot(result["summary"], output.with_suffix(".png"))
     print({k: v for k, v in result["summary"].items() if k != "curves"}, flush=True)
-
-
-def files_read(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 if __name__ == "__main__":

@@ -70,11 +70,12 @@ def _linear_dev(train_x, train_y, dev_x, dev_y, seed: int) -> float:
 def _finetuned_dev(frame: pd.DataFrame, labels: np.ndarray, name: str, args) -> float:
     """Dev accuracy of MiniLM fine-tuned on (frame, labels); the run is kept for --resume."""
     from sentitune.config import RunConfig
+    from sentitune.run import Run
     from sentitune.training import train
 
     out = Path(args.runs_dir) / name
     if (out / "metrics.json").is_file():
-        return json.loads((out / "metrics.json").read_text())["validation"]["accuracy"]
+        return Run.open(out).metrics["validation"]["accuracy"]
     data = Path(args.runs_dir) / f"{name}.csv"
     data.parent.mkdir(parents=True, exist_ok=True)
     frame.assign(label=labels).to_csv(data, index=False)  # 0/1, as SST-2's dev file

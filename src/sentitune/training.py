@@ -371,7 +371,7 @@ def _stage(session: _Session, resume: bool, overwrite: bool) -> Run:
     return staging
 
 
-def _training_arguments(session: _Session, staging: Run, progress: bool):
+def _training_arguments(session: _Session, staging: Run):
     import torch
     from transformers import TrainingArguments
 
@@ -453,7 +453,7 @@ def _trainer(session: _Session, prepared: _Prepared, staging: Run, resume: bool,
     from sentitune import checkpoints
 
     settings, splits, teaching = session.config.training, prepared.splits, session.teaching
-    args = _training_arguments(session, staging, progress)  # renews accelerate's state first
+    args = _training_arguments(session, staging)  # renews accelerate's state first
     resume_from = distributed.on_main(
         lambda: checkpoints.resumable(staging.checkpoints) if resume else None,
         "finding a checkpoint to resume")
