@@ -120,3 +120,18 @@ def test_explain_faithfulness_benchmark_compares_methods_with_random_words(tmp_p
         assert set(method) == {"seconds_per_text", "top_10%", "top_20%"}
         assert {"comprehensiveness", "random_words", "ratio"} <= set(method["top_20%"])
     assert result["setup"]["texts"] == 6 and result["machine"]["cpu"]
+
+
+def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert, tiny_run_dir):
+    result = run_benchmark("teacher_recipes.py", tmp_path / "teachers.json", "--baseline",
+                           str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
+                           "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug"}
+    assert result["shrunk_to"] == {"train_samples": 64, "epochs": 1.0}
+    for name, arm in result["arms"].items():
+        assert arm["settings"]["layer_decay"] == 0.9 and 0 <= arm["dev_accuracy"] <= 1
+        assert len(arm["history"]) == 1 and 0 <= arm["behavioural"]["mean_failure_rate"] <= 1
+        assert result["summary"][name]["minus_baseline"] == round(
+            arm["dev_accuracy"] - result["baseline"]["dev_accuracy"], 4)
+    config = (tmp_path / "runs" / "lr1e-4-ld0.9-aug-42" / "config.yaml").read_text()
+    assert "augment: 1" in config and "layer_decay: 0.9" in config
