@@ -135,3 +135,15 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
             arm["dev_accuracy"] - result["baseline"]["dev_accuracy"], 4)
     config = (tmp_path / "runs" / "lr1e-4-ld0.9-aug-42" / "config.yaml").read_text()
     assert "augment: 1" in config and "layer_decay: 0.9" in config
+
+
+def test_augment_labels_measures_every_method_and_both_defaults(tmp_path, tiny_run_dir):
+    result = run_benchmark("augment_labels.py", tmp_path / "augment.json", "--teacher",
+                           str(tiny_run_dir), "--texts", "40")
+    methods = result["methods"]
+    assert {"neighbours", "mask", "ngram", "identity", "negation"} < set(methods)
+    assert "train default (identity,mask)" in methods and "distill default (all)" in methods
+    for found in methods.values():
+        assert found["copies"] == sum(b["copies"] for b in found["by_length"].values())
+        assert found["label_changed"] is None or 0 <= found["label_changed"] <= 1
+    assert methods["mask"]["copies"] > 0 and result["machine"]["cpu"]

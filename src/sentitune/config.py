@@ -47,7 +47,8 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SGD_LEARNING_RATE = 1e-2
 # Text augmentation methods (sentitune.dataset.augment); `train` may only use those that keep
-# a text's label, since no teacher relabels its copies there.
+# a text's label, since no teacher relabels its copies there (the measured reasons are in
+# that module's docstring).
 AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation")
 LABEL_KEEPING_AUGMENTATIONS = ("identity", "mask")
 

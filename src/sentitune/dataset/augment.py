@@ -7,13 +7,12 @@ behavioural tests:
 - mask: each word, with probability P_MASK, becomes the tokenizer's mask token;
 - neighbours: each content word, with probability P_SWAP, becomes one of its K_NEIGHBOURS
   nearest neighbours (cosine) among the whole-word tokens of the model's own input embeddings
-  (TinyBERT used GloVe; the model's embeddings need no download). Neighbours of a sentiment
-  word are often its antonyms ("good" ~ "bad"), so this does not keep a label;
+  (TinyBERT used GloVe; the model's embeddings need no download);
 - ngram: with probability P_NGRAM the copy is cut to a random n-gram, n in 1..5;
 - identity: every identity term (she/he, Muslim/Christian, ...) swapped for another of its
   group: sentiment must not depend on it;
 - negation: with probability P_NEGATE a negation is removed ("is not" -> "is") or added
-  after the first auxiliary ("is" -> "is not"): the label usually flips.
+  after the first auxiliary ("is" -> "is not").
 
 Mask and neighbours draw per word from one uniform number, as Tang et al. do; the other
 methods follow in the order above. A copy equal to its source is dropped. Everything is a
@@ -23,7 +22,13 @@ same copies.
 Labels: `train` takes only identity and mask (config.LABEL_KEEPING_AUGMENTATIONS), whose
 copies keep their source's label: an identity swap must not change sentiment, and masking
 one word in ten rarely hides all of it. `distill` takes every method: its teachers label
-each copy, the classic transfer set.
+each copy, the classic transfer set. Measured on 4,000 SST-2 phrases, the share of copies
+whose full-data teacher label differs from their source's (augment_labels-minilm-cpu.json):
+identity 2%, mask 8%, neighbours 3%, ngram 26%, negation 37% (65% of phrases up to six
+words, 21% of those over fifteen: a negation flips a short phrase, rarely a long sentence).
+Neighbours changes few labels, yet train refuses it: a word's neighbours include its
+antonyms ("good" ~ "bad", "love" ~ "hate"), so the copies it changes carry a false label,
+where a masked copy's label is only less certain.
 """
 
 from __future__ import annotations
