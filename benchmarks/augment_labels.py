@@ -16,20 +16,12 @@ too, since a negation decides a short phrase and rarely a long sentence.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-from pathlib import Path
 
 import numpy as np
 from common import emit, machine
 
 LENGTHS = {"<=6 words": (1, 6), "7-15 words": (7, 15), ">15 words": (16, 10**6)}
-
-
-def sst2_train(data_dir: Path) -> list[str]:
-    with open(data_dir / "sst2" / "train.tsv", encoding="utf-8", newline="") as f:
-        return [row["sentence"] for row in csv.DictReader(f, delimiter="\t",
-                                                          quoting=csv.QUOTE_NONE)]
 
 
 def changed_share(same: np.ndarray) -> float | None:
@@ -49,12 +41,10 @@ def main() -> None:
 
     from sentitune.config import AUGMENT_METHODS, LABEL_KEEPING_AUGMENTATIONS, TrainingConfig
     from sentitune.dataset.augment import augmented_copies
-    from sentitune.dataset.sources import data_dir
+    from sentitune.dataset.sources import read_source
     from sentitune.inference.classifier import Classifier
 
-    if data_dir() is None:
-        raise SystemExit("set SENTITUNE_DATA_DIR to the folder holding sst2/train.tsv")
-    phrases = sst2_train(data_dir())
+    phrases = list(read_source("sst2")[0]["train"]["text"])  # $SENTITUNE_DATA_DIR, else the hub
     rng = np.random.default_rng(args.seed)
     texts = [phrases[i] for i in rng.choice(len(phrases), args.texts, replace=False)]
     teacher = Classifier.from_pretrained(args.teacher, device="cpu")
