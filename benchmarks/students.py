@@ -64,7 +64,8 @@ def scored(run_dir: Path) -> dict:
             "train_runtime_s": round(run.metrics.get("train_runtime_s", 0.0), 1),
             "best_epoch": run.metrics["best_epoch"],
             "labelled_rows": taught.get("labelled_rows", run.facts["rows"]["train"]),
-            "augmented_rows": taught.get("augmented_rows", 0),
+            "augmented_rows": taught.get("augmented_rows", run.facts.get(
+                "augmentation", {}).get("copies_added", 0)),  # distill's, else train's
             "behavioural": behaviour(run_dir)}
 
 

@@ -29,20 +29,12 @@ from pathlib import Path
 
 from common import add_run_flags, emit, machine
 from reference_runs import RECIPES, run_recipe
-from students import behaviour
+from students import scored
 
 ARMS = {
     "lr1e-4-ld0.9": {"learning_rate": 1e-4, "layer_decay": 0.9},
     "lr1e-4-ld0.9-aug": {"learning_rate": 1e-4, "layer_decay": 0.9, "augment": 1},
 }
-
-
-def scored_baseline(run_dir: Path) -> dict:
-    from sentitune.run import Run
-
-    v = Run.open(run_dir).metrics["validation"]
-    return {"run": str(run_dir), "dev_accuracy": round(v["accuracy"], 4),
-            "behavioural": behaviour(run_dir)}
 
 
 def main() -> None:
@@ -63,17 +55,13 @@ def main() -> None:
                                 ("epochs", args.epochs)) if v is not None}
     result = {"benchmark": "teacher_recipes", "preset": RECIPES["sst2-full"]["preset"],
               "model": args.model or "minilm", "shrunk_to": shrink or "none",
-              "baseline": scored_baseline(Path(args.baseline)), "arms": {}}
+              "baseline": scored(Path(args.baseline)), "arms": {}}
     for arm in args.arms:
         found = run_recipe(arm, RECIPES["sst2-full"], runs, args.model, ARMS[arm] | shrink,
                            args.resume)
         row = found["runs"][0]
-        run_dir = runs / f"{arm}-{row['seed']}"
-        result["arms"][arm] = {
-            "settings": ARMS[arm], "run": str(run_dir),
-            "dev_accuracy": row["validation"]["accuracy"], "best_epoch": row["best_epoch"],
-            "history": row["history"], "train_rows": row["train_rows"],
-            "train_runtime_s": row["train_runtime_s"], "behavioural": behaviour(run_dir)}
+        result["arms"][arm] = scored(runs / f"{arm}-{row['seed']}") | {
+            "settings": ARMS[arm], "history": row["history"]}
         result["summary"] = {
             name: {"dev_accuracy": a["dev_accuracy"],
                    "minus_baseline": round(a["dev_accuracy"]
