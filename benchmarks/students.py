@@ -7,9 +7,11 @@
 Each arm is `sentitune distill TEACHER --config PRESET` (sst2-minilm-student3, -student2 and
 their -aug variants: one augmented copy per training text, labelled by the teacher), seed 42
 first, then seeds 43 and 44 of the 3-layer student with and without augmentation, so the
-augmentation gain comes with its spread. Every arm is scored on SST-2 dev (872 sentences;
-also the validation set that picked each run's best epoch and temperature, teacher
-included, so every row is equally optimistic) and on the bundled behavioural suite (mean
+augmentation gain comes with its spread; then the Patient KD arms (-pkd presets: layer
+matching, `--hidden-weight` 100, and 500 for student3-pkd500), each against its plain
+arm. Every arm is scored on SST-2 dev (872 sentences; also the validation set that picked
+each run's best epoch and temperature, teacher included, so every row is equally
+optimistic) and on the bundled behavioural suite (mean
 failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU budget
 (recorded in the JSON); --budget-min stops starting arms after that many minutes. The JSON
 is rewritten after every arm; --resume reuses finished arms and continues interrupted ones
@@ -34,7 +36,13 @@ ARMS = [
     ("student2-aug", "sst2-minilm-student2-aug", 42),
     *[(f"student3{aug}-seed{seed}", f"sst2-minilm-student3{aug}", seed)
       for seed in (43, 44) for aug in ("", "-aug")],
+    # Patient KD (layer matching), weight 100 as the presets, then 500, PKD's other choice.
+    ("student3-pkd", "sst2-minilm-student3-pkd", 42),
+    ("student3-pkd500", "sst2-minilm-student3-pkd", 42),
+    ("student2-pkd", "sst2-minilm-student2-pkd", 42),
 ]
+# Settings an arm adds to its preset.
+ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0}}
 
 
 def log(*parts) -> None:
@@ -66,6 +74,7 @@ def scored(run_dir: Path) -> dict:
             "labelled_rows": taught.get("labelled_rows", run.facts["rows"]["train"]),
             "augmented_rows": taught.get("augmented_rows", run.facts.get(
                 "augmentation", {}).get("copies_added", 0)),  # distill's, else train's
+            "hidden_weight": taught.get("hidden_weight", 0.0),
             "behavioural": behaviour(run_dir)}
 
 
@@ -82,6 +91,11 @@ def summary(rows: dict, teacher: dict) -> dict:
         out["augmentation_gain_student3"] = {
             "per_seed": [round(g, 4) for g in gains], "mean": round(statistics.mean(gains), 4),
             "stdev": round(statistics.stdev(gains), 4) if len(gains) > 1 else None}
+    for arm in ("student3-pkd", "student3-pkd500", "student2-pkd"):
+        plain = arm.split("-")[0]
+        if arm in rows and plain in rows:
+            out[f"layer_matching_gain_{arm}"] = round(
+                rows[arm]["dev_accuracy"] - rows[plain]["dev_accuracy"], 4)
     base = teacher["behavioural"]["mean_failure_rate"]
     out["behavioural_mean_failure_rate"] = {"teacher": base, **{
         arm: row["behavioural"]["mean_failure_rate"] for arm, row in rows.items()}}
@@ -122,9 +136,10 @@ def main() -> None:
             t0 = time.perf_counter()
             distill(args.teacher, out, config=preset, seed=seed, resume=args.resume,
                     overwrite=not args.resume, progress=False,
-                    checkpoint_every="5m", **shrink)
+                    checkpoint_every="5m", **ARM_SETTINGS.get(arm, {}), **shrink)
             log("done", arm, f"{time.perf_counter() - t0:.0f} s")
-        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed}
+        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed,
+                                             **ARM_SETTINGS.get(arm, {})}
         result["summary"] = summary(result["arms"], result["teacher_scores"])
         result["machine"] = machine(load_start)
         emit(result, args.output)

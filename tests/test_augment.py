@@ -155,7 +155,8 @@ def test_shipped_student_presets_are_distill_presets():
     from sentitune.config import distill_preset
 
     for layers in (3, 2):
-        for suffix, copies in (("", 0), ("-aug", 1)):
+        for suffix, copies, matching in (("", 0, 0), ("-aug", 1, 0), ("-pkd", 0, 100)):
             found = distill_preset(f"sst2-minilm-student{layers}{suffix}")
             assert found["student"] == f"teacher:{layers}"
             assert found.get("augment", 0) == copies
+            assert found.get("hidden_weight", 0) == matching

@@ -83,14 +83,18 @@ def test_frontier_measures_every_engine_and_the_utilisation(tmp_path, tiny_run_d
 def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_dir):
     # The tiny teacher has 2 layers: the 2-layer arms are the ones it can teach.
     result = run_benchmark("students.py", tmp_path / "students.json", "--teacher",
-                           str(tiny_run_dir), "--arms", "student2", "student2-aug", "--epochs",
-                           "1", "--runs-dir", str(tmp_path / "runs"), "--resume")
+                           str(tiny_run_dir), "--arms", "student2", "student2-aug",
+                           "student2-pkd", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+                           "--resume")
     arms = result["arms"]
-    assert set(arms) == {"student2", "student2-aug"} and result["shrunk_to"] == {"epochs": 1.0}
+    assert set(arms) == {"student2", "student2-aug", "student2-pkd"}
+    assert result["shrunk_to"] == {"epochs": 1.0}
     assert arms["student2"]["augmented_rows"] == 0 < arms["student2-aug"]["augmented_rows"]
     assert arms["student2-aug"]["preset"] == "sst2-minilm-student2-aug"
+    assert arms["student2"]["hidden_weight"] == 0 < arms["student2-pkd"]["hidden_weight"]
+    assert "layer_matching_gain_student2-pkd" in result["summary"]
     rates = result["summary"]["behavioural_mean_failure_rate"]
-    assert set(rates) == {"teacher", "student2", "student2-aug"}
+    assert set(rates) == {"teacher", "student2", "student2-aug", "student2-pkd"}
     assert all(0 <= r <= 1 for r in rates.values())
 
 

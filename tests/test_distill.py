@@ -218,3 +218,65 @@ def test_distill_says_what_it_does_before_training(capsys, tiny_run_dir, tmp_pat
     assert code == 0
     assert re.search(r"the teachers label [\d,]+ texts for the student", err), err
     assert "epoch 1/1: train loss" in out
+
+
+def test_matched_layers_leave_out_the_students_last():
+    from sentitune.layer_matching import matched_layers
+
+    assert matched_layers(6, 3) == [(0, 1), (1, 3)]  # student 0, 1 were teacher 1, 3
+    assert matched_layers(6, 2) == [(0, 2)]
+    assert matched_layers(2, 2) == [(0, 0)]
+    with pytest.raises(Exception, match="keep at least 2"):
+        matched_layers(6, 1)
+
+
+def _cls_agreement(student_dir, teacher_dir, texts) -> float:
+    """Mean cosine between the student's and the teacher's first-layer [CLS] states."""
+    from sentitune.inference.classifier import Classifier
+
+    states = []
+    for run_dir in (student_dir, teacher_dir):
+        member = Classifier.from_pretrained(run_dir).members[0]
+        batch = member.encoder.pad(*member.encoder.encode(texts)[:2])
+        with torch.inference_mode():
+            hidden = member.backend.model(**{k: torch.from_numpy(batch[k])
+                                             for k in member.backend.input_names},
+                                          output_hidden_states=True).hidden_states
+        states.append(hidden[1][:, 0])
+    return torch.nn.functional.cosine_similarity(*states, dim=-1).mean().item()
+
+
+def test_hidden_weight_pulls_the_students_layers_to_the_teachers(tiny_run_dir, tiny_bert,
+                                                                  tmp_path):
+    """The same student from the same random start, with and without layer matching: only
+    the matched one's first-layer [CLS] state turns towards the teacher's."""
+    from sentitune.distillation import distill
+
+    texts = list(make_sentiment_frame(30, seed=7)["text"])
+    agreement = {}
+    for weight in (0.0, 1000.0):
+        result = distill(tiny_run_dir, tmp_path / f"s{weight:g}", student=str(tiny_bert),
+                         hidden_weight=weight, epochs=6.0, learning_rate=3e-3, progress=False)
+        agreement[weight] = _cls_agreement(result.run_dir, tiny_run_dir, texts)
+        facts = yaml.safe_load((result.run_dir / "config.yaml").read_text())["distillation"]
+        assert facts["hidden_weight"] == weight
+        assert facts.get("matched_layers") == ([[0, 0]] if weight else None)
+    # Measured: 0.72 without matching, 0.99 with it.
+    assert agreement[1000.0] > 0.95 and agreement[1000.0] > agreement[0.0] + 0.15, agreement
+
+
+def test_hidden_weight_bad_input_is_one_line(capsys, tiny_run_dir, second_teacher, tmp_path):
+    out = str(tmp_path / "s")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "-1",
+                           "--output", out)
+    assert_one_line_error(code, err, "--hidden-weight must be >= 0")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), str(second_teacher),
+                           "--hidden-weight", "100", "--output", out)
+    assert_one_line_error(code, err, "one teacher")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "100",
+                           "--student", "teacher:1", "--output", out)
+    assert_one_line_error(code, err, "keep at least 2")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "100",
+                           "--student", "minilm", "--output", out)
+    assert_one_line_error(code, err, "384 wide", "teacher's 32")
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob("*.partial"))

@@ -219,6 +219,11 @@ class DistillConfig:
     alpha: float = _help(
         "Weight of the soft-target loss (KL to the teachers, scaled by T^2); the rest goes "
         "to cross-entropy on the hard labels, where a row has one.", 0.5)
+    hidden_weight: float = _help(
+        "Weight of the intermediate-layer loss (Patient KD, Sun et al. 2019): each student "
+        "layer but the last learns the unit-length [CLS] state of the teacher layer it "
+        "stands for (mean squared error per element; PKD used 100 to 500); 0: off. Needs "
+        "one teacher and a student of its width.", 0.0)
 
 
 @dataclass(frozen=True)

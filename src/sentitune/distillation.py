@@ -33,6 +33,7 @@ from sentitune.dataset.sources import BUILTINS, TEXT_COLUMNS, data_dir, read_tab
 from sentitune.dataset.splits import Splits, clean_text
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
+from sentitune.layer_matching import LayerMatching, check_matching
 from sentitune.metrics import probabilities
 from sentitune.run import Run
 
@@ -127,8 +128,11 @@ class Teaching:
 
     def __init__(self, teacher: Classifier, settings: DistillConfig, unlabeled: list[str],
                  layers: int | None, batch_size: int, clean_html: bool,
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 matched: Sequence[tuple[int, int]] = ()) -> None:
         self.teacher = teacher
+        self.matched = list(matched)  # (student, teacher) layers for --hidden-weight
+        self.matching: LayerMatching | None = None
         self.progress = progress
         self.clean_html = clean_html
         self.settings = settings
@@ -140,12 +144,17 @@ class Teaching:
     # ------------------------------------------------------------- hooks
 
     def prepare_model(self, model, tokenizer):
-        """Keep the student's layers; warn when its tokenizer is not the teachers'."""
-        from sentitune.model import keep_layers, layer_count
+        """Keep the student's layers (hooking the matched ones, see `layer_matching`); warn
+        when its tokenizer is not the teachers'."""
+        from sentitune.model import keep_layers, layer_count, layer_stack
 
         kept = None
         if self.layers is not None and self.layers != layer_count(model.config):
             kept = keep_layers(model, self.layers)
+        if self.matched:
+            _, stack = layer_stack(model, "--hidden-weight cannot match the layers of")
+            self.matching = LayerMatching(self.teacher.members[0], self.matched,
+                                          self.settings.hidden_weight, stack)
         same = self.teacher.encoder.vocabulary() == tokenizer.get_vocab()
         if not same:
             console.warn("the student's tokenizer differs from the teachers': soft targets "
@@ -183,6 +192,9 @@ class Teaching:
         else:
             hard = np.r_[hard, np.full(len(extra), -1)][:, None]
             packed = np.hstack([hard, soft])
+        if self.matching is not None:  # the row's index into the teacher's states, last
+            self.matching.compute_targets(texts, self.batch_size, self.progress)
+            packed = np.hstack([packed, np.arange(len(texts))[:, None]])
         rows = train_set.remove_columns("labels")
         if extra:
             added = tokenize_texts(extra)
@@ -193,7 +205,8 @@ class Teaching:
         return rows.add_column("labels", packed.astype(np.float32).tolist())
 
     def loss(self, task: str, weights: np.ndarray | None):
-        return distillation_loss(task, self.settings.temperature, self.settings.alpha, weights)
+        return distillation_loss(task, self.settings.temperature, self.settings.alpha, weights,
+                                 self.matching)
 
     # ------------------------------------------------------------- teachers
 
@@ -219,6 +232,7 @@ class Teaching:
         return {"teachers": [str(m.run.path) for m in self.teacher.members],
                 **asdict(self.settings),
                 "layers": self.layers, **self.facts,
+                **(self.matching.record() if self.matching is not None else {}),
                 "soft_targets": "each teacher's own tokenization (max length "
                                 f"{self.teacher.max_length}, truncation "
                                 f"{self.teacher.encoder.truncation}); ensembles average "
@@ -226,11 +240,13 @@ class Teaching:
 
 
 def distillation_loss(task: str, temperature: float, alpha: float,
-                      weights: np.ndarray | None = None):
+                      weights: np.ndarray | None = None,
+                      matching: LayerMatching | None = None):
     """The Trainer's loss for packed labels (the formula in the module docstring).
 
     Training rows carry `labels` = [hard label id or -1, soft targets...] (multi-label:
-    [has label, multi-hot..., soft targets...]); validation rows carry ordinary labels
+    [has label, multi-hot..., soft targets...]), then with `matching` the row's index into
+    the teacher's layer states, whose loss is added; validation rows carry ordinary labels
     and get the ordinary loss, so validation loss means what it means for `train`.
     """
     import torch
@@ -239,6 +255,13 @@ def distillation_loss(task: str, temperature: float, alpha: float,
     t = float(temperature)
 
     def loss(outputs, labels, num_items_in_batch=None):
+        n = outputs["logits"].shape[-1]
+        validation = labels.ndim == 1 or (task == "multilabel" and labels.shape[-1] == n)
+        if matching is None or validation:
+            return soft_and_hard(outputs, labels)
+        return soft_and_hard(outputs, labels[:, :-1]) + matching.loss(labels[:, -1].long())
+
+    def soft_and_hard(outputs, labels):
         logits = outputs["logits"].float()
         n = logits.shape[-1]
         w = None if weights is None else torch.tensor(weights, dtype=logits.dtype,
@@ -268,6 +291,9 @@ def _validate(settings: DistillConfig) -> None:
         raise SentituneError(f"--temperature must be > 0, got {settings.temperature}")
     if not 0 <= settings.alpha <= 1:
         raise SentituneError(f"--alpha must be in [0, 1], got {settings.alpha}")
+    if settings.hidden_weight < 0:
+        raise SentituneError(f"--hidden-weight must be >= 0 (0: off), got "
+                             f"{settings.hidden_weight}")
     if settings.unlabeled_samples is not None and settings.unlabeled_samples <= 0:
         raise SentituneError(f"--unlabeled-samples must be > 0, got "
                              f"{settings.unlabeled_samples}")
@@ -299,6 +325,8 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
     teacher = Classifier.from_pretrained(teachers)
     first = teacher.run
     model, layers = parse_student(distill_settings.student, first)
+    matched = (check_matching(teacher, model, layers) if distill_settings.hidden_weight
+               else [])
     unlabeled: list[str] = []
     config = first.config.replace(model=model, method="full", **overrides)
     if distill_settings.unlabeled is not None:
@@ -308,7 +336,8 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                                            config.training.seed)
         distill_settings = replace(distill_settings, unlabeled_column=column)
     teaching = Teaching(teacher, distill_settings, unlabeled, layers,
-                        config.training.eval_batch_size, config.data.clean_html, progress)
+                        config.training.eval_batch_size, config.data.clean_html, progress,
+                        matched)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
     teacher_dirs = " ".join(str(m.run.path) for m in teacher.members)

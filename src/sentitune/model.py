@@ -268,10 +268,9 @@ def kept_layers(total: int, count: int) -> list[int]:
     return [round((i + 1) * total / count) - 1 for i in range(count)]
 
 
-def keep_layers(model, count: int) -> list[int]:
-    """Cut the encoder of `model` down to `count` of its layers in place (see
-    `kept_layers`); returns the kept indices. The config is updated, so save_pretrained
-    writes a model that loads as the smaller architecture."""
+def layer_stack(model, doing: str):
+    """(name, ModuleList) of the encoder's layers; `doing` words the error for ALBERT (its
+    one layer is shared by all) and for models whose stack is not found."""
     import torch
 
     config = model.config
@@ -280,10 +279,25 @@ def keep_layers(model, count: int) -> list[int]:
               if isinstance(module, torch.nn.ModuleList) and len(module) == total
               and name.split(".")[-1] in ("layer", "layers")]
     if len(stacks) != 1 or getattr(config, "model_type", "") == "albert":
-        raise SentituneError(f"cannot drop layers of a {config.model_type} model (its layers "
-                             "are shared or not found); give a smaller student model instead")
-    keep = kept_layers(total, count)
-    name, stack = stacks[0]
+        raise SentituneError(f"{doing} a {config.model_type} model (its layers are shared or "
+                             "not found); give a smaller student model instead")
+    return stacks[0]
+
+
+def hidden_size(config) -> int:
+    """Width of the encoder's states (BERT-likes: hidden_size; DistilBERT: dim)."""
+    return getattr(config, "dim", None) or config.hidden_size
+
+
+def keep_layers(model, count: int) -> list[int]:
+    """Cut the encoder of `model` down to `count` of its layers in place (see
+    `kept_layers`); returns the kept indices. The config is updated, so save_pretrained
+    writes a model that loads as the smaller architecture."""
+    import torch
+
+    config = model.config
+    keep = kept_layers(layer_count(config), count)
+    name, stack = layer_stack(model, "cannot drop layers of")
     parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
     setattr(parent, name.split(".")[-1], torch.nn.ModuleList([stack[i] for i in keep]))
     setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", count)
