@@ -265,7 +265,8 @@ def test_hidden_weight_pulls_the_students_layers_to_the_teachers(tiny_run_dir, t
     assert agreement[1000.0] > 0.95 and agreement[1000.0] > agreement[0.0] + 0.15, agreement
 
 
-def test_hidden_weight_bad_input_is_one_line(capsys, tiny_run_dir, second_teacher, tmp_path):
+def test_hidden_weight_bad_input_is_one_line(capsys, tiny_run_dir, second_teacher,
+                                             family_models, tmp_path):
     out = str(tmp_path / "s")
     code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "-1",
                            "--output", out)
@@ -279,4 +280,7 @@ def test_hidden_weight_bad_input_is_one_line(capsys, tiny_run_dir, second_teache
     code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "100",
                            "--student", "minilm", "--output", out)
     assert_one_line_error(code, err, "384 wide", "teacher's 32")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--hidden-weight", "100",
+                           "--student", str(family_models["albert"]), "--output", out)
+    assert_one_line_error(code, err, "albert student shares one layer")
     assert not (tmp_path / "s").exists() and not list(tmp_path.glob("*.partial"))

@@ -6,7 +6,8 @@ any unlabeled texts with soft probabilities; the student learns them (Hinton et 
     loss = alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, label)
 
 where p^T is the softmax at temperature T (multi-label: the sigmoid, with binary
-cross-entropy in place of KL) and CE counts only rows with a label. Validation, the best
+cross-entropy in place of KL) and CE counts only rows with a label; `--hidden-weight`
+adds Patient KD's layer-matching term (`layer_matching`). Validation, the best
 epoch, calibration and every file of the run are those of `sentitune train`: the student
 is an ordinary run directory, whose config.yaml and card name its teachers.
 
@@ -152,7 +153,8 @@ class Teaching:
         if self.layers is not None and self.layers != layer_count(model.config):
             kept = keep_layers(model, self.layers)
         if self.matched:
-            _, stack = layer_stack(model, "--hidden-weight cannot match the layers of")
+            _, stack = layer_stack(model, "--hidden-weight cannot match the layers of",
+                                   "give a BERT-like student or --hidden-weight 0")
             self.matching = LayerMatching(self.teacher.members[0], self.matched,
                                           self.settings.hidden_weight, stack)
         same = self.teacher.encoder.vocabulary() == tokenizer.get_vocab()

@@ -46,18 +46,17 @@ def matched_layers(teacher_depth: int, student_depth: int) -> list[tuple[int, in
 def check_matching(teacher: Any, student: str, layers: int | None) -> list[tuple[int, int]]:
     """The pairs `--hidden-weight` will match for `teacher` (a Classifier) and the student
     model `student` cut to `layers`, or one clear error: before any work is done."""
-    from transformers import AutoConfig
-
-    from sentitune.model import hidden_size, layer_count, resolve_model
+    from sentitune.model import check_classifier_model, hidden_size, layer_count
 
     if len(teacher.members) > 1:
         raise SentituneError("--hidden-weight takes one teacher (an ensemble's members have "
                              "different inner states); give one run or --hidden-weight 0")
-    model = getattr(teacher.members[0].backend, "model", None)
-    if model is None:
-        raise SentituneError("--hidden-weight needs the teacher's torch model; load it with "
-                             "a torch backend")
-    config = AutoConfig.from_pretrained(resolve_model(student))
+    model = teacher.members[0].backend.model  # distill loads teachers with torch
+    config = check_classifier_model(student)
+    if config.model_type == "albert":
+        raise SentituneError("--hidden-weight: an albert student shares one layer among all "
+                             "its layers, so none can match a teacher layer; give a BERT-like "
+                             "student or --hidden-weight 0")
     wide, teacher_wide = hidden_size(config), hidden_size(model.config)
     if wide != teacher_wide:
         raise SentituneError(f"--hidden-weight: the student's states are {wide} wide, the "

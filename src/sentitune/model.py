@@ -268,9 +268,9 @@ def kept_layers(total: int, count: int) -> list[int]:
     return [round((i + 1) * total / count) - 1 for i in range(count)]
 
 
-def layer_stack(model, doing: str):
-    """(name, ModuleList) of the encoder's layers; `doing` words the error for ALBERT (its
-    one layer is shared by all) and for models whose stack is not found."""
+def layer_stack(model, doing: str, remedy: str):
+    """(name, ModuleList) of the encoder's layers; `doing` and `remedy` word the error for
+    ALBERT (its one layer is shared by all) and for models whose stack is not found."""
     import torch
 
     config = model.config
@@ -280,7 +280,7 @@ def layer_stack(model, doing: str):
               and name.split(".")[-1] in ("layer", "layers")]
     if len(stacks) != 1 or getattr(config, "model_type", "") == "albert":
         raise SentituneError(f"{doing} a {config.model_type} model (its layers are shared or "
-                             "not found); give a smaller student model instead")
+                             f"not found); {remedy}")
     return stacks[0]
 
 
@@ -297,7 +297,8 @@ def keep_layers(model, count: int) -> list[int]:
 
     config = model.config
     keep = kept_layers(layer_count(config), count)
-    name, stack = layer_stack(model, "cannot drop layers of")
+    name, stack = layer_stack(model, "cannot drop layers of",
+                              "give a smaller student model instead")
     parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
     setattr(parent, name.split(".")[-1], torch.nn.ModuleList([stack[i] for i in keep]))
     setattr(config, "n_layers" if hasattr(config, "n_layers") else "num_hidden_layers", count)
