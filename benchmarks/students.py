@@ -8,10 +8,10 @@ Each arm is `sentitune distill TEACHER --config PRESET` (sst2-minilm-student3, -
 their -aug variants: one augmented copy per training text, labelled by the teacher), seed 42
 first, then seeds 43 and 44 of the 3-layer student with and without augmentation, so the
 augmentation gain comes with its spread; then the Patient KD arms (-pkd presets: layer
-matching, `--hidden-weight` 100, and 500 for student3-pkd500), each against its plain
-arm. Every arm is scored on SST-2 dev (872 sentences; also the validation set that picked
-each run's best epoch and temperature, teacher included, so every row is equally
-optimistic) and on the bundled behavioural suite (mean
+matching, `--hidden-weight` 100, and 500 for student3-pkd500; the 3-layer one at seeds 43
+and 44 too), each against its plain arm. Every arm is scored on SST-2 dev (872 sentences;
+also the validation set that picked each run's best epoch and temperature, teacher
+included, so every row is equally optimistic) and on the bundled behavioural suite (mean
 failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU budget
 (recorded in the JSON); --budget-min stops starting arms after that many minutes. The JSON
 is rewritten after every arm; --resume reuses finished arms and continues interrupted ones
@@ -40,6 +40,7 @@ ARMS = [
     ("student3-pkd", "sst2-minilm-student3-pkd", 42),
     ("student3-pkd500", "sst2-minilm-student3-pkd", 42),
     ("student2-pkd", "sst2-minilm-student2-pkd", 42),
+    *[(f"student3-pkd-seed{seed}", "sst2-minilm-student3-pkd", seed) for seed in (43, 44)],
 ]
 # Settings an arm adds to its preset.
 ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0}}
@@ -84,14 +85,16 @@ def summary(rows: dict, teacher: dict) -> dict:
         if f"student{layers}" in rows:
             out[f"student{layers}_minus_teacher"] = round(
                 rows[f"student{layers}"]["dev_accuracy"] - teacher["dev_accuracy"], 4)
-    gains = [rows[f"student3-aug{s}"]["dev_accuracy"] - rows[f"student3{s}"]["dev_accuracy"]
-             for s in ("", "-seed43", "-seed44")
-             if f"student3-aug{s}" in rows and f"student3{s}" in rows]
-    if gains:
-        out["augmentation_gain_student3"] = {
-            "per_seed": [round(g, 4) for g in gains], "mean": round(statistics.mean(gains), 4),
-            "stdev": round(statistics.stdev(gains), 4) if len(gains) > 1 else None}
-    for arm in ("student3-pkd", "student3-pkd500", "student2-pkd"):
+    for name, variant in (("augmentation_gain_student3", "student3-aug"),
+                          ("layer_matching_gain_student3", "student3-pkd")):
+        gains = [rows[f"{variant}{s}"]["dev_accuracy"] - rows[f"student3{s}"]["dev_accuracy"]
+                 for s in ("", "-seed43", "-seed44")
+                 if f"{variant}{s}" in rows and f"student3{s}" in rows]
+        if gains:
+            out[name] = {
+                "per_seed": [round(g, 4) for g in gains], "mean": round(statistics.mean(gains), 4),
+                "stdev": round(statistics.stdev(gains), 4) if len(gains) > 1 else None}
+    for arm in ("student3-pkd500", "student2-pkd"):
         plain = arm.split("-")[0]
         if arm in rows and plain in rows:
             out[f"layer_matching_gain_{arm}"] = round(

@@ -93,6 +93,7 @@ def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_di
     assert arms["student2-aug"]["preset"] == "sst2-minilm-student2-aug"
     assert arms["student2"]["hidden_weight"] == 0 < arms["student2-pkd"]["hidden_weight"]
     assert "layer_matching_gain_student2-pkd" in result["summary"]
+    assert "layer_matching_gain_student3" not in result["summary"]  # no 3-layer arms ran
     rates = result["summary"]["behavioural_mean_failure_rate"]
     assert set(rates) == {"teacher", "student2", "student2-aug", "student2-pkd"}
     assert all(0 <= r <= 1 for r in rates.values())
