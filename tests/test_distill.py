@@ -204,11 +204,36 @@ def test_an_unfinished_student_names_distill_to_resume(tiny_run_dir, tmp_path, m
     monkeypatch.undo()
     with pytest.raises(SentituneError) as caught:
         Run.open(tmp_path / "s.partial")
-    assert (f"`sentitune distill {tiny_run_dir} --resume --output {tmp_path / 's'}`"
-            in str(caught.value))
+    assert (f"`sentitune distill {tiny_run_dir} --student teacher:1 --resume --output "
+            f"{tmp_path / 's'}`" in str(caught.value))
     resumed = distill(tiny_run_dir, tmp_path / "s", student="teacher:1", epochs=1.0,
                       resume=True, progress=False)
     assert not any(resumed.run_dir.rglob("resume-command.txt"))
+
+
+def test_a_student_resumes_only_as_it_began(tiny_run_dir, tmp_path, monkeypatch):
+    """The resume command once dropped every distill setting: a Patient KD student interrupted
+    and resumed as told continued as plain KD, silently."""
+    from sentitune.distillation import distill
+    from sentitune.errors import SentituneError
+
+    monkeypatch.setattr(Run, "publish", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        distill(tiny_run_dir, tmp_path / "s", student="teacher:2", hidden_weight=50.0,
+                temperature=3.0, epochs=1.0, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(SentituneError) as caught:
+        Run.open(tmp_path / "s.partial")
+    assert (f"`sentitune distill {tiny_run_dir} --student teacher:2 --temperature 3.0 "
+            f"--hidden-weight 50.0 --resume --output {tmp_path / 's'}`" in str(caught.value))
+    with pytest.raises(SentituneError, match=re.escape(
+            "--temperature 2.0 (was 3.0), --hidden-weight 0.0 (was 50.0)")):
+        distill(tiny_run_dir, tmp_path / "s", student="teacher:2", epochs=1.0, resume=True,
+                progress=False)
+    resumed = distill(tiny_run_dir, tmp_path / "s", student="teacher:2", hidden_weight=50.0,
+                      temperature=3.0, epochs=1.0, resume=True, progress=False)
+    facts = Run.open(resumed.run_dir).facts["distillation"]
+    assert facts["hidden_weight"] == 50.0 and facts["matched_layers"] == [[0, 0]]
 
 
 def test_distill_says_what_it_does_before_training(capsys, tiny_run_dir, tmp_path):

@@ -312,6 +312,7 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
     from sentitune.config import distill_preset
     from sentitune.training import train
 
+    preset_name = None if config is None else str(config)
     if config is not None:
         preset = distill_preset(str(config))
         if preset is None:
@@ -342,10 +343,49 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                         matched)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
-    teacher_dirs = " ".join(str(m.run.path) for m in teacher.members)
+    if resume:
+        _check_resume(output, distill_settings)
     return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
                  teaching=teaching, callbacks=[_resume_command(
-                     f"sentitune distill {teacher_dirs} --resume --output {output}")])
+                     _resume_line(teacher, preset_name, distill_settings, output))])
+
+
+def _changed_settings(settings: DistillConfig) -> dict[str, Any]:
+    """The distill settings that differ from their defaults, as --flag: value."""
+    default = DistillConfig()
+    return {"--" + f.name.replace("_", "-"): getattr(settings, f.name)
+            for f in fields(DistillConfig)
+            if getattr(settings, f.name) != getattr(default, f.name)}
+
+
+def _resume_line(teacher: Classifier, preset: str | None, settings: DistillConfig,
+                 output: str | Path) -> str:
+    """The command that resumes this student as it began: teachers, preset, distill settings
+    (train settings given as flags are not repeated: `check_resume` names any that differ)."""
+    import shlex
+
+    words = ["sentitune", "distill", *(str(m.run.path) for m in teacher.members),
+             *(["--config", preset] if preset else [])]
+    for flag, value in _changed_settings(settings).items():
+        words += [flag, str(value)]
+    return shlex.join([*words, "--resume", "--output", str(output)])
+
+
+def _check_resume(output: str | Path, settings: DistillConfig) -> None:
+    """Refuse to resume a student with other distill settings than it began with: its
+    config.yaml would describe a teaching its weights never had (`check_resume` does this
+    for the train settings)."""
+    staging = Run.staging_path(output)
+    if not (staging / "config.yaml").is_file():
+        return  # nothing to resume: training starts afresh
+    before = Run(staging).facts.get("distillation") or {}
+    changed = [f"--{f.name.replace('_', '-')} {getattr(settings, f.name)} "
+               f"(was {before[f.name]})" for f in fields(DistillConfig)
+               if f.name in before and before[f.name] != getattr(settings, f.name)]
+    if changed:
+        raise SentituneError(f"--resume with other distill settings than {staging} started "
+                             f"with: {', '.join(changed)}; resume with its settings, or "
+                             "distill afresh without --resume (--overwrite if needed)")
 
 
 def _resume_command(command: str):

@@ -366,8 +366,9 @@ def _stage(session: _Session, resume: bool, overwrite: bool) -> Run:
     """The locked staging run; it records its settings at once, so that `--resume` can
     refuse other ones (see `check_resume`)."""
     staging = Run.stage(session.output, resume=resume, overwrite=overwrite)
-    if not staging.has_config:
-        staging.write_config(session.config, {})
+    if not staging.has_config:  # a student's teaching too (`distillation._check_resume`)
+        staging.write_config(session.config, {} if session.teaching is None else
+                             {"distillation": session.teaching.record()})
     return staging
 
 
