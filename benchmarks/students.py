@@ -141,8 +141,7 @@ def main() -> None:
                     overwrite=not args.resume, progress=False,
                     checkpoint_every="5m", **ARM_SETTINGS.get(arm, {}), **shrink)
             log("done", arm, f"{time.perf_counter() - t0:.0f} s")
-        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed,
-                                             **ARM_SETTINGS.get(arm, {})}
+        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed}
         result["summary"] = summary(result["arms"], result["teacher_scores"])
         result["machine"] = machine(load_start)
         emit(result, args.output)

@@ -36,7 +36,7 @@ from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.layer_matching import LayerMatching, check_matching
 from sentitune.metrics import probabilities
-from sentitune.run import Run
+from sentitune.run import Run, refuse_other_settings
 
 # Built-in datasets whose unlabeled texts `--unlabeled NAME` means: local file, hub split.
 UNLABELED_BUILTINS = {"imdb": ("imdb/unsup.csv.gz", "unsupervised")}
@@ -129,11 +129,9 @@ class Teaching:
 
     def __init__(self, teacher: Classifier, settings: DistillConfig, unlabeled: list[str],
                  layers: int | None, batch_size: int, clean_html: bool,
-                 progress: bool = False,
-                 matched: Sequence[tuple[int, int]] = ()) -> None:
+                 progress: bool = False, matching: LayerMatching | None = None) -> None:
         self.teacher = teacher
-        self.matched = list(matched)  # (student, teacher) layers for --hidden-weight
-        self.matching: LayerMatching | None = None
+        self.matching = matching  # --hidden-weight
         self.progress = progress
         self.clean_html = clean_html
         self.settings = settings
@@ -152,11 +150,10 @@ class Teaching:
         kept = None
         if self.layers is not None and self.layers != layer_count(model.config):
             kept = keep_layers(model, self.layers)
-        if self.matched:
+        if self.matching is not None:
             _, stack = layer_stack(model, "--hidden-weight cannot match the layers of",
                                    "give a BERT-like student or --hidden-weight 0")
-            self.matching = LayerMatching(self.teacher.members[0], self.matched,
-                                          self.settings.hidden_weight, stack)
+            self.matching.watch(stack)
         same = self.teacher.encoder.vocabulary() == tokenizer.get_vocab()
         if not same:
             console.warn("the student's tokenizer differs from the teachers': soft targets "
@@ -328,8 +325,9 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
     teacher = Classifier.from_pretrained(teachers)
     first = teacher.run
     model, layers = parse_student(distill_settings.student, first)
-    matched = (check_matching(teacher, model, layers) if distill_settings.hidden_weight
-               else [])
+    matching = (LayerMatching(teacher.members[0], check_matching(teacher, model, layers),
+                              distill_settings.hidden_weight)
+                if distill_settings.hidden_weight else None)
     unlabeled: list[str] = []
     config = first.config.replace(model=model, method="full", **overrides)
     if distill_settings.unlabeled is not None:
@@ -340,7 +338,7 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
         distill_settings = replace(distill_settings, unlabeled_column=column)
     teaching = Teaching(teacher, distill_settings, unlabeled, layers,
                         config.training.eval_batch_size, config.data.clean_html, progress,
-                        matched)
+                        matching)
     if output is None:
         output = first.path.parent / f"{first.path.name}-student"
     if resume:
@@ -350,24 +348,19 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                      _resume_line(teacher, preset_name, distill_settings, output))])
 
 
-def _changed_settings(settings: DistillConfig) -> dict[str, Any]:
-    """The distill settings that differ from their defaults, as --flag: value."""
-    default = DistillConfig()
-    return {"--" + f.name.replace("_", "-"): getattr(settings, f.name)
-            for f in fields(DistillConfig)
-            if getattr(settings, f.name) != getattr(default, f.name)}
-
-
 def _resume_line(teacher: Classifier, preset: str | None, settings: DistillConfig,
                  output: str | Path) -> str:
-    """The command that resumes this student as it began: teachers, preset, distill settings
-    (train settings given as flags are not repeated: `check_resume` names any that differ)."""
+    """The command that resumes this student as it began: teachers, preset, the distill
+    settings off their defaults (train settings given as flags are not repeated:
+    `check_resume` names any that differ)."""
     import shlex
 
     words = ["sentitune", "distill", *(str(m.run.path) for m in teacher.members),
              *(["--config", preset] if preset else [])]
-    for flag, value in _changed_settings(settings).items():
-        words += [flag, str(value)]
+    default = DistillConfig()
+    for f in fields(DistillConfig):
+        if getattr(settings, f.name) != getattr(default, f.name):
+            words += ["--" + f.name.replace("_", "-"), str(getattr(settings, f.name))]
     return shlex.join([*words, "--resume", "--output", str(output)])
 
 
@@ -376,16 +369,9 @@ def _check_resume(output: str | Path, settings: DistillConfig) -> None:
     config.yaml would describe a teaching its weights never had (`check_resume` does this
     for the train settings)."""
     staging = Run.staging_path(output)
-    if not (staging / "config.yaml").is_file():
-        return  # nothing to resume: training starts afresh
-    before = Run(staging).facts.get("distillation") or {}
-    changed = [f"--{f.name.replace('_', '-')} {getattr(settings, f.name)} "
-               f"(was {before[f.name]})" for f in fields(DistillConfig)
-               if f.name in before and before[f.name] != getattr(settings, f.name)]
-    if changed:
-        raise SentituneError(f"--resume with other distill settings than {staging} started "
-                             f"with: {', '.join(changed)}; resume with its settings, or "
-                             "distill afresh without --resume (--overwrite if needed)")
+    if (staging / "config.yaml").is_file():
+        refuse_other_settings(staging, Run(staging).facts.get("distillation") or {},
+                              asdict(settings), "distill settings", "distill")
 
 
 def _resume_command(command: str):

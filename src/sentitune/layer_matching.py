@@ -96,14 +96,18 @@ class StudentStates:
 class LayerMatching:
     """The teacher's [CLS] states of every training row and the loss that matches them."""
 
-    def __init__(self, teacher_member: Any, pairs: Sequence[tuple[int, int]], weight: float,
-                 student_layers: Sequence[Any]) -> None:
+    def __init__(self, teacher_member: Any, pairs: Sequence[tuple[int, int]],
+                 weight: float) -> None:
         self.member = teacher_member
         self.pairs = list(pairs)
         self.weight = weight
-        self.student = StudentStates(student_layers, [s for s, _ in self.pairs])
+        self.student: StudentStates | None = None
         self.targets: np.ndarray | None = None
         self._on_device = None
+
+    def watch(self, student_layers: Sequence[Any]) -> None:
+        """Hook the student's matched layers (once it is cut to its depth)."""
+        self.student = StudentStates(student_layers, [s for s, _ in self.pairs])
 
     def compute_targets(self, texts: Sequence[str], batch_size: int,
                         progress: bool = False) -> None:
@@ -125,11 +129,9 @@ class LayerMatching:
         for picked in length_batches([len(row) for row in ids], batch_size,
                                      CPU_MAX_PADDING if backend.on_cpu else None):
             batch = member.encoder.pad([ids[i] for i in picked], [type_ids[i] for i in picked])
-            inputs = {name: torch.from_numpy(batch[name]).to(backend.model.device)
-                      for name in backend.input_names}
             with torch.inference_mode():
                 # hidden_states[0] is the embeddings: layer k's output is [k + 1].
-                hidden = backend.model(**inputs, output_hidden_states=True).hidden_states
+                hidden = backend.forward(batch, output_hidden_states=True).hidden_states
                 cls = torch.stack([hidden[k + 1][:, 0] for k in teacher_layers], dim=1)
             out[picked] = F.normalize(cls.float(), dim=-1).cpu().numpy()
         console.say(progress, f"  done ({time.perf_counter() - started:.0f} s)")

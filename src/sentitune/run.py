@@ -413,17 +413,25 @@ def check_resume(output: str | Path, config: RunConfig) -> None:
     if not (staging / "config.yaml").is_file():
         return  # nothing to resume: training starts afresh
     before, now = _flat_settings(Run(staging).config), _flat_settings(config)
-    changed = [f"--{name.replace('_', '-')} {_shown(now[name])} (was {_shown(before[name])})"
-               for name in now if now[name] != before[name]
-               and name not in (*RESUMABLE_CHANGES, "epochs")]
-    if changed:
-        raise SentituneError(f"--resume with other settings than {staging} started with: "
-                             f"{', '.join(changed)}; resume with its settings, or train "
-                             "afresh without --resume (--overwrite if needed)")
+    refuse_other_settings(staging, before, {name: value for name, value in now.items()
+                                            if name not in (*RESUMABLE_CHANGES, "epochs")},
+                          "settings", "train")
     if now["epochs"] != before["epochs"]:
         console.warn(f"resuming with {console.option('epochs', now['epochs'])} (was "
                      f"{before['epochs']:g}): the learning rate schedule changes from here "
                      "on, so the weights will differ from an uninterrupted run's")
+
+
+def refuse_other_settings(staging: Path, before: dict[str, Any], now: dict[str, Any],
+                          kind: str, verb: str) -> None:
+    """One error naming every setting in `now` that differs from `before`, the settings the
+    interrupted run at `staging` started with (names missing there are not compared)."""
+    changed = [f"--{name.replace('_', '-')} {_shown(value)} (was {_shown(before[name])})"
+               for name, value in now.items() if name in before and value != before[name]]
+    if changed:
+        raise SentituneError(f"--resume with other {kind} than {staging} started with: "
+                             f"{', '.join(changed)}; resume with its settings, or {verb} "
+                             "afresh without --resume (--overwrite if needed)")
 
 
 def _flat_settings(config: RunConfig) -> dict[str, Any]:

@@ -138,13 +138,17 @@ class TorchBackend:
         return cls(model.eval().to(device), name, bf16=bf16)
 
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.forward(batch).logits.float().cpu().numpy()
+
+    def forward(self, batch: dict[str, np.ndarray], **options):
+        """The model's outputs for a padded batch (`options`: output_hidden_states, ...)."""
         import torch
 
         with torch.inference_mode(), torch.autocast(self.model.device.type, torch.bfloat16,
                                                     enabled=self.bf16):
             inputs = {name: torch.from_numpy(batch[name]).to(self.model.device)
                       for name in self.input_names}
-            return self.model(**inputs).logits.float().cpu().numpy()
+            return self.model(**inputs, **options)
 
 
 def load_safetensors_model(folder: Path, **options):
