@@ -9,13 +9,14 @@ their -aug variants: one augmented copy per training text, labelled by the teach
 first, then seeds 43 and 44 of the 3-layer student with and without augmentation, so the
 augmentation gain comes with its spread; then the Patient KD arms (-pkd presets: layer
 matching, `--hidden-weight` 100, and 500 for student3-pkd500; the 3-layer one at seeds 43
-and 44 too), each against its plain arm. Every arm is scored on SST-2 dev (872 sentences;
-also the validation set that picked each run's best epoch and temperature, teacher
-included, so every row is equally optimistic) and on the bundled behavioural suite (mean
-failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU budget
-(recorded in the JSON); --budget-min stops starting arms after that many minutes. The JSON
-is rewritten after every arm; --resume reuses finished arms and continues interrupted ones
-from their checkpoints.
+and 44 too), then the -imdb arms (67,349 IMDb sentences the teacher labels added to the
+transfer set) at seeds 42-44, each against its plain arm. Every arm is scored on SST-2 dev
+(872 sentences; also the validation set that picked each run's best epoch and temperature,
+teacher included, so every row is equally optimistic) and on the bundled behavioural suite
+(mean failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU
+budget (recorded in the JSON); --budget-min stops starting arms after that many minutes. The
+JSON is rewritten after every arm; --resume reuses finished arms and continues interrupted
+ones from their checkpoints.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ARMS = [
     ("student3-pkd500", "sst2-minilm-student3-pkd", 42),
     ("student2-pkd", "sst2-minilm-student2-pkd", 42),
     *[(f"student3-pkd-seed{seed}", "sst2-minilm-student3-pkd", seed) for seed in (43, 44)],
+    # A transfer set grown with IMDb sentences the teacher labels.
+    *[(f"student3-imdb{s}", "sst2-minilm-student3-imdb", seed)
+      for s, seed in (("", 42), ("-seed43", 43), ("-seed44", 44))],
 ]
 # Settings an arm adds to its preset.
 ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0}}
@@ -76,6 +80,7 @@ def scored(run_dir: Path) -> dict:
             "augmented_rows": taught.get("augmented_rows", run.facts.get(
                 "augmentation", {}).get("copies_added", 0)),  # distill's, else train's
             "hidden_weight": taught.get("hidden_weight", 0.0),
+            "unlabeled_rows": taught.get("unlabeled_rows", 0),
             "behavioural": behaviour(run_dir)}
 
 
@@ -86,7 +91,8 @@ def summary(rows: dict, teacher: dict) -> dict:
             out[f"student{layers}_minus_teacher"] = round(
                 rows[f"student{layers}"]["dev_accuracy"] - teacher["dev_accuracy"], 4)
     for name, variant in (("augmentation_gain_student3", "student3-aug"),
-                          ("layer_matching_gain_student3", "student3-pkd")):
+                          ("layer_matching_gain_student3", "student3-pkd"),
+                          ("transfer_set_gain_student3", "student3-imdb")):
         gains = [rows[f"{variant}{s}"]["dev_accuracy"] - rows[f"student3{s}"]["dev_accuracy"]
                  for s in ("", "-seed43", "-seed44")
                  if f"{variant}{s}" in rows and f"student3{s}" in rows]

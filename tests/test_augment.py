@@ -160,3 +160,6 @@ def test_shipped_student_presets_are_distill_presets():
             assert found["student"] == f"teacher:{layers}"
             assert found.get("augment", 0) == copies
             assert found.get("hidden_weight", 0) == matching
+    grown = distill_preset("sst2-minilm-student3-imdb")
+    assert grown["student"] == "teacher:3" and grown["unlabeled"] == "imdb"
+    assert grown["unlabeled_unit"] == "sentence" and grown["unlabeled_samples"] == 67349

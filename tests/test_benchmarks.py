@@ -92,6 +92,7 @@ def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_di
     assert arms["student2"]["augmented_rows"] == 0 < arms["student2-aug"]["augmented_rows"]
     assert arms["student2-aug"]["preset"] == "sst2-minilm-student2-aug"
     assert arms["student2"]["hidden_weight"] == 0 < arms["student2-pkd"]["hidden_weight"]
+    assert arms["student2"]["unlabeled_rows"] == 0
     assert "layer_matching_gain_student2-pkd" in result["summary"]
     assert "layer_matching_gain_student3" not in result["summary"]  # no 3-layer arms ran
     rates = result["summary"]["behavioural_mean_failure_rate"]

@@ -188,6 +188,40 @@ def test_imdb_unlabeled_reviews(data_dir_env):
     assert column == "text" and len(texts) == 50
     assert texts == read_unlabeled("imdb", None, 50, seed=1)[0]  # seeded
     assert np.mean([len(t) for t in texts]) > 200  # reviews, not sentences
+    pieces, _ = read_unlabeled("imdb", None, 500, seed=1, unit="sentence")
+    assert len(pieces) == 500 and pieces == read_unlabeled("imdb", None, 500, 1, "sentence")[0]
+    assert 40 < np.mean([len(p) for p in pieces]) < 200  # sentences of about SST-2's length
+    assert not any("<br" in p for p in pieces)  # IMDb's paragraph breaks end sentences
+
+
+def test_sentences_end_at_stops_and_line_breaks():
+    from sentitune.dataset.splits import sentences
+
+    assert sentences('Loved it. "Really!" Twice (no, thrice.) Slow...<br /><br />Why? 3.5 '
+                     "stars.<BR>") == ["Loved it.", '"Really!"', "Twice (no, thrice.)",
+                                      "Slow...", "Why?", "3.5 stars."]
+    assert sentences("one sentence without a stop") == ["one sentence without a stop"]
+    assert sentences("  <br />  ") == []
+
+
+def test_unlabeled_sentences_are_the_rows(tiny_run_dir, tmp_path, capsys):
+    """--unlabeled-unit sentence: each sentence of a review is a row the teacher labels;
+    --unlabeled-samples counts sentences; the unit is saved and resumes as it began."""
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text('review\n"A fine cast. A dull plot! Would I go again? No."\n'
+                       '"Great fun.<br /><br />Loved the score."\n')
+    out = tmp_path / "student"
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student", "teacher:1",
+                           "--unlabeled", str(reviews), "--unlabeled-unit", "sentence",
+                           "--unlabeled-samples", "5", "--epochs", "1", "--output", str(out),
+                           "--quiet")
+    assert code == 0, err
+    facts = yaml.safe_load((out / "config.yaml").read_text())["distillation"]
+    assert facts["unlabeled_unit"] == "sentence" and facts["unlabeled_column"] == "review"
+    assert facts["unlabeled_rows"] == 5  # of the 6 sentences, not of the 2 reviews
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled", str(reviews),
+                           "--unlabeled-unit", "word", "--output", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "--unlabeled-unit", "sentence")
 
 
 def test_an_unfinished_student_names_distill_to_resume(tiny_run_dir, tmp_path, monkeypatch):

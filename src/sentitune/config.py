@@ -51,6 +51,8 @@ SGD_LEARNING_RATE = 1e-2
 # that module's docstring).
 AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation")
 LABEL_KEEPING_AUGMENTATIONS = ("identity", "mask")
+# How `distill --unlabeled` texts become rows (sentitune.distillation.read_unlabeled).
+UNLABELED_UNITS = ("text", "sentence")
 
 
 def _help(text: str, default: Any = None, choices: tuple[str, ...] | None = None, *,
@@ -212,7 +214,14 @@ class DistillConfig:
         "Unlabeled texts the teachers label for the student: imdb (its 50,000 unsup "
         "reviews) or a CSV/TSV/JSON/JSONL/parquet/TXT file; none: only the labelled rows.")
     unlabeled_column: str | None = _help("Text column of --unlabeled; none: guessed.")
-    unlabeled_samples: int | None = _help("Seeded subset of the unlabeled texts; none: all.")
+    unlabeled_unit: str = _help(
+        "What one row of --unlabeled is: text (each text whole, cut at max length like any "
+        "row) or sentence (each of its sentences, for a sentence-level task such as SST-2: a "
+        "review then teaches with all its sentences, not only its first max-length tokens).",
+        "text", UNLABELED_UNITS)
+    unlabeled_samples: int | None = _help(
+        "Seeded subset of the unlabeled rows (texts or sentences, see --unlabeled-unit); "
+        "none: all.")
     temperature: float = _help(
         "Softmax temperature of the soft targets (Hinton et al. 2015): above 1 passes on "
         "how the teacher ranks the wrong classes too.", 2.0)
@@ -224,6 +233,9 @@ class DistillConfig:
         "layer but the last learns the unit-length [CLS] state of the teacher layer it "
         "stands for (mean squared error per element; PKD used 100 to 500); 0: off. Needs "
         "one teacher and a student of its width.", 0.0)
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import pandas as pd
 from sentitune import console
 from sentitune.config import DistillConfig
 from sentitune.dataset.sources import BUILTINS, TEXT_COLUMNS, data_dir, read_table
-from sentitune.dataset.splits import Splits, clean_text
+from sentitune.dataset.splits import Splits, clean_text, sentences
 from sentitune.errors import SentituneError
 from sentitune.inference.classifier import Classifier
 from sentitune.layer_matching import LayerMatching, check_matching
@@ -71,10 +71,11 @@ def parse_student(spec: str | None, teacher: Run) -> tuple[str, int | None]:
     return name, layers
 
 
-def read_unlabeled(source: str, column: str | None, samples: int | None, seed: int
-                   ) -> tuple[list[str], str]:
-    """Unlabeled texts: a built-in's (IMDb's unsup reviews) or a file's text column, with
-    a seeded subset of `samples`. Returns the raw texts and the column read."""
+def read_unlabeled(source: str, column: str | None, samples: int | None, seed: int,
+                   unit: str = "text") -> tuple[list[str], str]:
+    """Unlabeled rows: a built-in's (IMDb's unsup reviews) or a file's text column, whole or
+    (`unit` sentence) cut into sentences, with a seeded subset of `samples` rows. Returns
+    the raw rows and the column read."""
     if source in UNLABELED_BUILTINS:
         local, hub_split = UNLABELED_BUILTINS[source]
         root = data_dir()
@@ -104,6 +105,8 @@ def read_unlabeled(source: str, column: str | None, samples: int | None, seed: i
     texts = [t for t in frame[column] if isinstance(t, str) and t.strip()]
     if not texts:
         raise SentituneError(f"--unlabeled {source}: column '{column}' holds no texts")
+    if unit == "sentence":
+        texts = [piece for text in texts for piece in sentences(text)]
     if samples is not None and samples < len(texts):
         picked = np.random.default_rng(seed).choice(len(texts), samples, replace=False)
         texts = [texts[i] for i in np.sort(picked)]
@@ -334,7 +337,8 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
         unlabeled, column = read_unlabeled(distill_settings.unlabeled,
                                            distill_settings.unlabeled_column,
                                            distill_settings.unlabeled_samples,
-                                           config.training.seed)
+                                           config.training.seed,
+                                           distill_settings.unlabeled_unit)
         distill_settings = replace(distill_settings, unlabeled_column=column)
     teaching = Teaching(teacher, distill_settings, unlabeled, layers,
                         config.training.eval_batch_size, config.data.clean_html, progress,

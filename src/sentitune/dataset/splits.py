@@ -54,6 +54,11 @@ class Splits:
 
 _TAG = re.compile(r"<[^>]{0,200}>")
 _SPACE = re.compile(r"\s+")
+# A sentence ends at . ! or ? (a closing quote or bracket may follow) before a space, or at an
+# HTML line break (IMDb's paragraphs). A rule, not a model: punkt and its kin need a download
+# that cannot be assumed offline, and the pieces only have to look like a sentence-level
+# task's rows; an abbreviation ("Mr. Smith") cuts a sentence in two.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"')\]])\s+|<br\s*/?>", re.IGNORECASE)
 # Lone surrogates: bytes that were not UTF-8 (a command line's, kept by Python as
 # surrogate escapes) or a broken "\ud800" escape. No tokenizer or encoder takes them.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -69,6 +74,11 @@ def clean_text(text: str, strip_html: bool = True) -> str:
     if not text.isascii():
         text = _format_characters().sub("", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut into its sentences (the rule above), blank pieces dropped."""
+    return [piece.strip() for piece in _SENTENCE_END.split(text) if piece and piece.strip()]
 
 
 @functools.cache
