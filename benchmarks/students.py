@@ -10,13 +10,13 @@ first, then seeds 43 and 44 of the 3-layer student with and without augmentation
 augmentation gain comes with its spread; then the Patient KD arms (-pkd presets: layer
 matching, `--hidden-weight` 100, and 500 for student3-pkd500; the 3-layer one at seeds 43
 and 44 too), then the -imdb arms (67,349 IMDb sentences the teacher labels added to the
-transfer set) at seeds 42-44, each against its plain arm. Every arm is scored on SST-2 dev
-(872 sentences; also the validation set that picked each run's best epoch and temperature,
-teacher included, so every row is equally optimistic) and on the bundled behavioural suite
-(mean failure rate over its tests). --train-samples and --epochs shrink the arms to a CPU
-budget (recorded in the JSON); --budget-min stops starting arms after that many minutes. The
-JSON is rewritten after every arm; --resume reuses finished arms and continues interrupted
-ones from their checkpoints.
+transfer set) at seeds 42-44 and with all 6 of the teacher's layers (student6-imdb), each
+against its plain arm. Every arm is scored on SST-2 dev (872 sentences; also the validation
+set that picked each run's best epoch and temperature, teacher included, so every row is
+equally optimistic) and on the bundled behavioural suite (mean failure rate over its tests).
+--train-samples and --epochs shrink the arms to a CPU budget (recorded in the JSON);
+--budget-min stops starting arms after that many minutes. The JSON is rewritten after every
+arm; --resume reuses finished arms and continues interrupted ones from their checkpoints.
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ ARMS = [
     # A transfer set grown with IMDb sentences the teacher labels.
     *[(f"student3-imdb{s}", "sst2-minilm-student3-imdb", seed)
       for s, seed in (("", 42), ("-seed43", 43), ("-seed44", 44))],
+    # All 6 of the teacher's layers on that transfer set: can more data lift the teacher?
+    ("student6-imdb", "sst2-minilm-student3-imdb", 42),
 ]
 # Settings an arm adds to its preset.
-ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0}}
+ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0},
+                "student6-imdb": {"student": "teacher:6"}}
+SEEDS = ("", "-seed43", "-seed44")  # the suffixes of seeds 42, 43 and 44
 
 
 def log(*parts) -> None:
@@ -86,16 +90,21 @@ def scored(run_dir: Path) -> dict:
 
 def summary(rows: dict, teacher: dict) -> dict:
     out = {}
-    for layers in (3, 2):
-        if f"student{layers}" in rows:
-            out[f"student{layers}_minus_teacher"] = round(
-                rows[f"student{layers}"]["dev_accuracy"] - teacher["dev_accuracy"], 4)
+    for arm in ("student3", "student2", "student3-imdb", "student6-imdb"):
+        if arm in rows:
+            out[f"{arm}_minus_teacher"] = round(
+                rows[arm]["dev_accuracy"] - teacher["dev_accuracy"], 4)
+    for variant in ("student3", "student3-aug", "student3-pkd", "student3-imdb"):
+        found = [rows[f"{variant}{s}"]["dev_accuracy"] for s in SEEDS if f"{variant}{s}" in rows]
+        if len(found) > 1:
+            out[f"{variant}_over_seeds"] = {
+                "seeds": len(found), "mean": round(statistics.mean(found), 4),
+                "mean_minus_teacher": round(statistics.mean(found) - teacher["dev_accuracy"], 4)}
     for name, variant in (("augmentation_gain_student3", "student3-aug"),
                           ("layer_matching_gain_student3", "student3-pkd"),
                           ("transfer_set_gain_student3", "student3-imdb")):
         gains = [rows[f"{variant}{s}"]["dev_accuracy"] - rows[f"student3{s}"]["dev_accuracy"]
-                 for s in ("", "-seed43", "-seed44")
-                 if f"{variant}{s}" in rows and f"student3{s}" in rows]
+                 for s in SEEDS if f"{variant}{s}" in rows and f"student3{s}" in rows]
         if gains:
             out[name] = {
                 "per_seed": [round(g, 4) for g in gains], "mean": round(statistics.mean(gains), 4),
