@@ -222,6 +222,10 @@ def test_unlabeled_sentences_are_the_rows(tiny_run_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled", str(reviews),
                            "--unlabeled-unit", "word", "--output", str(tmp_path / "s"))
     assert_one_line_error(code, err, "--unlabeled-unit", "sentence")
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled-unit",
+                           "sentence", "--output", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "--unlabeled-unit sentence without --unlabeled")
+    assert not (tmp_path / "s").exists()
 
 
 def test_an_unfinished_student_names_distill_to_resume(tiny_run_dir, tmp_path, monkeypatch):

@@ -299,6 +299,13 @@ def _validate(settings: DistillConfig) -> None:
     if settings.unlabeled_samples is not None and settings.unlabeled_samples <= 0:
         raise SentituneError(f"--unlabeled-samples must be > 0, got "
                              f"{settings.unlabeled_samples}")
+    if settings.unlabeled is None:
+        given = [f"--{f.name.replace('_', '-')} {getattr(settings, f.name)}"
+                 for f in fields(DistillConfig) if f.name.startswith("unlabeled_")
+                 and getattr(settings, f.name) != f.default]
+        if given:
+            raise SentituneError(f"{', '.join(given)} without --unlabeled: give the unlabeled "
+                                 "texts (--unlabeled FILE or imdb) or drop them")
 
 
 def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | None = None, *,
