@@ -225,6 +225,11 @@ def test_unlabeled_sentences_are_the_rows(tiny_run_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled-unit",
                            "sentence", "--output", str(tmp_path / "s"))
     assert_one_line_error(code, err, "--unlabeled-unit sentence without --unlabeled")
+    breaks = tmp_path / "breaks.csv"
+    breaks.write_text('review\n"<br /><br />"\n')  # a text, but not one sentence
+    code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--unlabeled", str(breaks),
+                           "--unlabeled-unit", "sentence", "--output", str(tmp_path / "s"))
+    assert_one_line_error(code, err, "holds no texts")
     assert not (tmp_path / "s").exists()
 
 

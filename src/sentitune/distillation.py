@@ -103,10 +103,10 @@ def read_unlabeled(source: str, column: str | None, samples: int | None, seed: i
         raise SentituneError(f"--unlabeled {source} has no column '{column}' (columns: "
                              f"{', '.join(columns)})")
     texts = [t for t in frame[column] if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise SentituneError(f"--unlabeled {source}: column '{column}' holds no texts")
     if unit == "sentence":
         texts = [piece for text in texts for piece in sentences(text)]
+    if not texts:
+        raise SentituneError(f"--unlabeled {source}: column '{column}' holds no texts")
     if samples is not None and samples < len(texts):
         picked = np.random.default_rng(seed).choice(len(texts), samples, replace=False)
         texts = [texts[i] for i in np.sort(picked)]
