@@ -39,7 +39,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from sentitune.config import AUGMENT_METHODS, LABEL_KEEPING_AUGMENTATIONS, TrainingConfig
+    from sentitune.config import (
+        LABEL_KEEPING_AUGMENTATIONS,
+        TRANSFER_SET_AUGMENTATIONS,
+        TrainingConfig,
+    )
     from sentitune.dataset.augment import augmented_copies
     from sentitune.dataset.sources import read_source
     from sentitune.inference.classifier import Classifier
@@ -54,16 +58,17 @@ def main() -> None:
     source_labels = teacher.predict_proba(texts).argmax(axis=1)
     lengths = np.array([len(t.split()) for t in texts])
 
-    arms = {m: (m,) for m in AUGMENT_METHODS}
+    # Frames are left out: their rule, not their source, says what their label should be.
+    arms = {m: (m,) for m in TRANSFER_SET_AUGMENTATIONS}
     arms |= {"train default (" + ",".join(LABEL_KEEPING_AUGMENTATIONS) + ")":
-             LABEL_KEEPING_AUGMENTATIONS, "distill default (all)": AUGMENT_METHODS}
+             LABEL_KEEPING_AUGMENTATIONS, "distill default": TRANSFER_SET_AUGMENTATIONS}
     result = {"benchmark": "augment_labels", "teacher": args.teacher,
               "texts": args.texts, "seed": args.seed, "methods": {}}
     for name, methods in arms.items():
         settings = TrainingConfig(augment=1, augment_methods=methods, seed=args.seed)
-        copies, sources, _ = augmented_copies(texts, model, tokenizer, settings,
-                                              taught=True)
-        sources = np.array(sources, dtype=int)
+        found, _ = augmented_copies(texts, model, tokenizer, settings, taught=True,
+                                    task="binary")
+        copies, sources = found.texts, np.array(found.sources, dtype=int)
         same = (teacher.predict_proba(copies).argmax(axis=1) == source_labels[sources]
                 if copies else np.array([], dtype=bool))
         by_length = {}

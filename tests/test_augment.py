@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
 from conftest import assert_one_line_error, make_sentiment_frame, run_cli, tiny_config
 
+import sentitune.evaluation
 from sentitune.dataset.augment import (
+    FILLERS,
+    FRAMES,
+    Copies,
     augment_text,
     augment_texts,
     embedding_neighbours,
@@ -25,10 +33,11 @@ def test_same_seed_same_copies_other_seed_other_copies():
     first = augment_texts(TEXTS, 3, methods, seed=1, mask_token="[MASK]")
     assert first == augment_texts(TEXTS, 3, methods, seed=1, mask_token="[MASK]")
     assert first != augment_texts(TEXTS, 3, methods, seed=2, mask_token="[MASK]")
-    copies, sources = first
+    copies, sources = first.texts, first.sources
     assert len(copies) == len(sources) and 0 < len(copies) <= 15
     assert not set(copies) & set(TEXTS) and len(set(copies)) == len(copies)
-    assert augment_texts(TEXTS, 0, methods, seed=1, mask_token="[MASK]") == ([], [])
+    assert not any(first.flipped)  # only frames flip a label
+    assert augment_texts(TEXTS, 0, methods, seed=1, mask_token="[MASK]") == Copies([], [], [])
 
 
 def test_identity_terms_swap_within_their_group():
@@ -49,6 +58,54 @@ def test_negation_is_removed_or_added():
     assert negated("the plot was thin") == "the plot was not thin"
     assert negated("charming and funny") == "charming and funny"
     assert negated("the film 's score") == "the film 's score"  # a possessive
+
+
+def test_frames_keep_or_flip_by_their_rule():
+    texts = ["a charming film .", "dull and slow"]
+    copies = augment_texts(texts, 60, ("frames",), seed=0, mask_token="[MASK]")
+    rule = dict(FRAMES)
+    assert len(copies.texts) > 60 and {True, False} == set(copies.flipped)
+    for text, source, flipped in zip(copies.texts, copies.sources, copies.flipped,
+                                     strict=True):
+        inside = texts[source].rstrip(" .")  # a full stop would end the frame early
+        assert inside in text and " ., " not in text
+        templates = [t for t in rule if _fits(t, text, inside)]
+        assert templates and all(rule[t] == flipped for t in templates), text
+    assert any("muslim" in t or "american" in t or "black" in t for t in copies.texts)
+    # Mask and frames together: the masked words sit inside the frame.
+    both = augment_texts(["w " * 50], 1, ("mask", "frames"), seed=0, mask_token="[MASK]")
+    assert "[MASK]" in both.texts[0] and not both.texts[0].startswith("w w")
+
+
+def _fits(template: str, text: str, source: str) -> bool:
+    """Whether `text` is `template` filled with `source`, any filler and identity term."""
+    pattern = re.escape(template).replace(re.escape("{}"), re.escape(source))
+    for slot in ("{filler}", "{identity}"):
+        pattern = pattern.replace(re.escape(slot), "[^,:]+")
+    return re.fullmatch(pattern, text) is not None
+
+
+def test_frame_labels_flip_the_binary_label():
+    copies = Copies(["x", "y", "z"], [0, 1, 1], [True, False, True])
+    assert copies.labels([1, 0]) == [0, 0, 1]
+
+
+def test_frames_share_nothing_with_the_behavioural_suite():
+    from sentitune.evaluation.suite import generate_suite, lexicon
+
+    assert not set(FILLERS) & set(lexicon()["neutral_filler"])
+    suite_texts = {case["text"] for test in generate_suite() for case in test["cases"]}
+    copies = augment_texts(["the film was good", "This movie is great."], 200, ("frames",),
+                           seed=0, mask_token="[MASK]")
+    assert not set(copies.texts) & suite_texts
+    suite = json.loads((Path(sentitune.evaluation.__file__).parent / "checks" /
+                        "suite.json").read_text())
+    templates = [case.get("template", case.get("base", "")) for test in suite["tests"]
+                 for case in test.get("cases", test.get("pairs"))]
+    pieces = [piece.strip(" ,:?.") for template, _ in FRAMES
+              for piece in re.split(r"\{\w*\}", template)]
+    for piece in (p for p in pieces if len(p.split()) >= 3):  # "It is true that"
+        assert not any(piece.lower() in t.lower() for t in templates), piece
 
 
 def test_masking_rate_and_ngram_length():
@@ -94,6 +151,30 @@ def test_train_adds_labelled_copies_and_records_them(tiny_bert, sentiment_csv, t
     assert "Augmented: 2 copies per training text" in (result.run_dir / "README.md").read_text()
 
 
+def test_train_labels_framed_copies_by_the_rule(tiny_bert, sentiment_csv, tmp_path):
+    from sentitune.training import train
+
+    result = train(tiny_config(tiny_bert, sentiment_csv, epochs=1.0, augment=1,
+                               augment_methods=("frames",)), tmp_path / "run", progress=False)
+    facts = Run.open(result.run_dir).facts
+    assert facts["augmentation"]["labels"] == "source text's, flipped by negating frames"
+    # Each text is framed; a repeated text may draw a frame it already has (dropped).
+    rows = facts["rows"]["train"]
+    assert 0.9 * rows <= facts["augmentation"]["copies_added"] <= rows
+
+
+def test_frames_need_a_binary_task(capsys, tiny_bert, tmp_path):
+    data = make_sentiment_frame(60)
+    data["label"] = [("sad", "happy", "angry")[i % 3] for i in range(len(data))]
+    data.to_csv(tmp_path / "three.csv", index=False)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "three.csv"), "--model",
+                           str(tiny_bert), "--output", str(out), "--epochs", "1", "--augment",
+                           "1", "--augment-methods", "frames,identity")
+    assert_one_line_error(code, err, "frames", "binary", "multiclass")
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
 def test_distill_teachers_label_the_copies(tiny_run_dir, tmp_path):
     from sentitune.distillation import distill
 
@@ -112,6 +193,7 @@ def test_distill_teachers_label_the_copies(tiny_run_dir, tmp_path):
     (["--augment", "-1"], ("--augment", ">= 0")),
     (["--augment", "1", "--augment-methods", "ngram"], ("ngram", "distill")),
     (["--augment", "1", "--augment-methods", "typos"], ("--augment-methods", "identity")),
+    (["--augment", "1", "--augment-methods", "negation"], ("negation", "frames", "distill")),
 ])
 def test_bad_input_is_one_line(capsys, tiny_bert, sentiment_csv, tmp_path, flags, words):
     out = tmp_path / "run"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import yaml
 from conftest import REPO, require_shared_data
 
 
@@ -132,15 +133,24 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     result = run_benchmark("teacher_recipes.py", tmp_path / "teachers.json", "--baseline",
                            str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
                            "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
-    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug"}
+    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames"}
     assert result["shrunk_to"] == {"train_samples": 64, "epochs": 1.0}
+    baseline_rate = result["baseline"]["behavioural"]["mean_failure_rate"]
     for name, arm in result["arms"].items():
-        assert arm["settings"]["layer_decay"] == 0.9 and 0 <= arm["dev_accuracy"] <= 1
-        assert len(arm["history"]) == 1 and 0 <= arm["behavioural"]["mean_failure_rate"] <= 1
-        assert result["summary"][name]["minus_baseline"] == round(
+        assert 0 <= arm["dev_accuracy"] <= 1 and len(arm["history"]) == 1
+        assert 0 <= arm["behavioural"]["mean_failure_rate"] <= 1
+        found = result["summary"][name]
+        assert found["minus_baseline"] == round(
             arm["dev_accuracy"] - result["baseline"]["dev_accuracy"], 4)
+        assert found["behavioural_over_baseline"] == (round(
+            arm["behavioural"]["mean_failure_rate"] / baseline_rate, 3) if baseline_rate
+            else None)
     config = (tmp_path / "runs" / "lr1e-4-ld0.9-aug-42" / "config.yaml").read_text()
     assert "augment: 1" in config and "layer_decay: 0.9" in config
+    framed = yaml.safe_load((tmp_path / "runs" / "frames-42" / "config.yaml").read_text())
+    assert framed["training"]["augment_methods"] == ["identity", "frames"]
+    assert framed["training"]["layer_decay"] == 1.0
+    assert framed["augmentation"]["labels"] == "source text's, flipped by negating frames"
 
 
 def test_augment_labels_measures_every_method_and_both_defaults(tmp_path, tiny_run_dir):
@@ -148,7 +158,8 @@ def test_augment_labels_measures_every_method_and_both_defaults(tmp_path, tiny_r
                            str(tiny_run_dir), "--texts", "40")
     methods = result["methods"]
     assert {"neighbours", "mask", "ngram", "identity", "negation"} < set(methods)
-    assert "train default (identity,mask)" in methods and "distill default (all)" in methods
+    assert "train default (identity,mask)" in methods and "distill default" in methods
+    assert "frames" not in methods  # a frame's label is its rule's, not its source's
     for found in methods.values():
         assert found["copies"] == sum(b["copies"] for b in found["by_length"].values())
         assert found["label_changed"] is None or 0 <= found["label_changed"] <= 1

@@ -46,11 +46,15 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 # Optimizers `--optimizer` builds (sentitune.optim); SGD needs a rate ~100x AdamW's.
 OPTIMIZERS = ("adamw", "adafactor", "sgd")
 SGD_LEARNING_RATE = 1e-2
-# Text augmentation methods (sentitune.dataset.augment); `train` may only use those that keep
-# a text's label, since no teacher relabels its copies there (the measured reasons are in
-# that module's docstring).
-AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation")
+# Text augmentation methods (sentitune.dataset.augment); `train` may only use those whose
+# copies' labels it knows, since no teacher relabels its copies there: the label-keeping ones
+# (its default) and frames, whose rule gives the label (the measured reasons are in that
+# module's docstring). distill's default leaves frames out: they teach the constructions that
+# teachers get wrong, so teacher-labelled frames would teach the errors.
+AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation", "frames")
 LABEL_KEEPING_AUGMENTATIONS = ("identity", "mask")
+RULE_LABELLED_AUGMENTATIONS = ("frames",)
+TRANSFER_SET_AUGMENTATIONS = ("neighbours", "mask", "ngram", "identity", "negation")
 # How `distill --unlabeled` texts become rows (sentitune.distillation.read_unlabeled).
 UNLABELED_UNITS = ("text", "sentence")
 
@@ -134,9 +138,11 @@ class TrainingConfig:
         "How the copies are made, several allowed: neighbours (words swapped for their "
         "nearest neighbours in the model's input embeddings), mask (words masked), ngram "
         "(an n-gram of the text, Tang et al. 2019), identity (identity terms swapped: "
-        "she/he, Muslim/Christian...), negation (a negation added or removed). train keeps "
-        "the label, so it takes only identity and mask; distill takes all (its teachers "
-        "label the copies). none: train identity,mask; distill all.", None, AUGMENT_METHODS)
+        "she/he, Muslim/Christian...), negation (a negation added or removed), frames (the "
+        "text inside a sentence that negates, questions or affirms it, or names an identity; "
+        "binary tasks). train takes identity, mask (the copy keeps its label) and frames (the "
+        "frame's rule labels it); distill takes all (its teachers label the copies). none: "
+        "train identity,mask; distill all but frames.", None, AUGMENT_METHODS)
     warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
     scheduler: str = _help("Learning rate after warmup: linear decay to 0, cosine decay, or "
                            "constant.", "linear", tuple(SCHEDULERS))

@@ -346,18 +346,19 @@ def _prepare(session: _Session, on_data: Callable[[Splits], None] | None) -> _Pr
         return tokenize(frame, tokenizer, data_config.max_length, task, len(splits.labels),
                         not settings.dynamic_padding, data_config.truncation)
 
-    copies, sources, augmentation = augmented_copies(
-        list(splits.train["text"]), model, tokenizer, settings, teaching is not None)
+    copies, augmentation = augmented_copies(
+        list(splits.train["text"]), model, tokenizer, settings, teaching is not None,
+        splits.task)
     train_rows = splits.train
-    if copies and teaching is None:  # a copy keeps its source's label (dataset.augment)
+    if copies.texts and teaching is None:  # labelled by dataset.augment's rules
         train_rows = pd.concat([splits.train[["text", "label"]], pd.DataFrame({
-            "text": copies, "label": list(splits.train["label"].iloc[sources])})],
+            "text": copies.texts, "label": copies.labels(list(splits.train["label"]))})],
             ignore_index=True)
     train_set = encode(train_rows, splits.task)
     val_set = encode(splits.validation, splits.task)
     if teaching is not None:  # unlabeled rows are tokenized alike; their label is unused
         train_set = teaching.train_set(train_set, splits, lambda texts: encode(
-            pd.DataFrame({"text": texts, "label": 0}), "binary"), augmented=copies)
+            pd.DataFrame({"text": texts, "label": 0}), "binary"), augmented=copies.texts)
     return _Prepared(splits, weights, tokenizer, model, train_set, val_set, trainable, total,
                      augmentation or {})
 

@@ -12,17 +12,31 @@ behavioural tests:
 - identity: every identity term (she/he, Muslim/Christian, ...) swapped for another of its
   group: sentiment must not depend on it;
 - negation: with probability P_NEGATE a negation is removed ("is not" -> "is") or added
-  after the first auxiliary ("is" -> "is not").
+  after the first auxiliary ("is" -> "is not");
+- frames: the copy is put inside a sentence frame (FRAMES) that negates it at a distance
+  ("It is not true that ..."), asks and answers it ("... ? Hardly."), reverses an
+  expectation ("I was told that ..., but that was wrong."), affirms it (some with a negation
+  word that does not negate: "Nobody can deny that ..."), or names an identity term ("The
+  muslim audience agreed that ..."). Binary tasks only: a frame keeps or flips the label.
 
 Mask and neighbours draw per word from one uniform number, as Tang et al. do; the other
-methods follow in the order above. A copy equal to its source is dropped. Everything is a
+methods follow in the order above. The frames and their fillers are our own and share no
+template with the behavioural suite (sentitune.evaluation.suite), whose negation, question
+and fairness tests then measure whether the construction was learned, not the sentences;
+their identity terms are this module's short list, so the suite's other terms (Sikh,
+transgender, ...) are never seen in training. A copy equal to its source is dropped. Everything is a
 pure function of (texts, methods, seed, mask token, neighbours): the same input gives the
 same copies.
 
-Labels: `train` takes only identity and mask (config.LABEL_KEEPING_AUGMENTATIONS), whose
-copies keep their source's label: an identity swap must not change sentiment, and masking
-one word in ten rarely hides all of it. `distill` takes every method: its teachers label
-each copy, the classic transfer set. Measured on 4,000 SST-2 phrases, the share of copies
+Labels: `train` takes identity and mask (config.LABEL_KEEPING_AUGMENTATIONS), whose copies
+keep their source's label: an identity swap must not change sentiment, and masking one word
+in ten rarely hides all of it. It also takes frames, whose rule labels each copy: a keeping
+frame keeps the source's label, a flipping one gives the other label. Flipping a negative is
+SST-2's own practice: of its training phrases of up to eight words with a negation before a
+sentiment word, 23 of 27 negated negatives ("is n't a bad film") are labelled positive and
+67 of 69 negated positives negative. `distill` takes every method: its teachers label each
+copy, the classic transfer set; its default leaves frames out, which exist to teach what the
+teachers get wrong. Measured on 4,000 SST-2 phrases, the share of copies
 whose full-data teacher label differs from their source's (augment_labels-minilm-cpu.json):
 identity 2%, mask 8%, neighbours 3%, ngram 26%, negation 37% (65% of phrases up to six
 words, 21% of those over fifteen: a negation flips a short phrase, rarely a long sentence).
@@ -35,10 +49,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from sentitune.config import AUGMENT_METHODS, LABEL_KEEPING_AUGMENTATIONS, TrainingConfig
+from sentitune.config import (
+    AUGMENT_METHODS,
+    LABEL_KEEPING_AUGMENTATIONS,
+    RULE_LABELLED_AUGMENTATIONS,
+    TRANSFER_SET_AUGMENTATIONS,
+    TrainingConfig,
+)
 from sentitune.errors import SentituneError
 
 P_MASK = 0.1
@@ -49,16 +70,20 @@ MAX_NGRAM = 5
 K_NEIGHBOURS = 10
 
 # Groups of interchangeable identity terms (lower case); a term is swapped for another of
-# its group. Small on purpose: the behavioural suite owns the long lists.
-IDENTITY_GROUPS: tuple[tuple[str, ...], ...] = (
+# its group. Small on purpose: the behavioural suite owns the long lists. The adjectives
+# also fill the identity frames ("the {identity} audience").
+PERSON_GROUPS: tuple[tuple[str, ...], ...] = (
     ("he", "she"), ("man", "woman"), ("men", "women"), ("boy", "girl"), ("boys", "girls"),
     ("father", "mother"), ("son", "daughter"), ("brother", "sister"), ("husband", "wife"),
     ("king", "queen"), ("mr.", "ms."),
+)
+ADJECTIVE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("christian", "muslim", "jewish", "hindu", "buddhist", "atheist"),
     ("american", "mexican", "chinese", "indian", "nigerian", "french", "russian", "japanese"),
     ("black", "white", "asian", "latino"),
     ("gay", "straight"), ("young", "old"),
 )
+IDENTITY_GROUPS = PERSON_GROUPS + ADJECTIVE_GROUPS
 IDENTITY: dict[str, tuple[str, ...]] = {
     term: tuple(t for t in group if t != term) for group in IDENTITY_GROUPS for term in group
 }
@@ -70,18 +95,76 @@ AUXILIARIES = frozenset({"is", "are", "was", "were", "am", "be", "do", "does", "
 _CONTRACTED = re.compile(r"^(\w+?)n't$", re.IGNORECASE)  # isn't, doesn't (not can't, won't)
 _WORD = re.compile(r"^(\W*)(.+?)(\W*)$")
 
+# Sentence frames around a text, each with what it does to a binary label: keep or flip.
+# {} is the text, {filler} a neutral aside, {identity} an identity adjective. Negating and
+# affirming frames come in about equal numbers, and negation words appear in keeping frames
+# too, so that "a negation word" alone predicts nothing; identity frames all keep, so each
+# term is seen with both labels equally often (counterfactual data augmentation).
+FRAMES: tuple[tuple[str, bool], ...] = (
+    ("It is not true that {}", True),
+    ("I would never say that {}", True),
+    ("Nobody could honestly claim that {}", True),
+    ("I do not believe, {filler}, that {}", True),
+    ("It would be wrong, {filler}, to say that {}", True),
+    ("Don't let anyone tell you that {}", True),
+    ("Would I say that {}? No.", True),
+    ("{}? Hardly.", True),
+    ("Is it fair to say that {}? Not really.", True),
+    ("I was told that {}, but that was wrong.", True),
+    ("I had expected that {}, but I was mistaken.", True),
+    ("It is true that {}", False),
+    ("I really do believe, {filler}, that {}", False),
+    ("Nobody can deny that {}", False),
+    ("I can't deny that {}", False),
+    ("There is no doubt that {}", False),
+    ("Would I say that {}? Yes.", False),
+    ("{}? Absolutely.", False),
+    ("Is it fair to say that {}? Yes, it is.", False),
+    ("I was told that {}, and that was right.", False),
+    ("I had expected that {}, and I was not mistaken.", False),
+    ("The {identity} audience agreed that {}", False),
+    ("My {identity} friends told me that {}", False),
+    ("{} -- a review by {identity} fans.", False),
+    ("Speaking for {identity} viewers, {filler}: {}", False),
+)
+FILLERS = ("all things considered", "to put it plainly", "after a second viewing",
+           "if I am being fair", "whatever the trailer suggests", "in the end",
+           "having slept on it", "for what it is worth")
+IDENTITY_ADJECTIVES = tuple(term for group in ADJECTIVE_GROUPS for term in group)
 
-def resolve_methods(settings: TrainingConfig, taught: bool) -> tuple[str, ...]:
+
+@dataclass(frozen=True)
+class Copies:
+    """Augmented copies of training texts."""
+
+    texts: list[str]
+    sources: list[int]  # the index of each copy's source text
+    flipped: list[bool]  # whether a frame flipped each copy's binary label (FRAMES)
+
+    def labels(self, source_labels: Sequence[int]) -> list[int]:
+        """Each copy's label for train: its source's, or the other of the two binary labels
+        where a frame flipped it."""
+        return [1 - int(source_labels[s]) if flip else int(source_labels[s])
+                for s, flip in zip(self.sources, self.flipped, strict=True)]
+
+
+def resolve_methods(settings: TrainingConfig, taught: bool, task: str) -> tuple[str, ...]:
     """The methods a run uses: the ones asked for, else the verb's default (train: the
-    label-keeping ones, distill: all); train refuses the others."""
-    methods = settings.augment_methods or (AUGMENT_METHODS if taught
+    label-keeping ones, distill: the transfer-set ones); train refuses those whose copies'
+    labels it cannot know, and frames on a task that is not binary."""
+    methods = settings.augment_methods or (TRANSFER_SET_AUGMENTATIONS if taught
                                            else LABEL_KEEPING_AUGMENTATIONS)
-    changing = [m for m in methods if m not in LABEL_KEEPING_AUGMENTATIONS]
+    known = LABEL_KEEPING_AUGMENTATIONS + RULE_LABELLED_AUGMENTATIONS
+    changing = [m for m in methods if m not in known]
     if not taught and changing:
         raise SentituneError(
             f"--augment-methods {','.join(changing)} can change a text's label, which train "
-            f"cannot check; train with {','.join(LABEL_KEEPING_AUGMENTATIONS)}, or use them "
-            "with sentitune distill, whose teachers label every copy")
+            f"cannot check; train with {','.join(known)}, or use them with sentitune "
+            "distill, whose teachers label every copy")
+    if "frames" in methods and task != "binary":
+        raise SentituneError(
+            f"--augment-methods frames negates or affirms a text, which gives a label only "
+            f"for a binary task; this data is {task}: leave frames out")
     return tuple(methods)
 
 
@@ -112,6 +195,15 @@ def negate(words: list[str]) -> list[str]:
         if word.lower() in AUXILIARIES:
             return words[:i + 1] + ["not"] + words[i + 1:]
     return words
+
+
+def frame(text: str, rng: np.random.Generator) -> tuple[str, bool]:
+    """`text` inside a random frame of FRAMES, and whether the frame flips its label."""
+    template, flips = FRAMES[rng.integers(len(FRAMES))]
+    filled = template.replace("{filler}", FILLERS[rng.integers(len(FILLERS))]).replace(
+        "{identity}", IDENTITY_ADJECTIVES[rng.integers(len(IDENTITY_ADJECTIVES))])
+    # A full stop inside a frame ends its sentence early ("that ... film ., but").
+    return filled.replace("{}", text.strip().rstrip(" .")), flips
 
 
 def augment_text(text: str, methods: Sequence[str], rng: np.random.Generator,
@@ -147,26 +239,28 @@ def augment_text(text: str, methods: Sequence[str], rng: np.random.Generator,
 
 
 def augment_texts(texts: Sequence[str], copies: int, methods: Sequence[str], seed: int,
-                  mask_token: str, neighbours: dict[str, list[str]] | None = None
-                  ) -> tuple[list[str], list[int]]:
+                  mask_token: str, neighbours: dict[str, list[str]] | None = None) -> Copies:
     """`copies` augmented versions of each text, those equal to their source or to an
-    earlier copy dropped. Returns the new texts and the index of each one's source."""
+    earlier copy dropped; frames, when asked for, go around the other methods' result."""
     unknown = [m for m in methods if m not in AUGMENT_METHODS]
     if unknown or copies < 0:
         raise SentituneError(f"augmentation takes copies >= 0 and methods among "
                              f"{', '.join(AUGMENT_METHODS)}; got {copies}, {', '.join(methods)}")
     rng = np.random.default_rng(seed)
     seen = set(texts)
-    out: list[str] = []
-    sources: list[int] = []
+    found = Copies([], [], [])
     for _ in range(copies):
         for index, text in enumerate(texts):
             copy = augment_text(text, methods, rng, mask_token, neighbours)
+            flips = False
+            if "frames" in methods:
+                copy, flips = frame(copy, rng)
             if copy not in seen:
                 seen.add(copy)
-                out.append(copy)
-                sources.append(index)
-    return out, sources
+                found.texts.append(copy)
+                found.sources.append(index)
+                found.flipped.append(flips)
+    return found
 
 
 def _vocabulary_word(token: str) -> str | None:
@@ -210,19 +304,21 @@ def embedding_neighbours(words: Iterable[str], vocabulary: dict[str, int], matri
 
 
 def augmented_copies(texts: Sequence[str], model, tokenizer, settings: TrainingConfig,
-                     taught: bool) -> tuple[list[str], list[int], dict]:
-    """The training copies a run asks for (none with --augment 0), the index of each one's
-    source text, and what the run records about them."""
+                     taught: bool, task: str) -> tuple[Copies, dict]:
+    """The training copies a run asks for (none with --augment 0) and what the run records
+    about them."""
     if settings.augment == 0:
-        return [], [], {}
-    methods = resolve_methods(settings, taught)
+        return Copies([], [], []), {}
+    methods = resolve_methods(settings, taught, task)
     neighbours = None
     if "neighbours" in methods:
         matrix = model.get_input_embeddings().weight.detach().float().cpu().numpy()
         words = {w.lower() for text in texts for w in text.split()}
         neighbours = embedding_neighbours(words, tokenizer.get_vocab(), matrix)
     mask = tokenizer.mask_token or tokenizer.unk_token
-    copies, sources = augment_texts(texts, settings.augment, methods, settings.seed, mask,
-                                    neighbours)
-    return copies, sources, {"methods": list(methods), "copies_added": len(copies),
-                             "labels": "teachers" if taught else "source text's"}
+    copies = augment_texts(texts, settings.augment, methods, settings.seed, mask, neighbours)
+    labels = ("teachers" if taught else
+              "source text's, flipped by negating frames" if "frames" in methods else
+              "source text's")
+    return copies, {"methods": list(methods), "copies_added": len(copies.texts),
+                    "labels": labels}
