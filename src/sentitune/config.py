@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from sentitune import console
 from sentitune.errors import SentituneError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"  # package data: works installed
@@ -312,7 +313,7 @@ def _check_choices(section: Any) -> None:
         value = getattr(section, f.name)
         for one in value if isinstance(value, tuple) else (value,):
             if choices and one is not None and one not in choices:
-                raise SentituneError(f"--{f.name.replace('_', '-')} must be one of "
+                raise SentituneError(f"{console.flag(f.name)} must be one of "
                                      f"{', '.join(choices)}, not '{one}'")
 
 
@@ -479,7 +480,7 @@ def validate(config: RunConfig) -> RunConfig:
         raise SentituneError(f"--stride must be >= 0, got {d.stride}")
     for name, value in positive.items():
         if value is not None and value <= 0:
-            raise SentituneError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            raise SentituneError(f"{console.flag(name)} must be > 0, got {value}")
     if (t.learning_rate is not None and t.learning_rate <= 0) or t.epochs <= 0:
         raise SentituneError("--learning-rate and --epochs must be > 0")
     if not 0 < d.val_fraction < 1:

@@ -57,14 +57,20 @@ def spelling_is_cli() -> bool:
     return _CLI.get()
 
 
+def flag(name: str) -> str:
+    """A setting's command-line flag: `--name-with-dashes` (the data section's `dataset` is
+    `--data`)."""
+    return "--data" if name == "dataset" else "--" + name.replace("_", "-")
+
+
 def option(name: str, value: Any = None) -> str:
     """A setting as the reader would type it: `--name value` in the CLI, `name=value` in
     Python; without a value just its name (`--name`, `name`)."""
     if _CLI.get():
-        flag = "--" + name.replace("_", "-")
+        spelled = flag(name)
         if value is None or value is True:
-            return flag
-        return "--no-" + flag[2:] if value is False else f"{flag} {value}"
+            return spelled
+        return "--no-" + spelled[2:] if value is False else f"{spelled} {value}"
     return name if value is None else f"{name}={value!r}"
 
 

@@ -300,7 +300,7 @@ def _validate(settings: DistillConfig) -> None:
         raise SentituneError(f"--unlabeled-samples must be > 0, got "
                              f"{settings.unlabeled_samples}")
     if settings.unlabeled is None:
-        given = [f"--{f.name.replace('_', '-')} {getattr(settings, f.name)}"
+        given = [f"{console.flag(f.name)} {getattr(settings, f.name)}"
                  for f in fields(DistillConfig) if f.name.startswith("unlabeled_")
                  and getattr(settings, f.name) != f.default]
         if given:
@@ -371,7 +371,7 @@ def _resume_line(teacher: Classifier, preset: str | None, settings: DistillConfi
     default = DistillConfig()
     for f in fields(DistillConfig):
         if getattr(settings, f.name) != getattr(default, f.name):
-            words += ["--" + f.name.replace("_", "-"), str(getattr(settings, f.name))]
+            words += [console.flag(f.name), str(getattr(settings, f.name))]
     return shlex.join([*words, "--resume", "--output", str(output)])
 
 

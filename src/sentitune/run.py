@@ -426,7 +426,7 @@ def refuse_other_settings(staging: Path, before: dict[str, Any], now: dict[str, 
                           kind: str, verb: str) -> None:
     """One error naming every setting in `now` that differs from `before`, the settings the
     interrupted run at `staging` started with (names missing there are not compared)."""
-    changed = [f"--{name.replace('_', '-')} {_shown(value)} (was {_shown(before[name])})"
+    changed = [f"{console.flag(name)} {_shown(value)} (was {_shown(before[name])})"
                for name, value in now.items() if name in before and value != before[name]]
     if changed:
         raise SentituneError(f"--resume with other {kind} than {staging} started with: "

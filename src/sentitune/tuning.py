@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sentitune import files
+from sentitune import console, files
 from sentitune.config import (
     OPTIMIZERS,
     SCHEDULERS,
@@ -102,7 +102,7 @@ def search_space(search: str | None, method: str, fixed: Collection[str] = ()) -
                  if (method == "lora" or n not in LORA_ONLY) and n not in OPT_IN and n not in fixed]
         if not names:
             raise SentituneError("every searchable parameter is fixed by a flag; drop one of "
-                                 f"--{', --'.join(n.replace('_', '-') for n in fixed)}")
+                                 f"{', '.join(console.flag(n) for n in fixed)}")
         return [_with_default_range(DEFAULT_SPACE[n], method) for n in names]
     items = [item.strip() for item in search.split(",") if item.strip()]
     if not items:
@@ -121,8 +121,8 @@ def search_space(search: str | None, method: str, fixed: Collection[str] = ()) -
             raise SentituneError(f"--search names '{name}' twice; give it once")
         space[name] = _parse_param(name, spec, method)
         if name in fixed:
-            flag = "--" + name.replace("_", "-")
-            raise SentituneError(f"{flag} fixes {name}, and --search searches it; give one "
+            raise SentituneError(f"{console.flag(name)} fixes {name}, and --search searches "
+                                 "it; give one "
                                  "of the two")
     return list(space.values())
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sentitune import console
 from sentitune.auditing.issues import conflicting_duplicates, label_issues
 from sentitune.auditing.rows import AuditRows, load_rows
 from sentitune.auditing.scores import embed, finetuned_oof, linear_oof
@@ -49,7 +50,7 @@ def _validate(settings: AuditConfig) -> AuditConfig:
                              f"{settings.near_duplicate}")
     for name in ("max_length", "batch_size", "top"):
         if getattr(settings, name) <= 0:
-            raise SentituneError(f"--{name.replace('_', '-')} must be > 0")
+            raise SentituneError(f"{console.flag(name)} must be > 0")
     return settings
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from sentitune import console
 from sentitune.config import SECTIONS, AuditConfig, DistillConfig, InferenceConfig, TuneConfig
 from sentitune.server.settings import ServeSettings
 
@@ -72,8 +73,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: Sequence[str] = 
 
 
 def add_setting_flag(group, f: dataclasses.Field) -> None:
-    option = f.metadata.get("flag") or ("--data" if f.name == "dataset"
-                                        else "--" + f.name.replace("_", "-"))
+    option = f.metadata.get("flag") or console.flag(f.name)
     kind = f.type if isinstance(f.type, str) else f.type.__name__
     text, choices = f.metadata["help"], f.metadata.get("choices")
     optional = "None" in kind  # "none" clears it

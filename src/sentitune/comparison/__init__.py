@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentitune import files
+from sentitune import console, files
 from sentitune.comparison.measure import (
     LATENCY_BATCH_SIZES,
     LATENCY_REPEATS,
@@ -85,8 +85,7 @@ def compare(config: RunConfig | str | None = None, output: str | Path | None = N
                                           ("methods", methods), *settings.items())
                  if value is not None]
         if given:
-            flags = ", ".join(sorted("--data" if n == "dataset" else "--" + n.replace("_", "-")
-                                     for n in given))
+            flags = ", ".join(sorted(console.flag(n) for n in given))
             raise SentituneError(f"--runs compares finished runs as they are; drop {flags}")
         return compare_runs(runs, Path(output or "runs/compare"), onnx=onnx, progress=progress)
     if models is not None and settings.get("model") is not None:
