@@ -245,3 +245,12 @@ def test_shipped_student_presets_are_distill_presets():
     grown = distill_preset("sst2-minilm-student3-imdb")
     assert grown["student"] == "teacher:3" and grown["unlabeled"] == "imdb"
     assert grown["unlabeled_unit"] == "sentence" and grown["unlabeled_samples"] == 67349
+
+
+def test_the_robust_preset_is_the_full_recipe_plus_frames():
+    from sentitune.config import load_preset
+
+    robust, full = load_preset("sst2-minilm-robust"), load_preset("sst2-minilm-full")
+    assert robust.training.augment == 1
+    assert robust.training.augment_methods == ("identity", "frames")
+    assert robust.replace(augment=0, augment_methods=None) == full
