@@ -254,3 +254,21 @@ def test_the_robust_preset_is_the_full_recipe_plus_frames():
     assert robust.training.augment == 1
     assert robust.training.augment_methods == ("identity", "frames")
     assert robust.replace(augment=0, augment_methods=None) == full
+
+
+def test_distill_teachers_label_frames_on_any_task(tiny_bert, tmp_path):
+    from sentitune.distillation import distill
+    from sentitune.training import train
+
+    data = make_sentiment_frame(60)
+    data["label"] = [("sad", "happy", "angry")[i % 3] for i in range(len(data))]
+    data.to_csv(tmp_path / "three.csv", index=False)
+    teacher = train(tiny_config(tiny_bert, tmp_path / "three.csv", epochs=1.0),
+                    tmp_path / "teacher", progress=False).run_dir
+    # frames must be asked for: distill's default leaves them out.
+    result = distill(teacher, tmp_path / "s", student="teacher:1", epochs=1.0,
+                     augment=1, augment_methods=("frames",), seed=3, progress=False)
+    facts = Run.open(result.run_dir).facts
+    assert facts["augmentation"] == {"methods": ["frames"], "labels": "teachers",
+                                     "copies_added": facts["augmentation"]["copies_added"]}
+    assert facts["distillation"]["augmented_rows"] > 0

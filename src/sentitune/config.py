@@ -140,9 +140,9 @@ class TrainingConfig:
         "nearest neighbours in the model's input embeddings), mask (words masked), ngram "
         "(an n-gram of the text, Tang et al. 2019), identity (identity terms swapped: "
         "she/he, Muslim/Christian...), negation (a negation added or removed), frames (the "
-        "text inside a sentence that negates, questions or affirms it, or names an identity; "
-        "binary tasks). train takes identity, mask (the copy keeps its label) and frames (the "
-        "frame's rule labels it); distill takes all (its teachers label the copies). none: "
+        "text inside a sentence that negates, questions or affirms it, or names an identity). "
+        "train takes identity, mask (the copy keeps its label) and, on binary tasks, frames "
+        "(the frame's rule labels it); distill takes all (its teachers label the copies). none: "
         "train identity,mask; distill all but frames.", None, AUGMENT_METHODS)
     warmup_ratio: float = _help("Share of steps spent warming the learning rate up.", 0.1)
     scheduler: str = _help("Learning rate after warmup: linear decay to 0, cosine decay, or "

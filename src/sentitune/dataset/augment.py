@@ -17,16 +17,17 @@ behavioural tests:
   ("It is not true that ..."), asks and answers it ("... ? Hardly."), reverses an
   expectation ("I was told that ..., but that was wrong."), affirms it (some with a negation
   word that does not negate: "Nobody can deny that ..."), or names an identity term ("The
-  muslim audience agreed that ..."). Binary tasks only: a frame keeps or flips the label.
+  muslim audience agreed that ..."). A frame keeps or flips a binary label (train: binary
+  tasks only).
 
 Mask and neighbours draw per word from one uniform number, as Tang et al. do; the other
 methods follow in the order above. The frames and their fillers are our own and share no
-template with the behavioural suite (sentitune.evaluation.suite), whose negation, question
-and fairness tests then measure whether the construction was learned, not the sentences;
-their identity terms are this module's short list, so the suite's other terms (Sikh,
-transgender, ...) are never seen in training. A copy equal to its source is dropped. Everything is a
-pure function of (texts, methods, seed, mask token, neighbours): the same input gives the
-same copies.
+wording with the behavioural suite (sentitune.evaluation.suite), whose negation, question
+and fairness tests then measure whether a construction was learned, not whether its
+sentences were seen; the identity frames draw from this module's short list, so the suite's
+other terms (Sikh, transgender, ...) are never framed. A copy equal to its source is
+dropped. Everything is a pure function of (texts, methods, seed, mask token, neighbours):
+the same input gives the same copies.
 
 Labels: `train` takes identity and mask (config.LABEL_KEEPING_AUGMENTATIONS), whose copies
 keep their source's label: an identity swap must not change sentiment, and masking one word
@@ -151,7 +152,8 @@ class Copies:
 def resolve_methods(settings: TrainingConfig, taught: bool, task: str) -> tuple[str, ...]:
     """The methods a run uses: the ones asked for, else the verb's default (train: the
     label-keeping ones, distill: the transfer-set ones); train refuses those whose copies'
-    labels it cannot know, and frames on a task that is not binary."""
+    labels it cannot know, and frames on a task that is not binary (distill's teachers
+    label its frames on any task)."""
     methods = settings.augment_methods or (TRANSFER_SET_AUGMENTATIONS if taught
                                            else LABEL_KEEPING_AUGMENTATIONS)
     known = LABEL_KEEPING_AUGMENTATIONS + RULE_LABELLED_AUGMENTATIONS
@@ -161,7 +163,7 @@ def resolve_methods(settings: TrainingConfig, taught: bool, task: str) -> tuple[
             f"--augment-methods {','.join(changing)} can change a text's label, which train "
             f"cannot check; train with {','.join(known)}, or use them with sentitune "
             "distill, whose teachers label every copy")
-    if "frames" in methods and task != "binary":
+    if not taught and "frames" in methods and task != "binary":
         raise SentituneError(
             f"--augment-methods frames negates or affirms a text, which gives a label only "
             f"for a binary task; this data is {task}: leave frames out")
