@@ -88,6 +88,9 @@ def _fits(template: str, text: str, source: str) -> bool:
 def test_frame_labels_flip_the_binary_label():
     copies = Copies(["x", "y", "z"], [0, 1, 1], [True, False, True])
     assert copies.labels([1, 0]) == [0, 0, 1]
+    # Unflipped copies keep any label as it is: a multi-label row's list of labels too.
+    kept = Copies(["x", "y"], [1, 0], [False, False])
+    assert kept.labels([[0, 2], [1]]) == [[1], [0, 2]]
 
 
 def test_frames_share_nothing_with_the_behavioural_suite():

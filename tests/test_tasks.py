@@ -457,3 +457,14 @@ def test_train_refuses_a_task_the_labels_cannot_be(tmp_path, task, labels, messa
                        "--output", str(tmp_path / "run"), "--quiet")
     assert message in one_line_error(code, err)
     assert not (tmp_path / "run").exists()
+
+
+def test_augmented_copies_keep_a_multilabel_rows_labels(tmp_path):
+    model = build_tiny_model("bert", tmp_path / "model", 4)
+    data = write(emotion_frame(60, list(WORDS), multilabel=True), tmp_path / "sets.csv")
+    run = tmp_path / "run"
+    code, _, err = cli("train", "--dataset", str(data), "--model", str(model), "--output",
+                       str(run), "--quiet", "--max-length", "16", "--epochs", "1",
+                       "--augment", "1", "--augment-methods", "mask")
+    assert code == 0, err
+    assert Run.open(run).facts["augmentation"]["copies_added"] > 0

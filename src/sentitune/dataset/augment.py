@@ -142,10 +142,10 @@ class Copies:
     sources: list[int]  # the index of each copy's source text
     flipped: list[bool]  # whether a frame flipped each copy's binary label (FRAMES)
 
-    def labels(self, source_labels: Sequence[int]) -> list[int]:
-        """Each copy's label for train: its source's, or the other of the two binary labels
-        where a frame flipped it."""
-        return [1 - int(source_labels[s]) if flip else int(source_labels[s])
+    def labels(self, source_labels: Sequence) -> list:
+        """Each copy's label for train: its source's (of any task: a multi-label row's list
+        too), or the other of the two binary labels where a frame flipped it."""
+        return [1 - int(source_labels[s]) if flip else source_labels[s]
                 for s, flip in zip(self.sources, self.flipped, strict=True)]
 
 
