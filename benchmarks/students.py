@@ -11,9 +11,10 @@ augmentation gain comes with its spread; then the Patient KD arms (-pkd presets:
 matching, `--hidden-weight` 100, and 500 for student3-pkd500; the 3-layer one at seeds 43
 and 44 too), then the -imdb arms (67,349 IMDb sentences the teacher labels added to the
 transfer set) at seeds 42-44 and with all 6 of the teacher's layers (student6-imdb), each
-against its plain arm; last a 3-layer student whose transfer set adds one framed copy of
-each phrase (student3-frames: for a teacher trained with frames). Every arm is scored on
-SST-2 dev (872 sentences; also the validation set that picked each run's best epoch and
+against its plain arm. A student keeps its teacher's training settings that its preset
+leaves alone, augmentation included: the students of a teacher trained with
+`sst2-minilm-robust` have its framed copies in their transfer set, labelled by it. Every arm
+is scored on SST-2 dev (872 sentences; also the validation set that picked each run's best epoch and
 temperature, teacher included, so every row is equally optimistic) and on the bundled
 behavioural suite (mean failure rate over its tests).
 --train-samples and --epochs shrink the arms to a CPU budget (recorded in the JSON);
@@ -49,14 +50,10 @@ ARMS = [
       for s, seed in (("", 42), ("-seed43", 43), ("-seed44", 44))],
     # All 6 of the teacher's layers on that transfer set: can more data lift the teacher?
     ("student6-imdb", "sst2-minilm-student3-imdb", 42),
-    # One framed copy per phrase, which the teacher labels: does a teacher trained with
-    # frames (teacher_recipes.py's arm) hand its robustness on?
-    ("student3-frames", "sst2-minilm-student3", 42),
 ]
 # Settings an arm adds to its preset.
 ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0},
-                "student6-imdb": {"student": "teacher:6"},
-                "student3-frames": {"augment": 1, "augment_methods": ("frames",)}}
+                "student6-imdb": {"student": "teacher:6"}}
 SEEDS = ("", "-seed43", "-seed44")  # the suffixes of seeds 42, 43 and 44
 
 
