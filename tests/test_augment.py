@@ -166,12 +166,17 @@ def test_train_labels_framed_copies_by_the_rule(tiny_bert, sentiment_csv, tmp_pa
     assert 0.9 * rows <= facts["augmentation"]["copies_added"] <= rows
 
 
-def test_frames_need_a_binary_task(capsys, tiny_bert, tmp_path):
+def three_class_csv(folder: Path) -> Path:
+    """The sentiment texts relabelled into three classes: a task that is not binary."""
     data = make_sentiment_frame(60)
     data["label"] = [("sad", "happy", "angry")[i % 3] for i in range(len(data))]
-    data.to_csv(tmp_path / "three.csv", index=False)
+    data.to_csv(folder / "three.csv", index=False)
+    return folder / "three.csv"
+
+
+def test_frames_need_a_binary_task(capsys, tiny_bert, tmp_path):
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "three.csv"), "--model",
+    code, _, err = run_cli(capsys, "train", "--data", str(three_class_csv(tmp_path)), "--model",
                            str(tiny_bert), "--output", str(out), "--epochs", "1", "--augment",
                            "1", "--augment-methods", "frames,identity")
     assert_one_line_error(code, err, "frames", "binary", "multiclass")
@@ -263,10 +268,7 @@ def test_distill_teachers_label_frames_on_any_task(tiny_bert, tmp_path):
     from sentitune.distillation import distill
     from sentitune.training import train
 
-    data = make_sentiment_frame(60)
-    data["label"] = [("sad", "happy", "angry")[i % 3] for i in range(len(data))]
-    data.to_csv(tmp_path / "three.csv", index=False)
-    teacher = train(tiny_config(tiny_bert, tmp_path / "three.csv", epochs=1.0),
+    teacher = train(tiny_config(tiny_bert, three_class_csv(tmp_path), epochs=1.0),
                     tmp_path / "teacher", progress=False).run_dir
     # frames must be asked for: distill's default leaves them out.
     result = distill(teacher, tmp_path / "s", student="teacher:1", epochs=1.0,
