@@ -21,9 +21,10 @@ Each arm is the sst2-minilm-full preset (all 67,349 phrases, 3 epochs, batch 32,
 
 The baseline is the existing sst2-minilm-full run (learning rate 5e-5, no decay), scored, not
 retrained. --model, --train-samples and --epochs shrink the arms (the tests' tiny mode; recorded
-in the JSON). Every row has dev accuracy (the same 872 sentences that chose its best epoch: every
-row is equally optimistic) and the behavioural suite's mean failure rate. The JSON is
-rewritten after every arm; --resume reuses finished arms and continues interrupted ones.
+in the JSON); --seeds trains each arm at several seeds. Every row has dev accuracy (the
+same 872 sentences that chose its best epoch: every row is equally optimistic) and the
+behavioural suite's mean failure rate. The JSON is rewritten after every arm; --resume
+reuses finished arms and continues interrupted ones.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ ARMS = {
 }
 
 
+RECIPE = RECIPES["sst2-full"]
+
+
 def _ratio(rate: float, baseline: float) -> float | None:
     """An arm's behavioural failure rate as a share of the baseline's (the goal: <= 0.5)."""
     return round(rate / baseline, 3) if baseline else None
@@ -56,6 +60,9 @@ def main() -> None:
     parser.add_argument("--model", help="replace the bundled MiniLM (e.g. a tiny test model)")
     parser.add_argument("--train-samples", type=int, help="training subset (default: all)")
     parser.add_argument("--epochs", type=float, help="override the preset's 3 epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=RECIPE["seeds"],
+                        help="train each arm at these seeds (an arm past the first seed is "
+                        "reported as ARM-seedN)")
     add_run_flags(parser, "runs/teachers")
     args = parser.parse_args()
     load_start = os.getloadavg()
@@ -64,15 +71,16 @@ def main() -> None:
     runs = Path(args.runs_dir)
     shrink = {k: v for k, v in (("train_samples", args.train_samples),
                                 ("epochs", args.epochs)) if v is not None}
-    result = {"benchmark": "teacher_recipes", "preset": RECIPES["sst2-full"]["preset"],
+    result = {"benchmark": "teacher_recipes", "preset": RECIPE["preset"],
               "model": args.model or "minilm", "shrunk_to": shrink or "none",
               "baseline": scored(Path(args.baseline)), "arms": {}}
     for arm in args.arms:
-        found = run_recipe(arm, RECIPES["sst2-full"], runs, args.model, ARMS[arm] | shrink,
-                           args.resume)
-        row = found["runs"][0]
-        result["arms"][arm] = scored(runs / f"{arm}-{row['seed']}") | {
-            "settings": ARMS[arm], "history": row["history"]}
+        found = run_recipe(arm, RECIPE, runs, args.model, ARMS[arm] | shrink, args.resume,
+                           seeds=args.seeds)
+        for row in found["runs"]:
+            name = arm if row["seed"] == args.seeds[0] else f"{arm}-seed{row['seed']}"
+            result["arms"][name] = scored(runs / f"{arm}-{row['seed']}") | {
+                "settings": ARMS[arm], "seed": row["seed"], "history": row["history"]}
         result["summary"] = {
             name: {"dev_accuracy": a["dev_accuracy"],
                    "minus_baseline": round(a["dev_accuracy"]
