@@ -14,9 +14,9 @@ transfer set) at seeds 42-44 and with all 6 of the teacher's layers (student6-im
 against its plain arm. A student keeps its teacher's training settings that its preset
 leaves alone, augmentation included: the students of a teacher trained with
 `sst2-minilm-robust` have its framed copies in their transfer set, labelled by it. Every arm
-is scored on SST-2 dev (872 sentences; also the validation set that picked each run's best epoch and
-temperature, teacher included, so every row is equally optimistic) and on the bundled
-behavioural suite (mean failure rate over its tests).
+is scored on SST-2 dev (872 sentences; also the validation set that picked each run's best
+epoch and temperature, teacher included, so every row is equally optimistic) and on the
+bundled behavioural suite (mean failure rate over its tests).
 --train-samples and --epochs shrink the arms to a CPU budget (recorded in the JSON);
 --budget-min stops starting arms after that many minutes. The JSON is rewritten after every
 arm; --resume reuses finished arms and continues interrupted ones from their checkpoints.

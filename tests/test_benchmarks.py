@@ -148,6 +148,9 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     config = (tmp_path / "runs" / "lr1e-4-ld0.9-aug-42" / "config.yaml").read_text()
     assert "augment: 1" in config and "layer_decay: 0.9" in config
     framed = yaml.safe_load((tmp_path / "runs" / "frames-42" / "config.yaml").read_text())
+    assert framed["training"]["augment_methods"] == ["identity", "frames"]
+    assert framed["training"]["layer_decay"] == 1.0
+    assert framed["augmentation"]["labels"] == "source text's, flipped by negating frames"
     # --seeds trains an arm again at another seed; --resume reuses the finished seed.
     again = run_benchmark("teacher_recipes.py", tmp_path / "seeds.json", "--baseline",
                           str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
@@ -156,9 +159,6 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     assert set(again["arms"]) == {"frames", "frames-seed43"} == set(again["summary"])
     assert again["arms"]["frames"]["history"] == result["arms"]["frames"]["history"]
     assert (again["arms"]["frames-seed43"]["seed"], again["arms"]["frames"]["seed"]) == (43, 42)
-    assert framed["training"]["augment_methods"] == ["identity", "frames"]
-    assert framed["training"]["layer_decay"] == 1.0
-    assert framed["augmentation"]["labels"] == "source text's, flipped by negating frames"
 
 
 def test_augment_labels_measures_every_method_and_both_defaults(tmp_path, tiny_run_dir):

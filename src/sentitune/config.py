@@ -55,7 +55,8 @@ SGD_LEARNING_RATE = 1e-2
 AUGMENT_METHODS = ("neighbours", "mask", "ngram", "identity", "negation", "frames")
 LABEL_KEEPING_AUGMENTATIONS = ("identity", "mask")
 RULE_LABELLED_AUGMENTATIONS = ("frames",)
-TRANSFER_SET_AUGMENTATIONS = ("neighbours", "mask", "ngram", "identity", "negation")
+TRANSFER_SET_AUGMENTATIONS = tuple(m for m in AUGMENT_METHODS
+                                   if m not in RULE_LABELLED_AUGMENTATIONS)
 # How `distill --unlabeled` texts become rows (sentitune.distillation.read_unlabeled).
 UNLABELED_UNITS = ("text", "sentence")
 

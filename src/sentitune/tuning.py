@@ -122,8 +122,7 @@ def search_space(search: str | None, method: str, fixed: Collection[str] = ()) -
         space[name] = _parse_param(name, spec, method)
         if name in fixed:
             raise SentituneError(f"{console.flag(name)} fixes {name}, and --search searches "
-                                 "it; give one "
-                                 "of the two")
+                                 "it; give one of the two")
     return list(space.values())
 
 
