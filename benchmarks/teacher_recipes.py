@@ -18,19 +18,25 @@ Each arm is the sst2-minilm-full preset (all 67,349 phrases, 3 epochs, batch 32,
                       naming an identity: dataset.augment.FRAMES); the only change from the
                       baseline, so its behavioural rate against the baseline's answers the
                       issue's goal of at most half
+    plain             the preset unchanged, so every arm trained at several seeds meets the
+                      plain recipe at the same seeds; at the baseline's own seed the plain
+                      arm is the baseline run, not trained again
 
 The baseline is the existing sst2-minilm-full run (learning rate 5e-5, no decay), scored, not
 retrained. --model, --train-samples and --epochs shrink the arms (the tests' tiny mode; recorded
 in the JSON); --seeds trains each arm at several seeds. Every row has dev accuracy (the
 same 872 sentences that chose its best epoch: every row is equally optimistic) and the
 behavioural suite's mean failure rate. The JSON is rewritten after every arm; --resume
-reuses finished arms and continues interrupted ones.
+reuses finished arms and continues interrupted ones. With the plain arm and more than one seed,
+"over_seeds" gives each arm's means and its behavioural rate against the plain recipe's, both
+on the seeds' means and seed by seed: one plain run is a noisy yardstick.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 from pathlib import Path
 
 from common import add_run_flags, emit, machine
@@ -41,6 +47,7 @@ ARMS = {
     "lr1e-4-ld0.9": {"learning_rate": 1e-4, "layer_decay": 0.9},
     "lr1e-4-ld0.9-aug": {"learning_rate": 1e-4, "layer_decay": 0.9, "augment": 1},
     "frames": {"augment": 1, "augment_methods": ("identity", "frames")},
+    "plain": {},
 }
 
 
@@ -50,6 +57,35 @@ RECIPE = RECIPES["sst2-full"]
 def _ratio(rate: float, baseline: float) -> float | None:
     """An arm's behavioural failure rate as a share of the baseline's (the goal: <= 0.5)."""
     return round(rate / baseline, 3) if baseline else None
+
+
+def over_seeds(arms: dict) -> dict:
+    """Each arm's means over its seeds, and its behavioural rate against the plain arm's, on
+    the means and paired seed by seed (the same seed shares data order and initial head)."""
+    by_arm: dict[str, dict[int, dict]] = {}
+    for name, row in arms.items():
+        by_arm.setdefault(name.split("-seed")[0], {})[row["seed"]] = row
+    plain = by_arm.get("plain", {})
+
+    def rate(row: dict) -> float:
+        return row["behavioural"]["mean_failure_rate"]
+
+    out = {}
+    for arm, rows in by_arm.items():
+        if len(rows) < 2:
+            continue
+        found = {"seeds": sorted(rows),
+                 "dev_accuracy_mean": round(statistics.mean(
+                     r["dev_accuracy"] for r in rows.values()), 4),
+                 "behavioural_mean": round(statistics.mean(map(rate, rows.values())), 4)}
+        if arm != "plain" and len(plain) > 1:
+            found["behavioural_over_plain_mean"] = _ratio(
+                found["behavioural_mean"], statistics.mean(map(rate, plain.values())))
+            found["behavioural_over_plain_same_seed"] = {
+                seed: _ratio(rate(row), rate(plain[seed]))
+                for seed, row in sorted(rows.items()) if seed in plain}
+        out[arm] = found
+    return out
 
 
 def main() -> None:
@@ -67,6 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentitune.run import Run
 
     runs = Path(args.runs_dir)
     shrink = {k: v for k, v in (("train_samples", args.train_samples),
@@ -74,12 +111,23 @@ def main() -> None:
     result = {"benchmark": "teacher_recipes", "preset": RECIPE["preset"],
               "model": args.model or "minilm", "shrunk_to": shrink or "none",
               "baseline": scored(Path(args.baseline)), "arms": {}}
+    baseline_seed = Run.open(args.baseline).config.training.seed
+
+    def arm_name(arm: str, seed: int) -> str:
+        return arm if seed == args.seeds[0] else f"{arm}-seed{seed}"
+
     for arm in args.arms:
+        seeds = args.seeds
+        if arm == "plain" and baseline_seed in seeds:
+            seeds = [seed for seed in seeds if seed != baseline_seed]
+            result["arms"][arm_name(arm, baseline_seed)] = result["baseline"] | {
+                "settings": {}, "seed": baseline_seed,
+                "history": Run.open(args.baseline).history()}
         found = run_recipe(arm, RECIPE, runs, args.model, ARMS[arm] | shrink, args.resume,
-                           seeds=args.seeds)
+                           seeds=seeds) if seeds else {"runs": []}
         for row in found["runs"]:
-            name = arm if row["seed"] == args.seeds[0] else f"{arm}-seed{row['seed']}"
-            result["arms"][name] = scored(runs / f"{arm}-{row['seed']}") | {
+            run_dir = runs / f"{arm}-{row['seed']}"
+            result["arms"][arm_name(arm, row["seed"])] = scored(run_dir) | {
                 "settings": ARMS[arm], "seed": row["seed"], "history": row["history"]}
         result["summary"] = {
             name: {"dev_accuracy": a["dev_accuracy"],
@@ -90,6 +138,7 @@ def main() -> None:
                        a["behavioural"]["mean_failure_rate"],
                        result["baseline"]["behavioural"]["mean_failure_rate"])}
             for name, a in result["arms"].items()}
+        result["over_seeds"] = over_seeds(result["arms"])
         result["machine"] = machine(load_start)
         emit(result, args.output)
 

@@ -133,7 +133,9 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     result = run_benchmark("teacher_recipes.py", tmp_path / "teachers.json", "--baseline",
                            str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
                            "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
-    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames"}
+    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames", "plain"}
+    # The baseline was trained at seed 7, so the plain recipe at seed 42 is trained.
+    assert result["arms"]["plain"]["run"] == str(tmp_path / "runs" / "plain-42")
     assert result["shrunk_to"] == {"train_samples": 64, "epochs": 1.0}
     baseline_rate = result["baseline"]["behavioural"]["mean_failure_rate"]
     for name, arm in result["arms"].items():
@@ -155,10 +157,27 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     again = run_benchmark("teacher_recipes.py", tmp_path / "seeds.json", "--baseline",
                           str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
                           "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"),
-                          "--arms", "frames", "--seeds", "42", "43", "--resume")
-    assert set(again["arms"]) == {"frames", "frames-seed43"} == set(again["summary"])
+                          "--arms", "frames", "plain", "--seeds", "42", "7", "--resume")
+    assert set(again["arms"]) == {"frames", "frames-seed7", "plain", "plain-seed7"}
+    assert set(again["arms"]) == set(again["summary"])
     assert again["arms"]["frames"]["history"] == result["arms"]["frames"]["history"]
-    assert (again["arms"]["frames-seed43"]["seed"], again["arms"]["frames"]["seed"]) == (43, 42)
+    assert (again["arms"]["frames-seed7"]["seed"], again["arms"]["frames"]["seed"]) == (7, 42)
+    # The plain recipe at the baseline's own seed is the baseline run, not trained again.
+    assert again["arms"]["plain-seed7"]["run"] == again["baseline"]["run"] == str(tiny_run_dir)
+    assert not (tmp_path / "runs" / "plain-7").exists()
+    # Over the seeds, frames meets the plain recipe on the means and seed by seed.
+    rate = {name: arm["behavioural"]["mean_failure_rate"] for name, arm in again["arms"].items()}
+    frames = again["over_seeds"]["frames"]
+    assert frames["seeds"] == [7, 42] == again["over_seeds"]["plain"]["seeds"]
+    assert frames["behavioural_mean"] == round((rate["frames"] + rate["frames-seed7"]) / 2, 4)
+    plain_mean = (rate["plain"] + rate["plain-seed7"]) / 2
+    assert frames["behavioural_over_plain_mean"] == (
+        round(frames["behavioural_mean"] / plain_mean, 3) if plain_mean else None)
+    same_seed = frames["behavioural_over_plain_same_seed"]  # JSON keys are strings
+    assert set(same_seed) == {"7", "42"}
+    assert same_seed["7"] == (round(rate["frames-seed7"] / rate["plain-seed7"], 3)
+                              if rate["plain-seed7"] else None)
+    assert "behavioural_over_plain_mean" not in again["over_seeds"]["plain"]
 
 
 def test_augment_labels_measures_every_method_and_both_defaults(tmp_path, tiny_run_dir):
