@@ -111,7 +111,8 @@ def main() -> None:
     result = {"benchmark": "teacher_recipes", "preset": RECIPE["preset"],
               "model": args.model or "minilm", "shrunk_to": shrink or "none",
               "baseline": scored(Path(args.baseline)), "arms": {}}
-    baseline_seed = Run.open(args.baseline).config.training.seed
+    baseline = Run.open(args.baseline)
+    baseline_seed = baseline.config.training.seed
 
     def arm_name(arm: str, seed: int) -> str:
         return arm if seed == args.seeds[0] else f"{arm}-seed{seed}"
@@ -121,8 +122,7 @@ def main() -> None:
         if arm == "plain" and baseline_seed in seeds:
             seeds = [seed for seed in seeds if seed != baseline_seed]
             result["arms"][arm_name(arm, baseline_seed)] = result["baseline"] | {
-                "settings": {}, "seed": baseline_seed,
-                "history": Run.open(args.baseline).history()}
+                "settings": ARMS[arm], "seed": baseline_seed, "history": baseline.history()}
         found = run_recipe(arm, RECIPE, runs, args.model, ARMS[arm] | shrink, args.resume,
                            seeds=seeds) if seeds else {"runs": []}
         for row in found["runs"]:
