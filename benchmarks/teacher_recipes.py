@@ -59,12 +59,10 @@ def _ratio(rate: float, baseline: float) -> float | None:
     return round(rate / baseline, 3) if baseline else None
 
 
-def over_seeds(arms: dict) -> dict:
-    """Each arm's means over its seeds, and its behavioural rate against the plain arm's, on
-    the means and paired seed by seed (the same seed shares data order and initial head)."""
-    by_arm: dict[str, dict[int, dict]] = {}
-    for name, row in arms.items():
-        by_arm.setdefault(name.split("-seed")[0], {})[row["seed"]] = row
+def over_seeds(by_arm: dict[str, dict[int, dict]]) -> dict:
+    """Each arm's means over its seeds (by_arm: arm -> seed -> row), and its behavioural rate
+    against the plain arm's, on the means and paired seed by seed (the same seed shares data
+    order and initial head)."""
     plain = by_arm.get("plain", {})
 
     def rate(row: dict) -> float:
@@ -114,21 +112,23 @@ def main() -> None:
     baseline = Run.open(args.baseline)
     baseline_seed = baseline.config.training.seed
 
-    def arm_name(arm: str, seed: int) -> str:
-        return arm if seed == args.seeds[0] else f"{arm}-seed{seed}"
+    by_arm: dict[str, dict[int, dict]] = {}  # the same rows as result["arms"], for over_seeds
+
+    def add(arm: str, seed: int, row: dict) -> None:
+        by_arm.setdefault(arm, {})[seed] = row
+        result["arms"][arm if seed == args.seeds[0] else f"{arm}-seed{seed}"] = row
 
     for arm in args.arms:
         seeds = args.seeds
         if arm == "plain" and baseline_seed in seeds:
             seeds = [seed for seed in seeds if seed != baseline_seed]
-            result["arms"][arm_name(arm, baseline_seed)] = result["baseline"] | {
-                "settings": ARMS[arm], "seed": baseline_seed, "history": baseline.history()}
+            add(arm, baseline_seed, result["baseline"] | {
+                "settings": ARMS[arm], "seed": baseline_seed, "history": baseline.history()})
         found = run_recipe(arm, RECIPE, runs, args.model, ARMS[arm] | shrink, args.resume,
                            seeds=seeds) if seeds else {"runs": []}
         for row in found["runs"]:
-            run_dir = runs / f"{arm}-{row['seed']}"
-            result["arms"][arm_name(arm, row["seed"])] = scored(run_dir) | {
-                "settings": ARMS[arm], "seed": row["seed"], "history": row["history"]}
+            add(arm, row["seed"], scored(runs / f"{arm}-{row['seed']}") | {
+                "settings": ARMS[arm], "seed": row["seed"], "history": row["history"]})
         result["summary"] = {
             name: {"dev_accuracy": a["dev_accuracy"],
                    "minus_baseline": round(a["dev_accuracy"]
@@ -138,7 +138,7 @@ def main() -> None:
                        a["behavioural"]["mean_failure_rate"],
                        result["baseline"]["behavioural"]["mean_failure_rate"])}
             for name, a in result["arms"].items()}
-        result["over_seeds"] = over_seeds(result["arms"])
+        result["over_seeds"] = over_seeds(by_arm)
         result["machine"] = machine(load_start)
         emit(result, args.output)
 
