@@ -133,7 +133,8 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     result = run_benchmark("teacher_recipes.py", tmp_path / "teachers.json", "--baseline",
                            str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
                            "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
-    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames", "plain"}
+    assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames", "plain",
+                                   "imdb-first"}
     # The baseline was trained at seed 7, so the plain recipe at seed 42 is trained.
     assert result["arms"]["plain"]["run"] == str(tmp_path / "runs" / "plain-42")
     assert result["shrunk_to"] == {"train_samples": 64, "epochs": 1.0}
@@ -153,6 +154,15 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     assert framed["training"]["augment_methods"] == ["identity", "frames"]
     assert framed["training"]["layer_decay"] == 1.0
     assert framed["augmentation"]["labels"] == "source text's, flipped by negating frames"
+    # imdb-first fine-tunes on SST-2 the model of an IMDb run, cut to 128 tokens and one epoch.
+    stage = yaml.safe_load((tmp_path / "runs" / "imdb128-42" / "config.yaml").read_text())
+    assert stage["data"]["dataset"] == "imdb" and stage["data"]["max_length"] == 128
+    assert stage["training"]["epochs"] == 1 and stage["data"]["truncation"] == "tail"
+    first = yaml.safe_load((tmp_path / "runs" / "imdb-first-42" / "config.yaml").read_text())
+    assert first["model"]["model"] == str(tmp_path / "runs" / "imdb128-42" / "model")
+    assert first["data"]["dataset"] == "sst2"
+    assert result["arms"]["imdb-first"]["settings"] == {"model": first["model"]["model"]}
+    assert result["intermediate"]["train_rows"] == 64
     # --seeds trains an arm again at another seed; --resume reuses the finished seed.
     again = run_benchmark("teacher_recipes.py", tmp_path / "seeds.json", "--baseline",
                           str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
