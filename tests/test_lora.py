@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import SHARED, tiny_config
+from conftest import SHARED, assert_one_line_error, run_cli, tiny_config
 
 from sentitune.config import TrainingConfig, load_preset
 from sentitune.dataset import load_splits
@@ -214,3 +214,13 @@ def test_adapter_only_run_with_three_labels_loads_its_own_head(tmp_path, tiny_be
     with torch.no_grad():
         expected = torch.softmax(trained(**enc).logits, dim=-1).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_an_adapter_only_run_is_refused_as_a_starting_model(capsys, lora_runs, tmp_path,
+                                                            sentiment_csv):
+    run = shutil.copytree(lora_runs["bert"].run_dir, tmp_path / "run")
+    shutil.rmtree(run / "model")  # what a --no-merge-lora run holds
+    code, _, err = run_cli(capsys, "train", "--data", str(sentiment_csv), "--model", str(run),
+                           "--output", str(tmp_path / "next"))
+    assert_one_line_error(code, err, "LoRA adapter", "--merge-lora")
+    assert not (tmp_path / "next").exists() and not (tmp_path / "next.partial").exists()

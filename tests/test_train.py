@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 
 from sentitune.config import load_preset
 from sentitune.dataset import load_splits
@@ -197,3 +197,23 @@ def test_temperature_is_folded_into_the_saved_model(tiny_run_dir):
     found = classification_metrics(y_true, probs, "binary", labels)
     for key in ("loss", "accuracy", "f1", "f1_macro", "precision", "recall"):
         assert found[key] == pytest.approx(metrics["validation"][key], abs=1e-5), key
+
+
+def test_a_run_as_model_continues_from_its_fine_tuned_weights(capsys, tmp_path, tiny_run_dir,
+                                                              sentiment_csv):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from sentitune.model import load_model
+
+    saved = AutoModelForSequenceClassification.from_pretrained(tiny_run_dir / "model")
+    started = load_model(str(tiny_run_dir), ["negative", "positive"], "binary")
+    # Every weight, the trained head included, is the run's: no fresh initialisation.
+    assert saved.state_dict().keys() == started.state_dict().keys()
+    assert all(torch.equal(saved.state_dict()[name], weight)
+               for name, weight in started.state_dict().items())
+    code, _, _ = run_cli(capsys, "train", "--data", str(sentiment_csv), "--model",
+                         str(tiny_run_dir), "--max-length", "32", "--epochs", "1",
+                         "--output", str(tmp_path / "next"), "--quiet")
+    assert code == 0
+    assert Run.open(tmp_path / "next").config.model.model == str(tiny_run_dir)

@@ -111,8 +111,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = _help(
-        "Alias (minilm, distilbert, bert, roberta, albert), hub id or local directory.", "minilm"
-    )
+        "Alias (minilm, distilbert, bert, roberta, albert), hub id, local directory, or a "
+        "run directory: its fine-tuned model is trained further (e.g. on IMDb, then SST-2).",
+        "minilm")
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,28 @@ def bundled_minilm() -> Path:
 
 
 def resolve_model(name: str) -> str:
-    """Alias, local directory or hub id → what `from_pretrained` takes."""
+    """Alias, local directory, sentitune run or hub id → what `from_pretrained` takes."""
     if name == "minilm":
         return str(bundled_minilm())
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(_fine_tuned_model(path))
     return ALIASES.get(name, name)
+
+
+def _fine_tuned_model(folder: Path) -> Path:
+    """A run directory's model/, so that `--model RUN` continues a fine-tuned model (e.g. one
+    trained on IMDb first, then on SST-2); any other folder as it is."""
+    from sentitune.run import Run
+
+    if not Run.looks_like_run(folder):
+        return folder
+    run = Run.open(folder)
+    if not run.model_dir.is_dir():
+        raise SentituneError(
+            f"run {folder} holds a LoRA adapter but no whole model to start from; retrain it "
+            "with --merge-lora, or give its base model as --model")
+    return run.model_dir
 
 
 def _offline_error(name: str, exc: Exception) -> SentituneError:
