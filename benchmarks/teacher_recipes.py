@@ -21,10 +21,11 @@ Each arm is the sst2-minilm-full preset (all 67,349 phrases, 3 epochs, batch 32,
     plain             the preset unchanged, so every arm trained at several seeds meets the
                       plain recipe at the same seeds; at the baseline's own seed the plain
                       arm is the baseline run, not trained again
-    imdb-first        the preset started from MiniLM fine-tuned for one epoch on IMDb's
-                      22,500 training reviews (their last 128 tokens) instead of from the bundled
-                      checkpoint: intermediate-task training (STILTs, Phang et al. 2018) on the
-                      same task in a related domain; SST-2's sentences come from film reviews.
+    imdb-first        the preset started from the model of an imdb-minilm-intermediate run
+                      (one epoch on IMDb's 22,500 training reviews, their last 128 tokens)
+                      instead of from the bundled checkpoint: intermediate-task training
+                      (STILTs, Phang et al. 2018) on the same task in a related domain;
+                      SST-2's sentences come from film reviews.
                       The intermediate run is trained once, at the first seed, and shared by
                       every seed of the arm, as a user shares one checkpoint
 
@@ -56,10 +57,9 @@ ARMS = {
     "plain": {},
     "imdb-first": {},
 }
-# The intermediate run of imdb-first: imdb-minilm-full cut to 128 tokens (a quarter of its cost:
-# SST-2's sentences are short) and one epoch.
-INTERMEDIATE = {"preset": "imdb-minilm-full", "overrides": {"max_length": 128, "epochs": 1},
-                "seeds": [42], "test": False}
+# The intermediate run of imdb-first (its preset's comment says why 128 tokens and one epoch).
+INTERMEDIATE = {"preset": "imdb-minilm-intermediate", "overrides": {}, "seeds": [42],
+                "test": False}
 
 
 RECIPE = RECIPES["sst2-full"]
@@ -136,7 +136,8 @@ def main() -> None:
             stage = run_recipe("imdb128", INTERMEDIATE, runs, args.model,
                                {k: v for k, v in shrink.items() if k != "epochs"},
                                args.resume, seeds=args.seeds[:1])
-            result["intermediate"] = stage["runs"][0] | {"overrides": stage["overrides"]}
+            result["intermediate"] = stage["runs"][0] | {"preset": INTERMEDIATE["preset"],
+                                                         "overrides": stage["overrides"]}
             model = str(runs / f"imdb128-{args.seeds[0]}" / "model")
             settings = {"model": model}
         if arm == "plain" and baseline_seed in seeds:

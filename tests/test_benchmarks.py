@@ -154,7 +154,7 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     assert framed["training"]["augment_methods"] == ["identity", "frames"]
     assert framed["training"]["layer_decay"] == 1.0
     assert framed["augmentation"]["labels"] == "source text's, flipped by negating frames"
-    # imdb-first fine-tunes on SST-2 the model of an IMDb run, cut to 128 tokens and one epoch.
+    # imdb-first fine-tunes on SST-2 the model of an imdb-minilm-intermediate run.
     stage = yaml.safe_load((tmp_path / "runs" / "imdb128-42" / "config.yaml").read_text())
     assert stage["data"]["dataset"] == "imdb" and stage["data"]["max_length"] == 128
     assert stage["training"]["epochs"] == 1 and stage["data"]["truncation"] == "tail"
@@ -163,6 +163,7 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     assert first["data"]["dataset"] == "sst2"
     assert result["arms"]["imdb-first"]["settings"] == {"model": first["model"]["model"]}
     assert result["intermediate"]["train_rows"] == 64
+    assert result["intermediate"]["preset"] == "imdb-minilm-intermediate"
     # --seeds trains an arm again at another seed; --resume reuses the finished seed.
     again = run_benchmark("teacher_recipes.py", tmp_path / "seeds.json", "--baseline",
                           str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
