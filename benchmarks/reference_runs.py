@@ -54,6 +54,7 @@ def run_recipe(name: str, recipe: dict, runs_dir: Path, model: str | None,
         m = run.metrics
         row = {
             "seed": seed,
+            "run": str(run_dir),
             "validation": {k: round(m["validation"][k], 4)
                            for k in ("accuracy", "f1", "f1_macro", "loss")},
             "validation_rows": run.facts["rows"]["validation"],

@@ -138,7 +138,7 @@ def main() -> None:
                                args.resume, seeds=args.seeds[:1])
             result["intermediate"] = stage["runs"][0] | {"preset": INTERMEDIATE["preset"],
                                                          "overrides": stage["overrides"]}
-            model = str(runs / f"imdb128-{args.seeds[0]}" / "model")
+            model = str(Run.open(stage["runs"][0]["run"]).model_dir)
             settings = {"model": model}
         if arm == "plain" and baseline_seed in seeds:
             seeds = [seed for seed in seeds if seed != baseline_seed]
@@ -147,7 +147,7 @@ def main() -> None:
         found = run_recipe(arm, RECIPE, runs, model, ARMS[arm] | shrink, args.resume,
                            seeds=seeds) if seeds else {"runs": []}
         for row in found["runs"]:
-            add(arm, row["seed"], scored(runs / f"{arm}-{row['seed']}") | {
+            add(arm, row["seed"], scored(Path(row["run"])) | {
                 "settings": settings, "seed": row["seed"], "history": row["history"]})
         result["summary"] = {
             name: {"dev_accuracy": a["dev_accuracy"],
