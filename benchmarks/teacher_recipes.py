@@ -28,6 +28,7 @@ Each arm is the sst2-minilm-full preset (all 67,349 phrases, 3 epochs, batch 32,
                       SST-2's sentences come from film reviews.
                       The intermediate run is trained once, at the first seed, and shared by
                       every seed of the arm, as a user shares one checkpoint
+    imdb-first-frames frames started from that intermediate run: both at once
 
 The baseline is the existing sst2-minilm-full run (learning rate 5e-5, no decay), scored, not
 retrained. --model, --train-samples and --epochs shrink the arms (the tests' tiny mode; recorded
@@ -56,10 +57,12 @@ ARMS = {
     "frames": {"augment": 1, "augment_methods": ("identity", "frames")},
     "plain": {},
     "imdb-first": {},
+    "imdb-first-frames": {"augment": 1, "augment_methods": ("identity", "frames")},
 }
 # The intermediate run of imdb-first (its preset's comment says why 128 tokens and one epoch).
 INTERMEDIATE = {"preset": "imdb-minilm-intermediate", "overrides": {}, "seeds": [42],
                 "test": False}
+FROM_INTERMEDIATE = ("imdb-first", "imdb-first-frames")
 
 
 RECIPE = RECIPES["sst2-full"]
@@ -131,15 +134,16 @@ def main() -> None:
 
     for arm in args.arms:
         seeds, model, settings = args.seeds, args.model, ARMS[arm]
-        if arm == "imdb-first":
-            # A shrunk (test) run shrinks the intermediate run too; its epochs stay at one.
-            stage = run_recipe("imdb128", INTERMEDIATE, runs, args.model,
-                               {k: v for k, v in shrink.items() if k != "epochs"},
-                               args.resume, seeds=args.seeds[:1])
-            result["intermediate"] = stage["runs"][0] | {"preset": INTERMEDIATE["preset"],
-                                                         "overrides": stage["overrides"]}
-            model = str(Run.open(stage["runs"][0]["run"]).model_dir)
-            settings = {"model": model}
+        if arm in FROM_INTERMEDIATE:
+            if "intermediate" not in result:
+                # A shrunk (test) run shrinks the intermediate run too; its epochs stay at one.
+                stage = run_recipe("imdb128", INTERMEDIATE, runs, args.model,
+                                   {k: v for k, v in shrink.items() if k != "epochs"},
+                                   args.resume, seeds=args.seeds[:1])
+                result["intermediate"] = stage["runs"][0] | {
+                    "preset": INTERMEDIATE["preset"], "overrides": stage["overrides"]}
+            model = str(Run.open(result["intermediate"]["run"]).model_dir)
+            settings = ARMS[arm] | {"model": model}
         if arm == "plain" and baseline_seed in seeds:
             seeds = [seed for seed in seeds if seed != baseline_seed]
             add(arm, baseline_seed, result["baseline"] | {

@@ -134,7 +134,7 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
                            str(tiny_run_dir), "--model", str(tiny_bert), "--train-samples",
                            "64", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
     assert set(result["arms"]) == {"lr1e-4-ld0.9", "lr1e-4-ld0.9-aug", "frames", "plain",
-                                   "imdb-first"}
+                                   "imdb-first", "imdb-first-frames"}
     # The baseline was trained at seed 7, so the plain recipe at seed 42 is trained.
     assert result["arms"]["plain"]["run"] == str(tmp_path / "runs" / "plain-42")
     assert result["shrunk_to"] == {"train_samples": 64, "epochs": 1.0}
@@ -162,6 +162,9 @@ def test_teacher_recipes_trains_its_arms_beside_the_baseline(tmp_path, tiny_bert
     assert first["model"]["model"] == str(tmp_path / "runs" / "imdb128-42" / "model")
     assert first["data"]["dataset"] == "sst2"
     assert result["arms"]["imdb-first"]["settings"] == {"model": first["model"]["model"]}
+    both = yaml.safe_load((tmp_path / "runs" / "imdb-first-frames-42" / "config.yaml").read_text())
+    assert both["model"] == first["model"]  # one intermediate run serves both arms
+    assert both["training"]["augment_methods"] == ["identity", "frames"]
     assert result["intermediate"]["train_rows"] == 64
     assert result["intermediate"]["preset"] == "imdb-minilm-intermediate"
     # --seeds trains an arm again at another seed; --resume reuses the finished seed.
