@@ -51,15 +51,18 @@ from common import add_run_flags, emit, machine
 from reference_runs import RECIPES, run_recipe
 from students import scored
 
+# Identity swaps inside rule-labelled frames: the robust preset's augmentation.
+FRAMES = {"augment": 1, "augment_methods": ("identity", "frames")}
 ARMS = {
     "lr1e-4-ld0.9": {"learning_rate": 1e-4, "layer_decay": 0.9},
     "lr1e-4-ld0.9-aug": {"learning_rate": 1e-4, "layer_decay": 0.9, "augment": 1},
-    "frames": {"augment": 1, "augment_methods": ("identity", "frames")},
+    "frames": FRAMES,
     "plain": {},
     "imdb-first": {},
-    "imdb-first-frames": {"augment": 1, "augment_methods": ("identity", "frames")},
+    "imdb-first-frames": FRAMES,
 }
-# The intermediate run of imdb-first (its preset's comment says why 128 tokens and one epoch).
+# The intermediate run the FROM_INTERMEDIATE arms start from (its preset's comment says why 128
+# tokens and one epoch).
 INTERMEDIATE = {"preset": "imdb-minilm-intermediate", "overrides": {}, "seeds": [42],
                 "test": False}
 FROM_INTERMEDIATE = ("imdb-first", "imdb-first-frames")
