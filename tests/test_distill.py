@@ -153,6 +153,22 @@ def test_a_student_with_another_tokenizer_is_warned_about(capsys, tiny_run_dir, 
     assert "tokenizer differs" in err and "own tokenization" in err
 
 
+def test_a_student_holding_out_other_rows_than_its_teacher_is_warned_about(capsys, tiny_run_dir,
+                                                                            tmp_path):
+    """The tiny teacher's data has no validation split: its hold-out is drawn with its seed."""
+    taught = Run.open(tiny_run_dir).config.training.seed
+    for seed, warned in ((taught + 1, True), (taught, False)):
+        code, _, err = run_cli(capsys, "distill", str(tiny_run_dir), "--student", "teacher:1",
+                               "--epochs", "1", "--seed", str(seed), "--output",
+                               str(tmp_path / f"s{seed}"), "--quiet")
+        assert code == 0, err
+        said = (f"the student holds out other validation rows than its teacher (seed {seed}, "
+                f"the teacher's {taught}); the teacher trained on some of them, so the student's "
+                f"validation scores flatter it; give --seed {taught}, or compare both on the "
+                "test split")
+        assert (said in err) is warned, err
+
+
 def test_bad_input_is_one_line(capsys, tiny_run_dir, tmp_path):
     no_text = tmp_path / "ids.csv"
     no_text.write_text("id,score\n1,2\n3,4\n")

@@ -340,6 +340,7 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
                 if distill_settings.hidden_weight else None)
     unlabeled: list[str] = []
     config = first.config.replace(model=model, method="full", **overrides)
+    _warn_of_another_hold_out(first, config.training.seed)
     if distill_settings.unlabeled is not None:
         unlabeled, column = read_unlabeled(distill_settings.unlabeled,
                                            distill_settings.unlabeled_column,
@@ -357,6 +358,18 @@ def distill(teachers: str | Path | Sequence[str | Path], output: str | Path | No
     return train(config, output, resume=resume, overwrite=overwrite, progress=progress,
                  teaching=teaching, callbacks=[_resume_command(
                      _resume_line(teacher, preset_name, distill_settings, output))])
+
+
+def _warn_of_another_hold_out(teacher: Run, seed: int) -> None:
+    """A hold-out is drawn with the run's seed: a student at another seed validates on other
+    rows, some of which its teacher trained on, so its scores flatter it."""
+    taught = teacher.config.training.seed
+    if seed != taught and teacher.facts.get("data_notes", {}).get("validation_from"):
+        console.warn(f"the student holds out other validation rows than its teacher (seed "
+                     f"{seed}, the teacher's {taught}); the teacher trained on some of them, so "
+                     f"the student's validation scores flatter it; give "
+                     f"{console.option('seed', taught)}, or compare both on the test split "
+                     "(sentitune evaluate RUN --split test)")
 
 
 def _resume_line(teacher: Classifier, preset: str | None, settings: DistillConfig,
