@@ -1,22 +1,25 @@
-"""Students of the full-data SST-2 teacher: 3 and 2 layers, with and without augmentation.
+"""Students of a full-data teacher: 3 and 2 layers, with and without augmentation.
 
     nohup flock /work/jobs/cpu.lock python benchmarks/students.py \
         --teacher runs/sst2-minilm-full --runs-dir runs/students --resume \
         --output benchmarks/results/students-minilm-cpu.json > students.log 2>&1 &
 
-Each arm is `sentitune distill TEACHER --config PRESET` (sst2-minilm-student3, -student2 and
-their -aug variants: one augmented copy per training text, labelled by the teacher), seed 42
-first, then seeds 43 and 44 of the 3-layer student with and without augmentation, so the
-augmentation gain comes with its spread; then the Patient KD arms (-pkd presets: layer
-matching, `--hidden-weight` 100, and 500 for student3-pkd500; the 3-layer one at seeds 43
-and 44 too), then the -imdb arms (67,349 IMDb sentences the teacher labels added to the
-transfer set) at seeds 42-44 and with all 6 of the teacher's layers (student6-imdb), each
-against its plain arm. A student keeps its teacher's training settings that its preset
-leaves alone, augmentation included: the students of a teacher trained with
-`sst2-minilm-robust` have its framed copies in their transfer set, labelled by it. Every arm
-is scored on SST-2 dev (872 sentences; also the validation set that picked each run's best
-epoch and temperature, teacher included, so every row is equally optimistic) and on the
-bundled behavioural suite (mean failure rate over its tests).
+Each arm is `sentitune distill TEACHER --config PRESET`. For an SST-2 teacher (the default
+--dataset sst2): sst2-minilm-student3, -student2 and their -aug variants (one augmented copy
+per training text, labelled by the teacher), seed 42 first, then seeds 43 and 44 of the
+3-layer student with and without augmentation, so the augmentation gain comes with its
+spread; then the Patient KD arms (-pkd presets: layer matching, `--hidden-weight` 100, and
+500 for student3-pkd500; the 3-layer one at seeds 43 and 44 too), then the -imdb arms
+(67,349 IMDb sentences the teacher labels added to the transfer set) at seeds 42-44 and with
+all 6 of the teacher's layers (student6-imdb), each against its plain arm. For an IMDb
+teacher (--dataset imdb): imdb-minilm-student3, -student2 and their -aug variants, at the
+teacher's seed. A student keeps its teacher's training settings that its preset leaves
+alone, augmentation included: the students of a teacher trained with `sst2-minilm-robust`
+have its framed copies in their transfer set, labelled by it. Every arm is scored on the
+teacher's validation set (SST-2 dev: 872 sentences; IMDb: the teacher's 2,500-review
+hold-out, the students keep its seed), which also picked each run's best epoch and
+temperature, teacher included, so every row is equally optimistic, and on the bundled
+behavioural suite (mean failure rate over its tests).
 --train-samples and --epochs shrink the arms to a CPU budget (recorded in the JSON);
 --budget-min stops starting arms after that many minutes. The JSON is rewritten after every
 arm; --resume reuses finished arms and continues interrupted ones from their checkpoints.
@@ -32,8 +35,9 @@ from pathlib import Path
 
 from common import add_run_flags, emit, machine
 
-# (arm, preset, seed), in the order they run: the four seed-42 arms first.
-ARMS = [
+# (arm, preset, seed) for a teacher of each dataset (--dataset), in the order they run: the
+# four seed-42 arms first.
+ARMS = {"sst2": [
     ("student3", "sst2-minilm-student3", 42),
     ("student3-aug", "sst2-minilm-student3-aug", 42),
     ("student2", "sst2-minilm-student2", 42),
@@ -50,7 +54,12 @@ ARMS = [
       for s, seed in (("", 42), ("-seed43", 43), ("-seed44", 44))],
     # All 6 of the teacher's layers on that transfer set: can more data lift the teacher?
     ("student6-imdb", "sst2-minilm-student3-imdb", 42),
-]
+],
+    # The teacher's seed (None): IMDb has no validation split and the hold-out is drawn with
+    # the seed, so a student at another seed would be scored on other reviews than its teacher.
+    "imdb": [(arm, f"imdb-minilm-{arm}", None)
+             for arm in ("student3", "student3-aug", "student2", "student2-aug")],
+}
 # Settings an arm adds to its preset.
 ARM_SETTINGS = {"student3-pkd500": {"hidden_weight": 500.0},
                 "student6-imdb": {"student": "teacher:6"}}
@@ -126,28 +135,42 @@ def summary(rows: dict, teacher: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default="runs/sst2-minilm-full")
-    parser.add_argument("--arms", nargs="+", choices=[a for a, _, _ in ARMS],
-                        default=[a for a, _, _ in ARMS],
-                        help="arms to train (finished arms in --runs-dir are reported too)")
+    parser.add_argument("--dataset", choices=list(ARMS), default="sst2",
+                        help="the teacher's dataset: its arms use the DATASET-minilm-student* "
+                        "presets")
+    parser.add_argument("--arms", nargs="+", choices=sorted({a for arms in ARMS.values()
+                                                             for a, _, _ in arms}),
+                        help="arms to train (default: all of --dataset's; finished arms in "
+                        "--runs-dir are reported too)")
     parser.add_argument("--train-samples", type=int, help="transfer-set subset (default: all)")
     parser.add_argument("--epochs", type=float, help="override the presets' epochs")
     parser.add_argument("--budget-min", type=float, default=None,
                         help="start no arm after this many minutes")
     add_run_flags(parser, "runs/students")
     args = parser.parse_args()
+    arms = ARMS[args.dataset]
+    names = [a for a, _, _ in arms]
+    others = sorted(set(args.arms or ()) - set(names))
+    if others:
+        parser.error(f"{', '.join(others)}: not an arm of --dataset {args.dataset}; its arms "
+                     f"are {', '.join(names)}")
+    chosen = args.arms or names
     load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentitune.distillation import distill
+    from sentitune.run import Run
 
     started = time.perf_counter()
     runs = Path(args.runs_dir)
     shrink = {k: v for k, v in (("train_samples", args.train_samples),
                                 ("epochs", args.epochs)) if v is not None}
-    result = {"benchmark": "students", "teacher": args.teacher, "shrunk_to": shrink or "none",
+    teacher_seed = Run.open(args.teacher).config.training.seed
+    result = {"benchmark": "students", "teacher": args.teacher, "dataset": args.dataset,
+              "shrunk_to": shrink or "none",
               "teacher_scores": scored(Path(args.teacher)), "arms": {}}
-    for arm, preset, seed in ARMS:
+    for arm, preset, seed in arms:
         out = runs / arm
-        if arm not in args.arms and not (out / "metrics.json").is_file():
+        if arm not in chosen and not (out / "metrics.json").is_file():
             continue
         if not (out / "metrics.json").is_file():
             if args.budget_min is not None and time.perf_counter() - started > args.budget_min * 60:
@@ -155,11 +178,13 @@ def main() -> None:
                 continue
             log("distilling", arm)
             t0 = time.perf_counter()
-            distill(args.teacher, out, config=preset, seed=seed, resume=args.resume,
-                    overwrite=not args.resume, progress=False,
-                    checkpoint_every="5m", **ARM_SETTINGS.get(arm, {}), **shrink)
+            seeded = {} if seed is None else {"seed": seed}
+            distill(args.teacher, out, config=preset, resume=args.resume,
+                    overwrite=not args.resume, progress=False, checkpoint_every="5m",
+                    **seeded, **ARM_SETTINGS.get(arm, {}), **shrink)
             log("done", arm, f"{time.perf_counter() - t0:.0f} s")
-        result["arms"][arm] = scored(out) | {"preset": preset, "seed": seed}
+        result["arms"][arm] = scored(out) | {"preset": preset, "seed": teacher_seed
+                                             if seed is None else seed}
         result["summary"] = summary(result["arms"], result["teacher_scores"])
         result["machine"] = machine(load_start)
         emit(result, args.output)

@@ -101,6 +101,32 @@ def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_di
     assert all(0 <= r <= 1 for r in rates.values())
 
 
+def test_students_of_an_imdb_teacher_use_the_imdb_presets(tmp_path, tiny_run_dir):
+    from sentitune.run import Run
+
+    runs = tmp_path / "runs"
+    result = run_benchmark("students.py", tmp_path / "students.json", "--teacher",
+                           str(tiny_run_dir), "--dataset", "imdb", "--arms", "student2",
+                           "--epochs", "1", "--runs-dir", str(runs), "--resume")
+    assert result["dataset"] == "imdb" and set(result["arms"]) == {"student2"}
+    assert result["arms"]["student2"]["preset"] == "imdb-minilm-student2"
+    student, teacher = Run.open(runs / "student2"), Run.open(tiny_run_dir)
+    assert student.config.training.batch_size == 16  # the IMDb preset's
+    # No seed in the preset: the student keeps its teacher's, so it holds out the same rows.
+    assert student.config.training.seed == teacher.config.training.seed == result["arms"][
+        "student2"]["seed"]
+    # An arm of the SST-2 family only: one line naming the IMDb arms, exit 2, nothing trained.
+    refused = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "students.py"), "--teacher",
+         str(tiny_run_dir), "--dataset", "imdb", "--arms", "student3-pkd", "--runs-dir",
+         str(tmp_path / "other")], capture_output=True, text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO / "benchmarks")})
+    assert refused.returncode == 2 and not (tmp_path / "other").exists()
+    assert refused.stderr.splitlines()[-1].endswith(
+        "student3-pkd: not an arm of --dataset imdb; its arms are student3, student3-aug, "
+        "student2, student2-aug")
+
+
 def test_audit_benchmark_measures_flipped_rows_found(tmp_path, tiny_bert):
     result = run_benchmark(
         "audit.py", tmp_path / "audit.json", "--model", str(tiny_bert), "--rows", "120",
