@@ -9,9 +9,10 @@ of the machine's matrix-multiply speed training and inference use.
 
 For every run (and the ensemble: mean calibrated probabilities of its members) and every
 engine (torch fp32; torch bf16 autocast where the CPU has bf16 instructions; ONNX int8,
-exported first when missing; the ensemble runs torch fp32 only): SST-2 dev accuracy (872
-sentences) and texts/s on those sentences at batch 32 after a warm-up, all in this one
-process, one after another.
+exported first when missing; the ensemble runs torch fp32 only): accuracy and texts/s at batch
+32 after a warm-up, all in this one process, one after another, on SST-2 dev (872 sentences)
+or, with --dataset imdb, on IMDb's test reviews (--texts N: a seeded, stratified N of them),
+at the runs' own max length.
 
 Utilisation: the machine's best matrix-multiply FLOP/s (torch.matmul on square matrices,
 fp32 and bf16, best of several sizes and repeats) against the FLOP/s the models reach:
@@ -32,6 +33,9 @@ import numpy as np
 from common import emit, machine
 
 BATCH = 32
+# What each --dataset is scored on: (split, name in the JSON and plot, what one text is).
+SCORED = {"sst2": ("validation", "SST-2 dev", "sentences"),
+          "imdb": ("test", "IMDb test", "reviews")}
 MATMUL_SIZES = (512, 1024, 2048)
 TRAIN_STEPS = 8
 
@@ -131,7 +135,7 @@ def engine_row(clf, texts: list[str], labels: np.ndarray) -> dict:
             "texts_per_s": round(len(texts) / seconds, 1)}
 
 
-def plot(rows: dict, path: Path, title: str) -> None:
+def plot(rows: dict, path: Path, title: str, scored_on: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,8 +149,8 @@ def plot(rows: dict, path: Path, title: str) -> None:
             ax.annotate(f"{name} {engine}", (row["texts_per_s"], row["accuracy"]),
                         fontsize=7, xytext=(4, 2), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("texts/s (SST-2 dev, batch 32, log scale)")
-    ax.set_ylabel("SST-2 dev accuracy")
+    ax.set_xlabel(f"texts/s ({scored_on}, batch 32, log scale)")
+    ax.set_ylabel(f"{scored_on} accuracy")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -157,7 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories; the first is the teacher")
     parser.add_argument("--ensemble", nargs="+", default=[], help="runs averaged as one")
-    parser.add_argument("--texts", type=int, help="first N dev sentences (default: all)")
+    parser.add_argument("--dataset", choices=list(SCORED), default="sst2",
+                        help="the runs' dataset, scored on its split of SCORED")
+    parser.add_argument("--texts", type=int,
+                        help="a seeded, stratified N of the scored texts (default: all)")
     parser.add_argument("--output", help="also write the JSON here")
     parser.add_argument("--plot", help="frontier.png path")
     args = parser.parse_args()
@@ -165,12 +172,16 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentitune.dataset import load_eval_split
     from sentitune.dataset.labels import BINARY_NAMES
+    from sentitune.dataset.splits import subset
     from sentitune.exporting.run_export import export
     from sentitune.hardware import cpu_bf16_flags
     from sentitune.inference.classifier import Classifier
 
-    frame, _ = load_eval_split("sst2", "validation", BINARY_NAMES, "binary")
-    texts, labels = list(frame["text"])[:args.texts], np.asarray(frame["label"])[:args.texts]
+    split, scored_on, unit = SCORED[args.dataset]
+    frame, _ = load_eval_split(args.dataset, split, BINARY_NAMES, "binary")
+    if args.texts is not None and args.texts < len(frame):
+        frame = subset(frame, args.texts, 0, "binary", split)
+    texts, labels = list(frame["text"]), np.asarray(frame["label"])
     bf16 = bool(cpu_bf16_flags())
     engines = {"torch-fp32": "torch", **({"torch-bf16": "torch-bf16"} if bf16 else {}),
                "onnx-int8": "onnx-int8"}
@@ -203,7 +214,7 @@ def main() -> None:
     teacher = Path(args.runs[0])
     from sentitune.dataset.sources import read_source
 
-    train_texts = list(read_source("sst2")[0]["train"]["text"][:5000])
+    train_texts = list(read_source(args.dataset)[0]["train"]["text"][:5000])
     training = {"fp32": training_flops_per_s(teacher, train_texts, max_length, False),
                 **({"bf16": training_flops_per_s(teacher, train_texts, max_length, True)}
                    if bf16 else {})}
@@ -211,7 +222,7 @@ def main() -> None:
         found["of_peak"] = round(found["gflops"] / peaks[key]["gflops"], 4)
     result = {
         "benchmark": "frontier",
-        "texts": f"SST-2 dev, {len(texts)} sentences, batch {BATCH}",
+        "texts": f"{scored_on}, {len(texts)} {unit}, batch {BATCH}",
         "results": rows,
         "matmul_peak": peaks,
         "inference_utilisation": utilisation,
@@ -224,8 +235,9 @@ def main() -> None:
     }
     if args.plot:
         cpu = result["machine"]["cpu"]
-        plot(rows, Path(args.plot), f"SST-2 dev accuracy vs speed on {cpu} "
-             f"({result['machine']['cpu_count']} cores, load {load_start[0]:.1f} at start)")
+        plot(rows, Path(args.plot), f"{scored_on} accuracy vs speed on {cpu} "
+             f"({result['machine']['cpu_count']} cores, load {load_start[0]:.1f} at start)",
+             scored_on)
     emit(result, args.output)
 
 

@@ -79,6 +79,19 @@ def test_frontier_measures_every_engine_and_the_utilisation(tmp_path, tiny_run_d
     training = result["training_utilisation (tiny-copy)"]["fp32"]
     assert training["gflops"] > 0 and training["samples_per_s"] > 0
     assert (tmp_path / "frontier.png").stat().st_size > 0 and result["machine"]["cpu"]
+    assert result["texts"] == "SST-2 dev, 32 sentences, batch 32"
+
+
+def test_frontier_scores_imdb_runs_on_a_sample_of_the_test_reviews(tmp_path, tiny_run_dir):
+    import shutil
+
+    copy = tmp_path / "tiny-copy"
+    shutil.copytree(tiny_run_dir, copy)
+    result = run_benchmark("frontier.py", tmp_path / "frontier.json", str(copy), "--dataset",
+                           "imdb", "--texts", "16")
+    assert result["texts"] == "IMDb test, 16 reviews, batch 32"
+    assert all(0 <= e["accuracy"] <= 1 and e["texts_per_s"] > 0
+               for e in result["results"]["tiny-copy"].values())
 
 
 def test_students_trains_its_arms_and_reports_augmentation(tmp_path, tiny_run_dir):
