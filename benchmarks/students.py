@@ -35,8 +35,8 @@ from pathlib import Path
 
 from common import add_run_flags, emit, machine
 
-# (arm, preset, seed) for a teacher of each dataset (--dataset), in the order they run: the
-# four seed-42 arms first.
+# (arm, preset, seed; None: the teacher's) for a teacher of each dataset (--dataset), in the
+# order they run: the four seed-42 arms first.
 ARMS = {"sst2": [
     ("student3", "sst2-minilm-student3", 42),
     ("student3-aug", "sst2-minilm-student3-aug", 42),
