@@ -88,7 +88,8 @@ def scored(run_dir: Path) -> dict:
     run = Run.open(run_dir)
     v = run.metrics["validation"]
     taught = run.facts.get("distillation", {})
-    return {"run": str(run_dir), "dev_accuracy": round(v["accuracy"], 4),
+    return {"run": str(run_dir), "seed": run.config.training.seed,
+            "dev_accuracy": round(v["accuracy"], 4),
             "dev_f1_macro": round(v["f1_macro"], 4),
             "train_runtime_s": round(run.metrics.get("train_runtime_s", 0.0), 1),
             "best_epoch": run.metrics["best_epoch"],
@@ -158,13 +159,11 @@ def main() -> None:
     load_start = os.getloadavg()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentitune.distillation import distill
-    from sentitune.run import Run
 
     started = time.perf_counter()
     runs = Path(args.runs_dir)
     shrink = {k: v for k, v in (("train_samples", args.train_samples),
                                 ("epochs", args.epochs)) if v is not None}
-    teacher_seed = Run.open(args.teacher).config.training.seed
     result = {"benchmark": "students", "teacher": args.teacher, "dataset": args.dataset,
               "shrunk_to": shrink or "none",
               "teacher_scores": scored(Path(args.teacher)), "arms": {}}
@@ -183,8 +182,7 @@ def main() -> None:
                     overwrite=not args.resume, progress=False, checkpoint_every="5m",
                     **seeded, **ARM_SETTINGS.get(arm, {}), **shrink)
             log("done", arm, f"{time.perf_counter() - t0:.0f} s")
-        result["arms"][arm] = scored(out) | {"preset": preset, "seed": teacher_seed
-                                             if seed is None else seed}
+        result["arms"][arm] = scored(out) | {"preset": preset}
         result["summary"] = summary(result["arms"], result["teacher_scores"])
         result["machine"] = machine(load_start)
         emit(result, args.output)

@@ -364,7 +364,7 @@ def _warn_of_another_hold_out(teacher: Run, seed: int) -> None:
     """A hold-out is drawn with the run's seed: a student at another seed validates on other
     rows, some of which its teacher trained on, so its scores flatter it."""
     taught = teacher.config.training.seed
-    if seed != taught and teacher.facts.get("data_notes", {}).get("validation_from"):
+    if seed != taught and teacher.data_notes.get("validation_from"):
         console.warn(f"the student holds out other validation rows than its teacher (seed "
                      f"{seed}, the teacher's {taught}); the teacher trained on some of them, so "
                      f"the student's validation scores flatter it; give "

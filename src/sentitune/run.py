@@ -211,6 +211,12 @@ class Run:
         library versions."""
         return {k: v for k, v in self._config_file.items() if k not in SECTIONS}
 
+    @property
+    def data_notes(self) -> dict:
+        """What reading the data noted (its folder, a guessed text column, where validation
+        came from, overlaps); empty for a run that kept none."""
+        return self.facts.get("data_notes") or {}
+
     @cached_property
     def _labels_file(self) -> dict:
         path = self.path / "labels.json"
@@ -344,7 +350,7 @@ class Run:
 
         config = self.config
         # The folder its data was read from, when $SENTITUNE_DATA_DIR no longer says.
-        remembered = (self.facts.get("data_notes") or {}).get("data_dir")
+        remembered = self.data_notes.get("data_dir")
         root = Path(remembered) if remembered and data_dir() is None else None
         splits = load_splits(config.data, config.training.seed, root)
         saved = self.facts.get("data_fingerprint")

@@ -16,7 +16,7 @@ def text_column_for(classifier: Classifier, columns: list[str], given: str | Non
     """The column to score: given, else the run's training column if present, else guessed."""
     if given is None:
         trained = (classifier.run.config.data.text_column
-                   or classifier.run.facts.get("data_notes", {}).get("text_column"))
+                   or classifier.run.data_notes.get("text_column"))
         if trained in columns:
             return trained
     return pick_column(pd.DataFrame(columns=columns), given, TEXT_COLUMNS, "text", "the input")
